@@ -1,0 +1,36 @@
+# The two commands the README opens with: `make demo` and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench lint postgres clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	rm -f demo.db demo.db-wal demo.db-shm
+	$(VENV)/bin/yikatong --db sqlite:///demo.db demo
+
+# PostgreSQL is part of the test suite: start the local cluster when it is installed and down.
+postgres:
+	@if command -v pg_lsclusters >/dev/null 2>&1 && ls /etc/postgresql >/dev/null 2>&1; then \
+	  pg_lsclusters -h | grep -q online || \
+	  pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start; \
+	fi
+
+test: $(STAMP) postgres
+	$(VENV)/bin/ruff check domain ledger projections exporters tests benchmarks
+	$(VENV)/bin/pytest
+
+bench: $(STAMP) postgres
+	$(VENV)/bin/pytest benchmarks --benchmark-enable -p no:randomly -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check domain ledger projections exporters tests benchmarks
+
+clean:
+	rm -rf $(VENV) demo.db demo.db-wal demo.db-shm .pytest_cache

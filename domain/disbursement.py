@@ -1,0 +1,318 @@
+"""Payments, batches and month-end runs.
+
+Consistency boundary (issue 3): one `Payment` aggregate per enrolment × period, whose id is uuid5 of
+that natural key, holding exactly one stored event (`Payment.Accrued`). The event store's primary key
+(originator_id, originator_version) therefore refuses a second payment for the same enrolment and
+period: no check-then-insert decides it. A month-end of N payments stores N payment events plus one
+`Batch.PaymentsAdded` event per batch per chunk, ≈ 1.0 events per payment.
+
+A `Batch` groups payments by the policy's region × programme × period × run month (DESIGN.md), plus a
+sequence number: once a batch has left `drafted` it is frozen, and later payments for the same key go
+to the next sequence. The payments and the `PaymentsAdded` event that lists them are written in one
+transaction, so a payment belongs to exactly one batch.
+
+A `RunLog` per run scope records each completed month-end with the registry position it read. A later
+run need only look at periods after that month for persons unchanged since that position; a person
+whose record changed (new enrolment, decision, account) is looked at from their enrolment start, so
+arrears (补发) are found without re-checking every past period of every person.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+from uuid import UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.eligibility import NAMESPACE, PersonRecord
+from domain.errors import RuleBroken
+from domain.identity import age_on
+from domain.periods import Month, Period, periods_starting_between
+from domain.policy import MonthRate, NoStandardInForce, Policy, Programme, month_rate
+from domain.regions import region_contains
+
+DRAFTED, EXPORTED, APPROVED, SUBMITTED, SETTLED = "drafted", "exported", "approved", "submitted", "settled"
+BATCH_STATUSES = (DRAFTED, EXPORTED, APPROVED, SUBMITTED, SETTLED)
+
+
+_PAYMENT_KEY_PREFIX = hashlib.sha1(NAMESPACE.bytes + b"payment|")
+
+
+def payment_id(id_number: str, programme: str, period: str) -> UUID:
+    """One payment per enrolment per period: uuid5 of the natural key (DESIGN.md, The event log).
+
+    Bit-identical to `uuid.uuid5(NAMESPACE, f"payment|{id_number}|{programme}|{period}")` (a test
+    checks it); the namespace and prefix are hashed once, since a month-end computes a million of these.
+    """
+    digest = _PAYMENT_KEY_PREFIX.copy()
+    digest.update(f"{id_number}|{programme}|{period}".encode())
+    raw = bytearray(digest.digest()[:16])
+    raw[6] = (raw[6] & 0x0F) | 0x50  # version 5
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    return UUID(bytes=bytes(raw))
+
+
+def batch_id(region: str, programme: str, period: str, run_month: str, seq: int) -> UUID:
+    return uuid5(NAMESPACE, f"batch|{region}|{programme}|{period}|{run_month}|{seq}")
+
+
+def run_log_id(scope: str) -> UUID:
+    return uuid5(NAMESPACE, f"runlog|{scope}")
+
+
+class BatchFrozen(RuleBroken):
+    """Payments cannot be added to a batch that has left `drafted`."""
+
+
+class Payment(Aggregate):
+    """One payment to one payee for one period of one programme."""
+
+    @staticmethod
+    def create_id(id_number: str, programme: str, period: str, **_: Any) -> UUID:  # type: ignore[override]
+        return payment_id(id_number, programme, period)
+
+    @event("Accrued")
+    def __init__(
+        self,
+        id_number: str,
+        programme: str,
+        period: str,
+        name: str,
+        region: str,
+        amount_fen: int,
+        persons: int,
+        due_date: str,
+        late: bool,
+        batch_id: str,
+        bank_code: str,
+        account: str,
+        run_month: str,
+    ) -> None:
+        self.id_number = id_number
+        self.programme = programme
+        self.period = period
+        self.name = name
+        self.region = region
+        self.amount_fen = amount_fen
+        self.persons = persons
+        self.due_date = date.fromisoformat(due_date)
+        self.late = late
+        self.batch_id = UUID(batch_id)
+        self.bank_code = bank_code
+        self.account = account
+        self.run_month = run_month
+
+
+class Batch(Aggregate):
+    """Payments of one region × programme × period × run, and the batch's life after the month-end."""
+
+    @staticmethod
+    def create_id(  # type: ignore[override]
+        region: str, programme: str, period: str, run_month: str, seq: int, **_: Any
+    ) -> UUID:
+        return batch_id(region, programme, period, run_month, seq)
+
+    @event("Drafted")
+    def __init__(
+        self, region: str, programme: str, period: str, run_month: str, seq: int, due_date: str
+    ) -> None:
+        self.region = region
+        self.programme = programme
+        self.period = period
+        self.run_month = run_month
+        self.seq = seq
+        self.due_date = date.fromisoformat(due_date)
+        self.status = DRAFTED
+        self.payment_ids: list[str] = []
+        self.total_fen = 0
+
+    @property
+    def count(self) -> int:
+        return len(self.payment_ids)
+
+    def add_payments(self, payment_ids: tuple[str, ...], total_fen: int) -> None:
+        if self.status != DRAFTED:
+            raise BatchFrozen(f"batch {self.id} is {self.status}; payments go to a new batch")
+        self._payments_added(payment_ids=payment_ids, total_fen=total_fen)
+
+    @event("PaymentsAdded")
+    def _payments_added(self, payment_ids: tuple[str, ...], total_fen: int) -> None:
+        self.payment_ids.extend(payment_ids)
+        self.total_fen += total_fen
+
+
+class RunLog(Aggregate):
+    """The completed month-ends of one scope (a region code), in the order they completed."""
+
+    @staticmethod
+    def create_id(scope: str, **_: Any) -> UUID:  # type: ignore[override]
+        return run_log_id(scope)
+
+    @event("Opened")
+    def __init__(self, scope: str) -> None:
+        self.scope = scope
+        self.completed: list[Watermark] = []
+
+    def complete(
+        self, *, month: Month, registry_position: int, payments: int, total_fen: int, actor: str
+    ) -> None:
+        self._completed(
+            month=str(month),
+            registry_position=registry_position,
+            payments=payments,
+            total_fen=total_fen,
+            actor=actor,
+        )
+
+    @event("RunCompleted")
+    def _completed(
+        self, month: str, registry_position: int, payments: int, total_fen: int, actor: str
+    ) -> None:
+        self.completed.append(Watermark(Month.parse(month), registry_position))
+
+    def watermark_for(self, month: Month) -> Watermark | None:
+        """The latest completed run for a month at or before `month`: what that run covered stays covered."""
+        best = None
+        for mark in self.completed:
+            if mark.month <= month and (best is None or mark.month > best.month):
+                best = mark
+        return best
+
+
+@dataclass(frozen=True, slots=True)
+class Watermark:
+    month: Month
+    registry_position: int
+
+
+# --- accrual: what is owed, decided from the registry and the policy ---------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentDue:
+    payment_id: UUID
+    person_id: UUID
+    id_number: str
+    name: str
+    region: str
+    programme: str
+    period: Period
+    amount_fen: int
+    persons: int
+    due_date: date
+    late: bool
+    bank_code: str
+    account: str
+
+
+class Accrual:
+    """Computes what each enrolment is owed, caching standards per programme and month.
+
+    Rules (issue 3, DESIGN.md):
+    - every period of the programme's cadence that starts in a month up to the run month is due, from
+      the enrolment's start; periods starting before the run month whose due date has passed are
+      arrears (补发) and flagged late;
+    - a period is payable when the enrolment is active on its first day (domain.eligibility);
+    - the period pays the sum of its months (domain.policy.month_amount_fen's rules): a quarter of an
+      annual standard is exactly ⌊A·q/4⌋ − ⌊A·(q−1)/4⌋, and a household quarter is 3 × its monthly amount;
+    - an amount of zero (income at or above the line, below the first age tier) is not a payment.
+    """
+
+    def __init__(self, policy: Policy, run_month: Month) -> None:
+        self.policy = policy
+        self.run_month = run_month
+        self._rates: dict[tuple[str, int], MonthRate | None] = {}
+        self._due_dates: dict[tuple[str, Period], date] = {}
+        self._in_scope: dict[str, bool] = {}
+
+    def due(
+        self,
+        records: Iterable[tuple[UUID, PersonRecord]],
+        scope: str,
+        watermark: Watermark | None,
+        policy_position: int,
+    ) -> Iterator[PaymentDue]:
+        covered = (
+            watermark if watermark is not None and policy_position <= watermark.registry_position else None
+        )
+        for pid, record in records:
+            unchanged = covered is not None and record.last_position <= covered.registry_position
+            for enrolment in record.all_enrolments():
+                programme_key = enrolment.programme
+                in_scope = self._in_scope.get(enrolment.region)
+                if in_scope is None:
+                    in_scope = self._in_scope[enrolment.region] = region_contains(scope, enrolment.region)
+                if not in_scope:
+                    continue
+                programme = self.policy.programmes.get(programme_key)
+                if programme is None:
+                    continue
+                first = Month.of(enrolment.effective_from)
+                if unchanged:
+                    assert covered is not None
+                    first = max(first, covered.month.plus(1))
+                for period in periods_starting_between(programme.cadence, first, self.run_month):
+                    if not enrolment.payable_in(period.start):
+                        continue
+                    try:
+                        amount_fen = self.period_amount_fen(programme, period, record, enrolment)
+                    except NoStandardInForce:
+                        continue
+                    if amount_fen <= 0:
+                        continue
+                    due_date = self._due_date(programme, period)
+                    period_name = period.name
+                    yield PaymentDue(
+                        payment_id=payment_id(record.id_number, programme_key, period_name),
+                        person_id=pid,
+                        id_number=record.id_number,
+                        name=record.name,
+                        region=enrolment.region,
+                        programme=programme_key,
+                        period=period,
+                        amount_fen=amount_fen,
+                        persons=enrolment.household.members if programme.unit == "household" else 1,
+                        due_date=due_date,
+                        late=due_date < self.run_month.first_day,
+                        bank_code=record.bank_code,
+                        account=record.account,
+                    )
+
+    def period_amount_fen(
+        self, programme: Programme, period: Period, record: PersonRecord, enrolment: Any
+    ) -> int:
+        """The sum of the period's months (see `domain.policy.month_amount_fen` for one month's rules)."""
+        total = 0
+        plain = not enrolment.decisions
+        for month in period.month_list():
+            override = None if plain else enrolment.override_fen_on(month.first_day)
+            if override is not None:
+                total += override
+                continue
+            rate = self._rate(programme, month)
+            age = age_on(record.birth_date, month.first_day) if rate.tiers else 0
+            total += rate.amount_for(age, enrolment.household)
+        return total
+
+    def _rate(self, programme: Programme, month: Month) -> MonthRate:
+        key = (programme.key, month.ordinal)
+        if key not in self._rates:
+            try:
+                self._rates[key] = month_rate(self.policy, programme, month)
+            except NoStandardInForce:
+                self._rates[key] = None
+        rate = self._rates[key]
+        if rate is None:
+            raise NoStandardInForce(f"{programme.key} has no standard in force in {month}")
+        return rate
+
+    def _due_date(self, programme: Programme, period: Period) -> date:
+        key = (programme.key, period)
+        found = self._due_dates.get(key)
+        if found is None:
+            found = self._due_dates[key] = period.due_date(programme.due_day)
+        return found

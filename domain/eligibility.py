@@ -1,0 +1,432 @@
+"""Eligibility: a person's enrolments in programmes and the decisions that change them.
+
+Consistency boundary: one `Person` aggregate holds every enrolment of one resident ID, so the
+exclusions between programmes (000_a883bdda05437b65.txt 四: 特困 excludes dibao and the disability 两项;
+orphans exclude 特困) are checked against one version of the truth, and two clerks changing the same
+person at once cannot both succeed: the second append conflicts on the aggregate version.
+
+Each decision has an effective date (`effective_on`), an actor and a reason (the decision document
+number). Effective date and recorded time are different axes: the enrolment's timeline is ordered by
+effective date, so a decision recorded late still applies from its date.
+
+Payability rule (stated once, used by the month-end): a period is payable when the enrolment is active
+on the period's first day. Periods are paid in advance, so a decision inside a period takes effect from
+the next period (an enrolment approved on 15 January is first paid for February, 次月起).
+
+Phase-out (004_f2a082fc87a827a6.txt 二.1, 渐退期): the enrolment keeps being paid for 6 more months
+counted from the first month starting on or after the decision, then ends by itself on `ends_on`.
+
+Event payloads are JSON primitives (ISO dates as text, fen as int), so the log reads the same to any
+tool and the month-end can fold it in bulk with `apply_person_event` without building aggregates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import date
+from typing import Any
+from uuid import UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.errors import RuleBroken
+from domain.periods import Month
+from domain.policy import HouseholdFacts
+
+NAMESPACE = UUID("6f1c2b1e-1f7d-4d55-9a57-0c3b8e0f7a11")
+PHASE_OUT_MONTHS = 6  # 004_… 二.1: 给予6个月的渐退期
+
+ACTIVE, SUSPENDED, TERMINATED, ENDED, PENDING = "active", "suspended", "terminated", "ended", "pending"
+DECISION_KINDS = ("suspend", "resume", "terminate", "adjust", "phase-out")
+
+
+def person_id(id_number: str) -> UUID:
+    return uuid5(NAMESPACE, f"person|{id_number}")
+
+
+class UnknownEnrolment(RuleBroken):
+    """A decision names a person or programme with no enrolment."""
+
+
+class AlreadyEnrolled(RuleBroken):
+    """The person already holds an enrolment in that programme with different terms."""
+
+
+class ProgrammesExclude(RuleBroken):
+    """Holding both programmes at once is forbidden (000_a883bdda05437b65.txt 四)."""
+
+    def __init__(self, message: str, rule_name: str) -> None:
+        super().__init__(message)
+        self.rule_name = rule_name
+
+    @property
+    def rule(self) -> str:
+        return self.rule_name
+
+
+class DecisionNotAllowed(RuleBroken):
+    """The decision does not apply to the enrolment's status on its effective date."""
+
+
+class DecisionBeforeEnrolment(RuleBroken):
+    """A decision cannot take effect before the enrolment starts."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    kind: str  # one of DECISION_KINDS
+    effective_on: date
+    actor: str
+    reason: str
+    amount_fen: int | None = None
+    ends_on: date | None = None  # phase-out only
+
+
+@dataclass(frozen=True, slots=True)
+class Enrolment:
+    programme: str
+    region: str
+    effective_from: date
+    household: HouseholdFacts
+    decision_ref: str
+    decisions: tuple[Decision, ...] = ()  # in effective-date order, stable for equal dates
+
+    def status_on(self, day: date) -> str:
+        """Fold the decisions in force on `day` (effective date order)."""
+        if day < self.effective_from:
+            return PENDING
+        status = ACTIVE
+        for decision in self.decisions:
+            if decision.effective_on > day:
+                break
+            status = _next_status(status, decision, day)
+        return status
+
+    def override_fen_on(self, day: date) -> int | None:
+        """The approved monthly amount from the latest `adjust` in force on `day`, if any."""
+        amount = None
+        for decision in self.decisions:
+            if decision.effective_on > day:
+                break
+            if decision.kind == "adjust":
+                amount = decision.amount_fen
+        return amount
+
+    def end_date(self) -> date | None:
+        """The day the enrolment stops for good (termination or end of phase-out), if decided."""
+        ends = [
+            d.effective_on if d.kind == "terminate" else d.ends_on
+            for d in self.decisions
+            if d.kind in ("terminate", "phase-out")
+        ]
+        return min((e for e in ends if e is not None), default=None)
+
+    def payable_in(self, month: Month) -> bool:
+        """The payability rule: active on the first day of the period that starts in `month`."""
+        return self.status_on(month.first_day) == ACTIVE
+
+    def with_decision(self, decision: Decision) -> Enrolment:
+        ordered = sorted((*self.decisions, decision), key=lambda d: d.effective_on)
+        return replace(self, decisions=tuple(ordered))
+
+
+def _next_status(status: str, decision: Decision, day: date) -> str:
+    if status in (TERMINATED, ENDED):
+        return status
+    if decision.kind == "suspend":
+        return SUSPENDED
+    if decision.kind == "resume":
+        return ACTIVE
+    if decision.kind == "terminate":
+        return TERMINATED
+    if decision.kind == "phase-out" and decision.ends_on is not None and day >= decision.ends_on:
+        return ENDED
+    return status
+
+
+def phase_out_ends_on(effective_on: date) -> date:
+    """6 more months from the first month starting on or after the decision, then it ends (004_… 二.1)."""
+    first = Month.of(effective_on)
+    if effective_on.day != 1:
+        first = first.plus(1)
+    return first.plus(PHASE_OUT_MONTHS).first_day
+
+
+# Which statuses each decision may act on, on its effective date.
+_ALLOWED_FROM = {
+    "suspend": (ACTIVE,),
+    "resume": (SUSPENDED,),
+    "terminate": (ACTIVE, SUSPENDED),
+    "adjust": (ACTIVE, SUSPENDED),
+    "phase-out": (ACTIVE,),
+}
+
+
+def check_exclusions(
+    enrolments: Mapping[str, Enrolment],
+    programme: str,
+    on: date,
+    excluded_pairs: Iterable[frozenset[str]],
+    id_number: str,
+) -> None:
+    """Refuse holding `programme` from `on` beside an enrolment it excludes (symmetric, 000_… 四).
+
+    An enrolment that has ended (terminated or phased out) on or before `on` is no longer held.
+    """
+    pairs = set(excluded_pairs)
+    for other_key, other in enrolments.items():
+        if other_key == programme or frozenset((programme, other_key)) not in pairs:
+            continue
+        ends = other.end_date()
+        if ends is None or ends > on:
+            raise ProgrammesExclude(
+                f"{id_number}: {programme} and {other_key} exclude each other "
+                f"(000_a883bdda05437b65.txt 四); {other_key} is held from {other.effective_from.isoformat()}"
+                + (f" until {ends.isoformat()}" if ends else ""),
+                rule_name=f"{programme}_excludes_{other_key}",
+            )
+
+
+# --- the aggregate -------------------------------------------------------------------------------
+
+
+class Person(Aggregate):
+    """One resident ID with its 一卡通 account and its enrolments."""
+
+    @staticmethod
+    def create_id(id_number: str, **_: Any) -> UUID:  # type: ignore[override]
+        return person_id(id_number)
+
+    @event("Registered")
+    def __init__(
+        self, id_number: str, name: str, birth_date: str, bank_code: str, account: str, actor: str
+    ) -> None:
+        self.id_number = id_number
+        self.name = name
+        self.birth_date = date.fromisoformat(birth_date)
+        self.bank_code = bank_code
+        self.account = account
+        self.enrolments: dict[str, Enrolment] = {}
+        self.past_enrolments: list[Enrolment] = []
+
+    # Commands: decide, then record (STYLE.md 3).
+
+    def enrol(
+        self,
+        *,
+        programme: str,
+        region: str,
+        effective_from: date,
+        household: HouseholdFacts,
+        decision_ref: str,
+        actor: str,
+        excluded_pairs: Iterable[frozenset[str]],
+    ) -> bool:
+        """Enrol in `programme`; returns False when an identical enrolment already exists.
+
+        A person whose enrolment has ended (terminated, or phased out) may be admitted again from a
+        date on or after the end: the new spell replaces it, the old one is kept in `past_enrolments`.
+        """
+        existing = self.enrolments.get(programme)
+        if existing is not None:
+            check_reenrolment(self.id_number, existing, region, effective_from, household, decision_ref)
+            if existing.effective_from == effective_from:
+                return False
+        check_exclusions(self.enrolments, programme, effective_from, excluded_pairs, self.id_number)
+        self._enrolled(
+            programme=programme,
+            region=region,
+            effective_from=effective_from.isoformat(),
+            members=household.members,
+            monthly_income_fen=household.monthly_income_fen,
+            special_members=household.special_members,
+            decision_ref=decision_ref,
+            actor=actor,
+        )
+        return True
+
+    def decide(
+        self,
+        *,
+        kind: str,
+        programme: str,
+        on: date,
+        actor: str,
+        reason: str,
+        amount_fen: int | None,
+        excluded_pairs: Iterable[frozenset[str]],
+    ) -> None:
+        enrolment = self.enrolments.get(programme)
+        if enrolment is None:
+            raise UnknownEnrolment(f"{self.id_number} has no enrolment in {programme}")
+        if on < enrolment.effective_from:
+            raise DecisionBeforeEnrolment(
+                f"{kind} on {on.isoformat()} is before the enrolment starts "
+                f"({enrolment.effective_from.isoformat()})"
+            )
+        status = enrolment.status_on(on)
+        if status not in _ALLOWED_FROM[kind]:
+            raise DecisionNotAllowed(
+                f"cannot {kind} {programme} for {self.id_number}: it is {status} on {on}"
+            )
+        if kind == "adjust" and (amount_fen is None or amount_fen < 0):
+            raise DecisionNotAllowed("adjust needs --amount, the approved monthly amount in yuan")
+        if kind == "resume":
+            others = {k: v for k, v in self.enrolments.items() if k != programme}
+            check_exclusions(others, programme, on, excluded_pairs, self.id_number)
+        ends_on = phase_out_ends_on(on).isoformat() if kind == "phase-out" else None
+        self._decided(
+            programme=programme,
+            kind=kind,
+            effective_on=on.isoformat(),
+            actor=actor,
+            reason=reason,
+            amount_fen=amount_fen if kind == "adjust" else None,
+            ends_on=ends_on,
+        )
+
+    def set_account(self, *, bank_code: str, account: str, reason: str, actor: str) -> bool:
+        """A corrected 一卡通 account; later payments go there. False when nothing changes."""
+        if (bank_code, account) == (self.bank_code, self.account):
+            return False
+        self._account_changed(bank_code=bank_code, account=account, reason=reason, actor=actor)
+        return True
+
+    # Events: apply only (STYLE.md 3). The bodies delegate to the pure folds below.
+
+    @event("Enrolled")
+    def _enrolled(
+        self,
+        programme: str,
+        region: str,
+        effective_from: str,
+        members: int,
+        monthly_income_fen: int,
+        special_members: int,
+        decision_ref: str,
+        actor: str,
+    ) -> None:
+        previous = self.enrolments.get(programme)
+        if previous is not None:
+            self.past_enrolments.append(previous)
+        self.enrolments[programme] = enrolment_from_event(locals())
+
+    @event("DecisionRecorded")
+    def _decided(
+        self,
+        programme: str,
+        kind: str,
+        effective_on: str,
+        actor: str,
+        reason: str,
+        amount_fen: int | None,
+        ends_on: str | None,
+    ) -> None:
+        self.enrolments[programme] = self.enrolments[programme].with_decision(decision_from_event(locals()))
+
+    @event("AccountChanged")
+    def _account_changed(self, bank_code: str, account: str, reason: str, actor: str) -> None:
+        self.bank_code = bank_code
+        self.account = account
+
+
+def check_reenrolment(
+    id_number: str,
+    existing: Enrolment,
+    region: str,
+    effective_from: date,
+    household: HouseholdFacts,
+    decision_ref: str,
+) -> None:
+    """An identical row is fine (a re-import); a new spell needs the old one ended by its start."""
+    if (existing.region, existing.effective_from, existing.household, existing.decision_ref) == (
+        region,
+        effective_from,
+        household,
+        decision_ref,
+    ):
+        return
+    ends = existing.end_date()
+    if ends is not None and ends <= effective_from:
+        return
+    raise AlreadyEnrolled(
+        f"{id_number} is already enrolled in {existing.programme} from "
+        f"{existing.effective_from.isoformat()} with other terms; use `decide adjust`"
+        + (f", or admit again from {ends.isoformat()} or later" if ends else "")
+    )
+
+
+def enrolment_from_event(data: Mapping[str, Any]) -> Enrolment:
+    return Enrolment(
+        programme=data["programme"],
+        region=data["region"],
+        effective_from=date.fromisoformat(data["effective_from"]),
+        household=HouseholdFacts(
+            members=data["members"],
+            monthly_income_fen=data["monthly_income_fen"],
+            special_members=data["special_members"],
+        ),
+        decision_ref=data["decision_ref"],
+    )
+
+
+def decision_from_event(data: Mapping[str, Any]) -> Decision:
+    return Decision(
+        kind=data["kind"],
+        effective_on=date.fromisoformat(data["effective_on"]),
+        actor=data["actor"],
+        reason=data["reason"],
+        amount_fen=data.get("amount_fen"),
+        ends_on=date.fromisoformat(data["ends_on"]) if data.get("ends_on") else None,
+    )
+
+
+# --- bulk fold for the month-end ------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class PersonRecord:
+    """What the month-end needs of a person, folded straight from stored event payloads."""
+
+    id_number: str
+    name: str
+    birth_date: date
+    bank_code: str
+    account: str
+    enrolments: dict[str, Enrolment]
+    last_position: int = 0  # notification id of the last event folded
+    past: list[Enrolment] = field(default_factory=list)  # ended spells replaced by a new admission
+
+    def all_enrolments(self) -> list[Enrolment]:
+        return [*self.past, *self.enrolments.values()]
+
+
+def apply_person_event(
+    records: dict[UUID, PersonRecord], originator_id: UUID, name: str, data: Mapping[str, Any], position: int
+) -> None:
+    """Fold one stored Person event (`name` is the event class name) into `records`."""
+    if name == "Registered":
+        records[originator_id] = PersonRecord(
+            id_number=data["id_number"],
+            name=data["name"],
+            birth_date=date.fromisoformat(data["birth_date"]),
+            bank_code=data["bank_code"],
+            account=data["account"],
+            enrolments={},
+            last_position=position,
+        )
+        return
+    record = records[originator_id]
+    record.last_position = position
+    if name == "Enrolled":
+        previous = record.enrolments.get(data["programme"])
+        if previous is not None:
+            record.past.append(previous)
+        record.enrolments[data["programme"]] = enrolment_from_event(data)
+    elif name == "DecisionRecorded":
+        enrolment = record.enrolments[data["programme"]]
+        record.enrolments[data["programme"]] = enrolment.with_decision(decision_from_event(data))
+    elif name == "AccountChanged":
+        record.bank_code = data["bank_code"]
+        record.account = data["account"]

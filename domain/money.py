@@ -1,0 +1,83 @@
+"""Money is integer fen inside; yuan text only at the edges (DESIGN.md, The event log).
+
+Guarantees:
+- `parse_yuan` accepts at most two decimals and refuses non-numbers and (unless allowed) negatives.
+- `format_yuan` is the exact inverse on valid input.
+- `split_fen(total, n)` gives n parts that sum to `total` exactly: part k = ⌊A·k/n⌋ − ⌊A·(k−1)/n⌋.
+- `round_half_up_fen` is the one rounding rule for amounts computed from rates (a household's monthly
+  amount, walkthrough.md: 792.775 → 792.78).
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
+
+from domain.errors import BadAmount
+
+FEN_PER_YUAN = 100
+
+
+# Plain decimal notation only: no exponent, no underscores, no NaN/inf. More than 2 decimals is
+# matched here so that it gets its own message below.
+_YUAN = re.compile(r"^([+-]?)(\d{1,15})(?:\.(\d+))?$")
+AMOUNT_YUAN_DIGITS_MAX = 15  # up to 999 trillion yuan: far above any standard, far below overflow
+
+
+def parse_yuan(text: str, *, allow_negative: bool = False) -> int:
+    """'555.00' → 55500, exactly. Raises BadAmount naming what is wrong."""
+    raw = text.strip()
+    if not raw:
+        raise BadAmount("empty amount")
+    m = _YUAN.match(raw)
+    if not m:
+        if re.match(r"^[+-]?\d{16,}(\.\d*)?$", raw):
+            raise BadAmount(f"{text!r} has more than {AMOUNT_YUAN_DIGITS_MAX} digits before the point")
+        raise BadAmount(f"{text!r} is not a number")
+    sign, whole, decimals = m.group(1), m.group(2), m.group(3) or ""
+    if len(decimals) > 2:
+        raise BadAmount(f"{text!r} has more than 2 decimals")
+    fen = int(whole) * FEN_PER_YUAN + int(decimals.ljust(2, "0"))
+    if sign == "-" and fen != 0:
+        if not allow_negative:
+            raise BadAmount(f"{text!r} is negative")
+        return -fen
+    return fen
+
+
+def format_yuan(amount_fen: int) -> str:
+    """55500 → '555.00'; -5 → '-0.05'."""
+    sign = "-" if amount_fen < 0 else ""
+    whole, fen = divmod(abs(amount_fen), FEN_PER_YUAN)
+    return f"{sign}{whole}.{fen:02d}"
+
+
+def parse_ratio(text: str) -> Fraction:
+    """A factor or share such as '1.3' or '0.05', held exactly."""
+    try:
+        value = Decimal(text.strip())
+    except InvalidOperation:
+        raise BadAmount(f"{text!r} is not a number") from None
+    if not value.is_finite() or value < 0:
+        raise BadAmount(f"{text!r} is not a non-negative number")
+    return Fraction(value)
+
+
+def split_fen(total_fen: int, parts: int) -> tuple[int, ...]:
+    """Split an amount into `parts` instalments that sum to it exactly (DESIGN.md, The event log)."""
+    if parts <= 0:
+        raise ValueError("parts must be positive")
+    return tuple((total_fen * k) // parts - (total_fen * (k - 1)) // parts for k in range(1, parts + 1))
+
+
+def part_fen(total_fen: int, parts: int, k: int) -> int:
+    """Instalment k (1-based) of `split_fen(total_fen, parts)` without building the tuple."""
+    return (total_fen * k) // parts - (total_fen * (k - 1)) // parts
+
+
+def round_half_up_fen(amount_fen: Fraction) -> int:
+    """Round an exact fen amount half-up (away from zero at .5) to whole fen, exactly."""
+    if amount_fen < 0:
+        return -round_half_up_fen(-amount_fen)
+    return int((2 * amount_fen.numerator + amount_fen.denominator) // (2 * amount_fen.denominator))

@@ -1,0 +1,564 @@
+"""A region's policy: programmes, their standards over time, and the settings standards derive from.
+
+Guarantees:
+- `parse_policy` either returns a complete, consistent `Policy` or raises `PolicyRejected` listing every
+  problem with its TOML key path (unknown base, cycle of bases, two standards from the same date, a
+  derivation that disagrees with the document's stated figure, unknown cadence or unit). Nothing partial.
+- A derived standard is computed from its base *on the day asked*, so when the base changes the derived
+  standard follows from the same effective date (联动, DESIGN.md; 000_a883bdda05437b65.txt 一.3: 特困
+  "按不低于当地低保标准的1.3倍确定").
+- Amounts come out as exact fen: a programme's standard per month is a `Fraction` of fen (an annual
+  standard is A/12 per month), and the payable month amount is rounded once, stated where it happens.
+
+The policy document itself is data (a dict shaped like the TOML file); `policy_document` turns the
+parsed policy back into that shape so the ledger can record exactly what was loaded.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from fractions import Fraction
+from typing import Any
+
+from domain.errors import BadAmount, RuleBroken
+from domain.money import format_yuan, parse_ratio, parse_yuan, part_fen, round_half_up_fen
+from domain.periods import CADENCES, Month
+from domain.regions import is_region_code
+
+UNITS = ("household", "person")
+PERS = ("month", "year")
+ROUNDINGS = ("yuan", "fen")
+DUE_DAY_MAX = 28
+PROGRAMMES_MAX = 200
+STANDARDS_MAX = 500
+_KEY = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+class PolicyRejected(RuleBroken):
+    """A policy file broke one or more rules; `errors` lists each with its key path."""
+
+    def __init__(self, source: str, errors: list[str]) -> None:
+        self.source = source
+        self.errors = tuple(errors)
+        super().__init__("\n".join(f"{source}: {e}" for e in errors) + "\nnothing loaded")
+
+
+class UnknownProgramme(RuleBroken):
+    """A programme key that the loaded policy does not define."""
+
+
+class NoStandardInForce(RuleBroken):
+    """A programme has no standard in force on the day asked (its first standard starts later)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StandardRule:
+    """One entry of a programme's `standards` list: in force from `effective_from` until the next."""
+
+    effective_from: date
+    per: str  # "month" | "year"
+    amount_fen: int | None = None  # a fixed figure
+    base: str | None = None  # a programme key or a setting name
+    factor: Fraction = Fraction(1)
+    add_fen: int = 0
+    rounding: str = "fen"  # "yuan" | "fen"
+    expect_fen: int | None = None
+    by_age: tuple[tuple[int, int], ...] = ()  # (minimum age, amount_fen), ascending
+    index: int = field(default=0, compare=False)  # position in the file's list, for error messages
+
+
+@dataclass(frozen=True, slots=True)
+class Programme:
+    key: str
+    name: str
+    unit: str  # "household" | "person"
+    cadence: str
+    due_day: int
+    excludes: tuple[str, ...]
+    standards: tuple[StandardRule, ...]  # ascending by effective_from
+
+
+@dataclass(frozen=True, slots=True)
+class Standard:
+    """A programme's standard on one day: either a flat figure or age tiers, per month or per year."""
+
+    per: str
+    amount_fen: int = 0
+    by_age: tuple[tuple[int, int], ...] = ()
+
+    def for_age(self, age: int) -> int:
+        """The tier amount for someone of `age`: the highest tier whose minimum age they reached."""
+        amount = 0
+        for minimum_age, tier_fen in self.by_age:
+            if age >= minimum_age:
+                amount = tier_fen
+        return amount
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    region_code: str
+    region_name: str
+    settings: Mapping[str, str]
+    programmes: Mapping[str, Programme]
+    special_member_uplift: Fraction = Fraction(0)
+    bank_lead_days: int = 2
+    calendar_holidays: tuple[date, ...] = ()
+    calendar_workdays: tuple[date, ...] = ()
+    calendar_years: tuple[int, ...] = ()
+    document: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    def programme(self, key: str) -> Programme:
+        try:
+            return self.programmes[key]
+        except KeyError:
+            raise UnknownProgramme(f"unknown programme {key!r}") from None
+
+    def excluded_pairs(self) -> frozenset[frozenset[str]]:
+        """Exclusion is symmetric: `excludes` on either programme forbids holding both at once."""
+        pairs = set()
+        for programme in self.programmes.values():
+            for other in programme.excludes:
+                pairs.add(frozenset((programme.key, other)))
+        return frozenset(pairs)
+
+    def standard_on(self, key: str, day: date) -> Standard:
+        """The standard of programme `key` in force on `day`; derived ones follow their base (联动)."""
+        return _standard_on(self, key, day, ())
+
+    def monthly_standard_fen(self, key: str, day: date) -> Fraction:
+        """The flat standard per month, exactly: an annual figure is A/12 (walkthrough: 3906 → 325.50)."""
+        standard = self.standard_on(key, day)
+        return Fraction(standard.amount_fen, 12 if standard.per == "year" else 1)
+
+
+def _standard_on(policy: Policy, key: str, day: date, seen: tuple[str, ...]) -> Standard:
+    programme = policy.programme(key)
+    rule = _rule_on(programme, day)
+    if rule.by_age:
+        return Standard(per=rule.per, by_age=rule.by_age)
+    if rule.amount_fen is not None:
+        return Standard(per=rule.per, amount_fen=rule.amount_fen)
+    assert rule.base is not None, "parse_policy guarantees a fixed, tiered or derived standard"
+    return Standard(per=rule.per, amount_fen=_derive(policy, rule, day, (*seen, key)))
+
+
+def _rule_on(programme: Programme, day: date) -> StandardRule:
+    in_force = None
+    for rule in programme.standards:
+        if rule.effective_from <= day:
+            in_force = rule
+    if in_force is None:
+        raise NoStandardInForce(f"{programme.key} has no standard in force on {day.isoformat()}")
+    return in_force
+
+
+def _derive(policy: Policy, rule: StandardRule, day: date, seen: tuple[str, ...]) -> int:
+    """base × factor + add, in the rule's own unit (`per`), rounded as the rule says."""
+    assert rule.base is not None
+    if rule.base in policy.programmes:
+        base = _standard_on(policy, rule.base, day, seen)
+        if base.by_age:
+            raise RuleBroken(f"{rule.base} has age tiers and cannot be a base")
+        base_fen = Fraction(base.amount_fen)
+        if base.per != rule.per:
+            base_fen = base_fen * 12 if rule.per == "year" else base_fen / 12
+    else:
+        base_fen = Fraction(parse_yuan(policy.settings[rule.base]))
+    exact = base_fen * rule.factor + rule.add_fen
+    if rule.rounding == "yuan":
+        return round_half_up_fen(exact / 100) * 100
+    return round_half_up_fen(exact)
+
+
+# --- parsing -------------------------------------------------------------------------------------
+
+
+def parse_policy(doc: Mapping[str, Any], source: str = "policy") -> Policy:
+    """Validate a policy document (the TOML file as a dict). Collects every error before raising."""
+    errors: list[str] = []
+    region = _table(doc, "region", errors)
+    code = str(region.get("code", ""))
+    if not is_region_code(code):
+        errors.append(f"region.code: {code!r} is not a six-digit division code")
+    name = str(region.get("name", "")).strip()
+    if not name:
+        errors.append("region.name: missing")
+
+    settings_raw = _table(doc, "settings", errors)
+    settings = {k: str(v) for k, v in settings_raw.items()}
+    uplift = _setting_ratio(settings, "special_member_uplift", errors)
+    lead_days = settings_raw.get("bank_lead_days", 2)
+    if not isinstance(lead_days, int) or isinstance(lead_days, bool) or not 0 <= lead_days <= 30:
+        errors.append(f"settings.bank_lead_days: {lead_days!r} is not a whole number of days 0-30")
+        lead_days = 2
+
+    programmes_raw = _table(doc, "programmes", errors)
+    if len(programmes_raw) > PROGRAMMES_MAX:
+        errors.append(f"programmes: more than {PROGRAMMES_MAX} programmes")
+    programmes: dict[str, Programme] = {}
+    for key, raw in programmes_raw.items():
+        programme = _parse_programme(key, raw, errors)
+        if programme is not None:
+            programmes[key] = programme
+
+    holidays, workdays, years = _parse_calendar(doc.get("calendar", {}), errors)
+    policy = Policy(
+        region_code=code,
+        region_name=name,
+        settings=settings,
+        programmes=programmes,
+        special_member_uplift=uplift,
+        bank_lead_days=lead_days,
+        calendar_holidays=holidays,
+        calendar_workdays=workdays,
+        calendar_years=years,
+        document=doc,
+    )
+    # References are checked over whatever parsed, so one bad cadence does not hide an unknown base.
+    reference_errors: list[str] = []
+    _check_references(policy, reference_errors)
+    errors.extend(reference_errors)
+    if not errors:
+        _check_expectations(policy, errors)
+    if errors:
+        raise PolicyRejected(source, errors)
+    return policy
+
+
+def _table(doc: Mapping[str, Any], key: str, errors: list[str]) -> Mapping[str, Any]:
+    value = doc.get(key)
+    if not isinstance(value, Mapping):
+        errors.append(f"{key}: missing table [{key}]")
+        return {}
+    return value
+
+
+def _setting_ratio(settings: Mapping[str, str], key: str, errors: list[str]) -> Fraction:
+    if key not in settings:
+        return Fraction(0)
+    try:
+        return parse_ratio(settings[key])
+    except BadAmount as e:
+        errors.append(f"settings.{key}: {e}")
+        return Fraction(0)
+
+
+def _parse_programme(key: str, raw: Any, errors: list[str]) -> Programme | None:
+    path = f"programmes.{key}"
+    if not _KEY.match(key):
+        errors.append(f"{path}: key must be lower-case ASCII letters, digits and _")
+    if not isinstance(raw, Mapping):
+        errors.append(f"{path}: must be a table")
+        return None
+    unit = raw.get("unit", "person")
+    if unit not in UNITS:
+        errors.append(f"{path}.unit: {unit!r} is not one of {', '.join(UNITS)}")
+    cadence = raw.get("cadence", "monthly")
+    if cadence not in CADENCES:
+        errors.append(f"{path}.cadence: {cadence!r} is not one of {', '.join(CADENCES)}")
+    due_day = raw.get("due_day", 10)
+    if not isinstance(due_day, int) or isinstance(due_day, bool) or not 1 <= due_day <= DUE_DAY_MAX:
+        errors.append(f"{path}.due_day: {due_day!r} is not a day 1-{DUE_DAY_MAX}")
+        due_day = 10
+    excludes = raw.get("excludes", [])
+    if not isinstance(excludes, list) or not all(isinstance(x, str) for x in excludes):
+        errors.append(f"{path}.excludes: must be a list of programme keys")
+        excludes = []
+    standards_raw = raw.get("standards", [])
+    # An empty list is allowed: the programme exists (exclusions may name it) but nothing accrues
+    # until a standard is loaded (seed 000 gives no figure for several programmes).
+    if not isinstance(standards_raw, list):
+        errors.append(f"{path}.standards: must be a list of standards")
+        standards_raw = []
+    if len(standards_raw) > STANDARDS_MAX:
+        errors.append(f"{path}.standards: more than {STANDARDS_MAX} entries")
+    rules = []
+    for i, entry in enumerate(standards_raw):
+        rule = _parse_rule(f"{path}.standards[{i}]", entry, errors, i)
+        if rule is not None:
+            rules.append(rule)
+    seen: dict[date, int] = {}
+    for rule in rules:
+        if rule.effective_from in seen:
+            errors.append(
+                f"{path}.standards[{rule.index}].from: {rule.effective_from.isoformat()} overlaps "
+                f"standards[{seen[rule.effective_from]}], which starts the same day"
+            )
+        seen[rule.effective_from] = rule.index
+    return Programme(
+        key=key,
+        name=str(raw.get("name", key)),
+        unit=str(unit),
+        cadence=str(cadence),
+        due_day=int(due_day),
+        excludes=tuple(excludes),
+        standards=tuple(sorted(rules, key=lambda r: r.effective_from)),
+    )
+
+
+def _parse_rule(path: str, entry: Any, errors: list[str], index: int) -> StandardRule | None:
+    if not isinstance(entry, Mapping):
+        errors.append(f"{path}: must be a table")
+        return None
+    known = {"from", "amount", "per", "base", "factor", "add", "round", "expect", "by_age"}
+    for extra in sorted(set(entry) - known):
+        errors.append(f"{path}.{extra}: unknown key")
+    effective_from = _parse_date(entry.get("from"), f"{path}.from", errors)
+    per = entry.get("per", "month")
+    if per not in PERS:
+        errors.append(f"{path}.per: {per!r} is not one of {', '.join(PERS)}")
+    kinds = [k for k in ("amount", "base", "by_age") if k in entry]
+    if len(kinds) != 1:
+        errors.append(f"{path}: give exactly one of amount, base or by_age (found {kinds or 'none'})")
+        return None
+    for derivation_key in ("factor", "add", "round"):
+        if derivation_key in entry and "base" not in entry:
+            errors.append(
+                f"{path}.{derivation_key}: only a derived standard (with `base`) takes {derivation_key}"
+            )
+    amount = _yuan(entry, "amount", path, errors)
+    add = _yuan(entry, "add", path, errors) or 0
+    expect = _yuan(entry, "expect", path, errors)
+    factor = Fraction(1)
+    if "factor" in entry:
+        try:
+            factor = parse_ratio(str(entry["factor"]))
+        except BadAmount as e:
+            errors.append(f"{path}.factor: {e}")
+    rounding = entry.get("round", "fen")
+    if rounding not in ROUNDINGS:
+        errors.append(f"{path}.round: {rounding!r} is not one of {', '.join(ROUNDINGS)}")
+    by_age = _parse_tiers(entry.get("by_age"), f"{path}.by_age", errors) if "by_age" in entry else ()
+    base = entry.get("base")
+    if base is not None and not isinstance(base, str):
+        errors.append(f"{path}.base: must be a programme key or setting name")
+        base = None
+    if effective_from is None:
+        return None
+    return StandardRule(
+        effective_from=effective_from,
+        per=str(per),
+        amount_fen=amount,
+        base=base,
+        factor=factor,
+        add_fen=add,
+        rounding=str(rounding),
+        expect_fen=expect,
+        by_age=by_age,
+        index=index,
+    )
+
+
+def _yuan(entry: Mapping[str, Any], key: str, path: str, errors: list[str]) -> int | None:
+    if key not in entry:
+        return None
+    try:
+        return parse_yuan(str(entry[key]), allow_negative=(key == "add"))
+    except BadAmount as e:
+        errors.append(f"{path}.{key}: {e}")
+        return None
+
+
+def _parse_date(value: Any, path: str, errors: list[str]) -> date | None:
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except (TypeError, ValueError):
+        errors.append(f"{path}: {value!r} is not a date (YYYY-MM-DD)")
+        return None
+
+
+def _parse_tiers(value: Any, path: str, errors: list[str]) -> tuple[tuple[int, int], ...]:
+    if not isinstance(value, list) or not value:
+        errors.append(f"{path}: must be a list of [minimum age, amount] pairs")
+        return ()
+    tiers = []
+    for i, pair in enumerate(value):
+        if not (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], int)):
+            errors.append(f'{path}[{i}]: must be [minimum age, "amount"]')
+            continue
+        try:
+            tiers.append((int(pair[0]), parse_yuan(str(pair[1]))))
+        except BadAmount as e:
+            errors.append(f"{path}[{i}]: {e}")
+    ages = [age for age, _ in tiers]
+    if ages != sorted(set(ages)):
+        errors.append(f"{path}: minimum ages must be strictly ascending")
+    return tuple(tiers)
+
+
+def _parse_calendar(
+    raw: Any, errors: list[str]
+) -> tuple[tuple[date, ...], tuple[date, ...], tuple[int, ...]]:
+    """Official holidays and make-up workdays (调休) for years the calendar package does not know yet."""
+    if not isinstance(raw, Mapping):
+        errors.append("calendar: must be a table")
+        return (), (), ()
+    holidays = tuple(
+        d
+        for i, v in enumerate(raw.get("holidays", []))
+        if (d := _parse_date(v, f"calendar.holidays[{i}]", errors))
+    )
+    workdays = tuple(
+        d
+        for i, v in enumerate(raw.get("workdays", []))
+        if (d := _parse_date(v, f"calendar.workdays[{i}]", errors))
+    )
+    years_raw = raw.get("years", [])
+    if not isinstance(years_raw, list) or not all(isinstance(y, int) for y in years_raw):
+        errors.append("calendar.years: must be a list of years")
+        years_raw = []
+    return holidays, workdays, tuple(years_raw)
+
+
+def _check_references(policy: Policy, errors: list[str]) -> None:
+    """Every base resolves to a programme or a setting, bases form no cycle, excludes name programmes."""
+    for programme in policy.programmes.values():
+        for other in programme.excludes:
+            if other not in policy.programmes:
+                errors.append(f"programmes.{programme.key}.excludes: unknown programme {other!r}")
+        for rule in programme.standards:
+            if rule.base is None:
+                continue
+            path = f"programmes.{programme.key}.standards[{rule.index}].base"
+            if rule.base not in policy.programmes and rule.base not in policy.settings:
+                errors.append(f"{path}: unknown base {rule.base!r} (neither a programme nor a setting)")
+            elif rule.base not in policy.programmes:
+                try:
+                    parse_yuan(policy.settings[rule.base])
+                except BadAmount as e:
+                    errors.append(f"settings.{rule.base}: {e}")
+    reported: set[frozenset[str]] = set()
+    for key in policy.programmes:
+        cycle = _find_cycle(policy, key, ())
+        if cycle and frozenset(cycle) not in reported:
+            reported.add(frozenset(cycle))
+            errors.append(f"programmes.{key}.standards: bases form a cycle: {' → '.join(cycle)}")
+
+
+def _find_cycle(policy: Policy, key: str, path: tuple[str, ...]) -> tuple[str, ...]:
+    if key in path:
+        return (*path[path.index(key) :], key)
+    for rule in policy.programmes[key].standards:
+        if rule.base in policy.programmes:
+            cycle = _find_cycle(policy, rule.base, (*path, key))
+            if cycle:
+                return cycle
+    return ()
+
+
+def _check_expectations(policy: Policy, errors: list[str]) -> None:
+    """Loading must reproduce every figure the document states (`expect`), to the fen."""
+    for programme in policy.programmes.values():
+        for rule in programme.standards:
+            if rule.expect_fen is None:
+                continue
+            path = f"programmes.{programme.key}.standards[{rule.index}].expect"
+            try:
+                got = policy.standard_on(programme.key, rule.effective_from).amount_fen
+            except RuleBroken as e:
+                errors.append(f"{path}: cannot derive: {e}")
+                continue
+            if got != rule.expect_fen:
+                errors.append(
+                    f"{path}: derivation gives {format_yuan(got)}, the document states "
+                    f"{format_yuan(rule.expect_fen)}"
+                )
+
+
+# --- what one month pays ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HouseholdFacts:
+    """What a household programme's amount depends on (001_… and 004_…: 补差 and 增发)."""
+
+    members: int
+    monthly_income_fen: int
+    special_members: int
+
+
+@dataclass(frozen=True, slots=True)
+class MonthRate:
+    """A programme's standard for one month, reduced to integers so a million enrolments cost little.
+
+    - household: the monthly standard is `num / den` fen exactly (an annual standard has den 12);
+      `uplift_num / uplift_den` is `special_member_uplift`.
+    - person, flat: `flat_fen` is the month's amount (an annual standard already split 12 ways).
+    - person, by age: `tiers` are (minimum age, this month's amount in fen).
+    """
+
+    household: bool
+    num: int = 0
+    den: int = 1
+    uplift_num: int = 0
+    uplift_den: int = 1
+    flat_fen: int = 0
+    tiers: tuple[tuple[int, int], ...] = ()
+
+    def amount_for(self, age: int, household: HouseholdFacts) -> int:
+        if self.household:
+            # max(0, members × std − income) + uplift × std × special, rounded half-up once (walkthrough).
+            top_up = max(0, household.members * self.num - household.monthly_income_fen * self.den)
+            num = top_up * self.uplift_den + self.uplift_num * self.num * household.special_members
+            den = self.den * self.uplift_den
+            return (2 * num + den) // (2 * den)
+        if self.tiers:
+            amount = 0
+            for minimum_age, tier_fen in self.tiers:
+                if age >= minimum_age:
+                    amount = tier_fen
+            return amount
+        return self.flat_fen
+
+
+def month_rate(policy: Policy, programme: Programme, month: Month) -> MonthRate:
+    """The standard in force on the month's first day, as a `MonthRate` (raises NoStandardInForce)."""
+    day = month.first_day
+    standard = policy.standard_on(programme.key, day)
+    if programme.unit == "household":
+        per_month = policy.monthly_standard_fen(programme.key, day)
+        uplift = policy.special_member_uplift
+        return MonthRate(
+            household=True,
+            num=per_month.numerator,
+            den=per_month.denominator,
+            uplift_num=uplift.numerator,
+            uplift_den=uplift.denominator,
+        )
+
+    def monthly(amount_fen: int) -> int:
+        # An annual standard pays part k = ⌊A·k/12⌋ − ⌊A·(k−1)/12⌋ in month k: the months sum to the year.
+        return part_fen(amount_fen, 12, month.month) if standard.per == "year" else amount_fen
+
+    if standard.by_age:
+        return MonthRate(household=False, tiers=tuple((age, monthly(f)) for age, f in standard.by_age))
+    return MonthRate(household=False, flat_fen=monthly(standard.amount_fen))
+
+
+def month_amount_fen(
+    policy: Policy,
+    programme: Programme,
+    month: Month,
+    *,
+    age: int,
+    household: HouseholdFacts,
+    override_fen: int | None,
+) -> int:
+    """What one enrolment is owed for one month, in whole fen.
+
+    - An adjusted enrolment (`decide adjust --amount`) is owed the approved monthly amount.
+    - A household programme pays members × standard − income, floored at 0, plus
+      `special_member_uplift` × standard per special member, rounded half-up to the fen once
+      (walkthrough.md: 3 × 325.50 − 200 + 0.05 × 325.50 = 792.775 → 792.78; seeds 001 and 004).
+    - A person programme pays its monthly standard; an annual one is split 12 ways so the months sum
+      exactly to the year; age tiers use the age on the month's first day (003_… 二: 高龄津贴 by age).
+    """
+    if override_fen is not None:
+        return override_fen
+    return month_rate(policy, programme, month).amount_for(age, household)

@@ -1,0 +1,370 @@
+"""The eventsourcing applications: `Registry` (policy, persons, enrolments, accounts) and `Disbursement`
+(payments, batches, month-end runs), each with its own events table and notification log.
+
+Guarantees:
+- Every command either records all its events or none (one `save` per aggregate change; a roster
+  import is validated whole before anything is written).
+- A concurrent change to the same person is refused with `ConcurrentChange`, never merged silently.
+- The registry can be read in bulk (`read_registry`) in pages of notifications, folded without building
+  aggregate objects, for a month-end over a million enrolments.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+from uuid import UUID, uuid5
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate, event
+from eventsourcing.persistence import IntegrityError
+
+from domain.eligibility import (
+    NAMESPACE,
+    Person,
+    PersonRecord,
+    apply_person_event,
+    check_exclusions,
+    check_reenrolment,
+    enrolment_from_event,
+    person_id,
+)
+from domain.errors import RuleBroken
+from domain.policy import HouseholdFacts, Policy, PolicyRejected, parse_policy
+from ledger.roster import RosterRejected, RosterRow
+from ledger.store import Database, collector_paused, existing_originators
+
+REGISTRY_PAGE = 20_000  # notifications read per query when folding the registry
+ROSTER_CHUNK = 2_000  # persons saved per transaction during an import (≈ 2 events each)
+
+
+class ConcurrentChange(RuleBroken):
+    """Someone else changed the same record at the same moment; nothing was recorded."""
+
+
+class NoPolicy(RuleBroken):
+    """No policy has been loaded into this ledger yet (`yikatong policy load FILE.toml`)."""
+
+
+class RegionMismatch(RuleBroken):
+    """One ledger serves one region: a policy for another region is refused."""
+
+
+POLICY_ID = uuid5(NAMESPACE, "policy")
+
+
+class PolicyLog(Aggregate):
+    """Every policy file loaded, verbatim, so an auditor can see which rules were in force when."""
+
+    @staticmethod
+    def create_id(**_: Any) -> UUID:  # type: ignore[override]
+        return POLICY_ID
+
+    @event("Started")
+    def __init__(self) -> None:
+        self.toml_text = ""
+        self.region_code = ""
+        self.sha256 = ""
+
+    def load(self, *, toml_text: str, source: str, region_code: str, actor: str) -> None:
+        if self.region_code and region_code != self.region_code:
+            raise RegionMismatch(
+                f"this ledger serves region {self.region_code}; {source} is for {region_code}"
+            )
+        sha = hashlib.sha256(toml_text.encode()).hexdigest()
+        if sha == self.sha256:
+            return  # the same file again: nothing new to record
+        self._loaded(toml_text=toml_text, source=source, sha256=sha, region_code=region_code, actor=actor)
+
+    @event("Loaded")
+    def _loaded(self, toml_text: str, source: str, sha256: str, region_code: str, actor: str) -> None:
+        self.toml_text = toml_text
+        self.region_code = region_code
+        self.sha256 = sha256
+
+
+def parse_policy_text(toml_text: str, source: str) -> Policy:
+    try:
+        doc = tomllib.loads(toml_text)
+    except tomllib.TOMLDecodeError as e:
+        raise PolicyRejected(source, [f"not valid TOML: {e}"]) from None
+    return parse_policy(doc, source)
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrySnapshot:
+    """The registry as read at one notification position."""
+
+    policy: Policy
+    persons: dict[UUID, PersonRecord]
+    position: int
+    policy_position: int
+
+
+@dataclass(frozen=True, slots=True)
+class ImportSummary:
+    enrolled: int
+    unchanged: int
+    households: int
+    persons: int
+    warnings: tuple[str, ...]
+
+
+class Registry(Application[UUID]):
+    name = "Registry"
+
+    # --- policy --------------------------------------------------------------------------------
+
+    def load_policy(self, toml_text: str, source: str, actor: str) -> Policy:
+        policy = parse_policy_text(toml_text, source)
+        log = self._policy_log() or PolicyLog()
+        log.load(toml_text=toml_text, source=source, region_code=policy.region_code, actor=actor)
+        self._save(log)
+        return policy
+
+    def policy(self) -> Policy:
+        log = self._policy_log()
+        if log is None or not log.toml_text:
+            raise NoPolicy("no policy loaded: run `yikatong policy load FILE.toml` first")
+        return parse_policy_text(log.toml_text, "loaded policy")
+
+    def _policy_log(self) -> PolicyLog | None:
+        try:
+            return self.repository.get(POLICY_ID)  # type: ignore[no-any-return]
+        except AggregateNotFoundError:
+            return None
+
+    # --- persons -------------------------------------------------------------------------------
+
+    def person(self, id_number: str) -> Person:
+        try:
+            return self.repository.get(person_id(id_number))  # type: ignore[no-any-return]
+        except AggregateNotFoundError:
+            from domain.eligibility import UnknownEnrolment
+
+            raise UnknownEnrolment(f"no person with id_number {id_number} in the registry") from None
+
+    def decide(
+        self,
+        *,
+        kind: str,
+        id_number: str,
+        programme: str,
+        on: date,
+        actor: str,
+        reason: str,
+        amount_fen: int | None,
+    ) -> Person:
+        policy = self.policy()
+        policy.programme(programme)
+        person = self.person(id_number)
+        person.decide(
+            kind=kind,
+            programme=programme,
+            on=on,
+            actor=actor,
+            reason=reason,
+            amount_fen=amount_fen,
+            excluded_pairs=policy.excluded_pairs(),
+        )
+        self._save(person)
+        return person
+
+    def set_account(self, *, id_number: str, bank_code: str, account: str, reason: str, actor: str) -> bool:
+        person = self.person(id_number)
+        changed = person.set_account(bank_code=bank_code, account=account, reason=reason, actor=actor)
+        if changed:
+            self._save(person)
+        return changed
+
+    def import_roster(
+        self, rows: Sequence[RosterRow], source: str, actor: str, advance: Any = None
+    ) -> ImportSummary:
+        """All rows or none: every rule is checked for every row before the first write.
+
+        Rows are grouped by person so that one person's enrolments are saved together. Existing persons
+        are loaded and checked like new ones; an identical row re-imported is counted as unchanged.
+        """
+        with collector_paused():
+            return self._import_roster(rows, source, actor, advance)
+
+    def _import_roster(
+        self, rows: Sequence[RosterRow], source: str, actor: str, advance: Any
+    ) -> ImportSummary:
+        policy = self.policy()
+        pairs = policy.excluded_pairs()
+        by_person: dict[str, list[RosterRow]] = {}
+        for row in rows:
+            by_person.setdefault(row.id_number, []).append(row)
+        existing = existing_originators(self.recorder, (person_id(i) for i in by_person))
+        errors: list[str] = []
+        for id_number, person_rows in by_person.items():
+            errors.extend(self._check_rows(id_number, person_rows, existing, pairs, source))
+        if errors:
+            raise RosterRejected(tuple(errors), len({e.split(":")[0] for e in errors}))
+        enrolled = unchanged = 0
+        batch: list[Person] = []
+        for id_number, person_rows in by_person.items():
+            person = self._person_for(id_number, person_rows[0], existing, actor)
+            for row in person_rows:
+                if self._enrol(person, row, pairs, actor):
+                    enrolled += 1
+                else:
+                    unchanged += 1
+            batch.append(person)
+            if len(batch) >= ROSTER_CHUNK:
+                self._save(*batch)
+                if advance:
+                    advance(sum(len(by_person[p.id_number]) for p in batch))
+                batch = []
+        if batch:
+            self._save(*batch)
+            if advance:
+                advance(sum(len(by_person[p.id_number]) for p in batch))
+        households = sum(1 for r in rows if policy.programmes[r.programme].unit == "household")
+        persons = sum(r.members if policy.programmes[r.programme].unit == "household" else 1 for r in rows)
+        warnings = tuple(f"{source} line {r.line}: {w}" for r in rows for w in r.warnings)
+        return ImportSummary(enrolled, unchanged, households, persons, warnings)
+
+    def _check_rows(
+        self,
+        id_number: str,
+        rows: list[RosterRow],
+        existing: set[UUID],
+        pairs: frozenset[frozenset[str]],
+        source: str,
+    ) -> list[str]:
+        """Exclusions among a person's rows and against what the registry already holds."""
+        errors = []
+        held = {}
+        if person_id(id_number) in existing:
+            held = dict(self.person(id_number).enrolments)
+        for row in rows:
+            try:
+                check_exclusions(held, row.programme, row.effective_from, pairs, id_number)
+            except RuleBroken as e:
+                errors.append(f"{source} line {row.line}: {e.rule}: {e}")
+                continue
+            current = held.get(row.programme)
+            new = enrolment_from_event(_enrolment_fields(row))
+            if current is not None:
+                try:
+                    check_reenrolment(
+                        id_number, current, new.region, new.effective_from, new.household, new.decision_ref
+                    )
+                except RuleBroken as e:
+                    errors.append(f"{source} line {row.line}: {e.rule}: {e}")
+                    continue
+            held[row.programme] = new
+        return errors
+
+    def _person_for(self, id_number: str, row: RosterRow, existing: set[UUID], actor: str) -> Person:
+        if person_id(id_number) in existing:
+            return self.person(id_number)
+        return Person(
+            id_number=id_number,
+            name=row.name,
+            birth_date=row.birth_date.isoformat(),
+            bank_code=row.bank_code,
+            account=row.account,
+            actor=actor,
+        )
+
+    @staticmethod
+    def _enrol(person: Person, row: RosterRow, pairs: frozenset[frozenset[str]], actor: str) -> bool:
+        return person.enrol(
+            programme=row.programme,
+            region=row.region,
+            effective_from=row.effective_from,
+            household=HouseholdFacts(row.members, row.monthly_income_fen, row.special_members),
+            decision_ref=row.decision_ref,
+            actor=actor,
+            excluded_pairs=pairs,
+        )
+
+    def _save(self, *aggregates: Aggregate) -> None:
+        try:
+            self.save(*aggregates)
+        except IntegrityError:
+            raise ConcurrentChange(
+                "someone else changed the same record at the same time; nothing was recorded, run it again"
+            ) from None
+
+    # --- bulk read for the month-end --------------------------------------------------------------
+
+    def read_registry(self, advance: Any = None) -> RegistrySnapshot:
+        """Fold every registry event, page by page, into plain person records."""
+        with collector_paused():
+            return self._read_registry(advance)
+
+    def _read_registry(self, advance: Any) -> RegistrySnapshot:
+        policy = self.policy()
+        persons: dict[UUID, PersonRecord] = {}
+        position = policy_position = 0
+        start = 1
+        while True:
+            page = self.recorder.select_notifications(start=start, limit=REGISTRY_PAGE)
+            if not page:
+                break
+            for notification in page:
+                topic = notification.topic
+                if topic.startswith(_PERSON_TOPIC_PREFIX):
+                    apply_person_event(
+                        persons,
+                        notification.originator_id,
+                        topic[len(_PERSON_TOPIC_PREFIX) :],
+                        self._payload(notification.state),
+                        notification.id,
+                    )
+                elif topic.endswith(".Loaded"):
+                    policy_position = notification.id
+                position = notification.id
+            if advance:
+                advance(len(page))
+            start = page[-1].id + 1
+        return RegistrySnapshot(policy, persons, position, policy_position)
+
+    def _payload(self, state: bytes) -> dict[str, Any]:
+        """A Person event's fields. They are JSON primitives by design (domain.eligibility), so the C
+        json decoder reads them without the transcoder's per-object hook; decryption and
+        decompression still go through the application's mapper settings."""
+        if self.mapper.cipher:
+            state = self.mapper.cipher.decrypt(state)
+        if self.mapper.compressor:
+            state = self.mapper.compressor.decompress(state)
+        # Decoding to str first skips json's pure-Python encoding detection on bytes.
+        return json.loads(state.decode())  # type: ignore[no-any-return]
+
+
+_PERSON_TOPIC_PREFIX = "domain.eligibility:Person."
+
+
+def _enrolment_fields(row: RosterRow) -> dict[str, Any]:
+    return {
+        "programme": row.programme,
+        "region": row.region,
+        "effective_from": row.effective_from.isoformat(),
+        "members": row.members,
+        "monthly_income_fen": row.monthly_income_fen,
+        "special_members": row.special_members,
+        "decision_ref": row.decision_ref,
+    }
+
+
+def open_apps(db: Database) -> tuple[Registry, Disbursement]:
+    from ledger.store import ensure_postgres_schema
+
+    ensure_postgres_schema(db)
+    return Registry(env=db.env_for("Registry")), Disbursement(env=db.env_for("Disbursement"))
+
+
+# Imported late to keep the month-end machinery in its own module.
+from ledger.disbursement import Disbursement  # noqa: E402
+
+__all__ = ["Disbursement", "Registry", "open_apps"]
+_ = (Iterable,)

@@ -1,0 +1,435 @@
+"""The `yikatong` command (also `python -m ledger`). Contract: ../shared/DESIGN.md, Interfaces.
+
+Exit 0 on success, 1 on a refused command or bad input (one line per problem, naming the rule or the
+file line), 2 on usage errors (click's own). A user's file never produces a traceback.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from eventsourcing.persistence import OperationalError, PersistenceError
+from rich.console import Console
+from rich.table import Table
+
+from domain.errors import RuleBroken
+from domain.money import format_yuan, parse_yuan
+from domain.periods import Month
+from ledger.progress import progress
+from ledger.store import database_from_url
+
+F = TypeVar("F", bound=Callable[..., Any])
+DECISIONS = ("suspend", "resume", "terminate", "adjust", "phase-out")
+
+
+class Context:
+    def __init__(self, db_url: str | None, actor: str) -> None:
+        self.db_url = db_url
+        self.actor = actor
+        self._apps: Any = None
+
+    @property
+    def db(self) -> Any:
+        return database_from_url(self.db_url)
+
+    def apps(self) -> Any:
+        if self._apps is None:
+            from ledger.apps import open_apps
+
+            self._apps = open_apps(self.db)
+        return self._apps
+
+    def close(self) -> None:
+        if self._apps is not None:
+            for app in self._apps:
+                app.close()
+
+
+def _default_actor() -> str:
+    try:
+        return os.environ.get("USER") or getpass.getuser()
+    except Exception:
+        return "unknown"
+
+
+@contextmanager
+def refusals() -> Iterator[None]:
+    """Turn broken rules and storage failures into one clear message and exit code 1."""
+    try:
+        yield
+    except RuleBroken as e:
+        if hasattr(e, "errors"):  # a user's file: one line per problem, each naming file and line
+            click.echo(str(e), err=True)
+        else:
+            click.echo(f"error: {e.rule}: {e}", err=True)
+        sys.exit(1)
+    except (OperationalError, PersistenceError) as e:
+        click.echo(f"error: storage: {e}", err=True)
+        sys.exit(1)
+    except OSError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(1)
+
+
+@click.group()
+@click.option(
+    "--db", "db_url", envvar="YIKATONG_DB", help="sqlite:///PATH (default ./yikatong.db) or postgresql://…"
+)
+@click.option("--as", "actor", default=_default_actor, show_default="$USER", help="who is acting")
+@click.pass_context
+def main(ctx: click.Context, db_url: str | None, actor: str) -> None:
+    """yikatong: the 一卡通 disbursement ledger."""
+    ctx.obj = Context(db_url, actor)
+    ctx.call_on_close(ctx.obj.close)
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+@main.command()
+@pass_context
+def init(c: Context) -> None:
+    """Create the event store's tables."""
+    with refusals():
+        c.apps()
+        click.echo(f"ledger ready at {c.db.url}")
+
+
+# --- policy --------------------------------------------------------------------------------------
+
+
+@main.group()
+def policy() -> None:
+    """Load and show the region's policy."""
+
+
+@policy.command("load")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@pass_context
+def policy_load(c: Context, file: Path) -> None:
+    """Load a policy TOML file (all or nothing)."""
+    with refusals():
+        text = _read_text(file)
+        registry, _ = c.apps()
+        loaded = registry.load_policy(text, file.name, c.actor)
+        click.echo(
+            f"loaded policy for {loaded.region_name} ({loaded.region_code}): {len(loaded.programmes)} programmes"
+        )
+
+
+@policy.command("show")
+@click.option("--on", "on", type=click.DateTime(["%Y-%m-%d"]), help="standards in force on this date")
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+def policy_show(c: Context, on: Any, as_json: bool) -> None:
+    """The programmes and the standard each has in force."""
+    with refusals():
+        registry, _ = c.apps()
+        loaded = registry.policy()
+        rows = _policy_rows(loaded, on.date() if on else None)
+        if as_json:
+            click.echo(
+                json.dumps(
+                    {"region": loaded.region_code, "name": loaded.region_name, "programmes": rows},
+                    ensure_ascii=False,
+                )
+            )
+            return
+        table = Table(title=f"{loaded.region_name} ({loaded.region_code})")
+        for heading in ("项目", "名称", "对象", "发放周期", "到账日", "标准", "自"):
+            table.add_column(heading)
+        for r in rows:
+            table.add_row(
+                r["programme"],
+                r["name"],
+                r["unit"],
+                r["cadence"],
+                str(r["due_day"]),
+                r["standard"],
+                r["from"],
+            )
+        Console().print(table)
+
+
+def _policy_rows(loaded: Any, on: date | None) -> list[dict[str, Any]]:
+    from domain.policy import NoStandardInForce
+
+    rows = []
+    for p in loaded.programmes.values():
+        day = on or (p.standards[-1].effective_from if p.standards else date.today())
+        try:
+            s = loaded.standard_on(p.key, day)
+            if s.by_age:
+                text = ", ".join(f"{age}+: {format_yuan(f)}" for age, f in s.by_age) + f" /{s.per}"
+            else:
+                text = f"{format_yuan(s.amount_fen)} /{s.per}"
+        except NoStandardInForce:
+            text = "—"
+        rows.append(
+            {
+                "programme": p.key,
+                "name": p.name,
+                "unit": p.unit,
+                "cadence": p.cadence,
+                "due_day": p.due_day,
+                "standard": text,
+                "from": day.isoformat() if p.standards else "",
+            }
+        )
+    return rows
+
+
+# --- roster and decisions ---------------------------------------------------------------------------
+
+
+@main.group()
+def roster() -> None:
+    """Import enrolments."""
+
+
+@roster.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@pass_context
+def roster_import(c: Context, file: Path) -> None:
+    """Import a roster CSV: all rows or none; every bad row is reported with its line number."""
+    from ledger.roster import read_roster
+
+    with refusals():
+        registry, _ = c.apps()
+        loaded = registry.policy()
+        rows = read_roster(file, region=loaded.region_code, programmes=loaded.programmes.keys())
+        with progress("importing roster", len(rows)) as advance:
+            summary = registry.import_roster(rows, file.name, c.actor, advance)
+        for warning in summary.warnings[:50]:
+            click.echo(f"warning: {warning}", err=True)
+        if len(summary.warnings) > 50:
+            click.echo(f"warning: … and {len(summary.warnings) - 50} more", err=True)
+        click.echo(
+            f"imported {summary.enrolled} enrolments ({summary.households} households, {summary.persons} persons)"
+            + (f"; {summary.unchanged} already enrolled, unchanged" if summary.unchanged else "")
+        )
+
+
+@main.command()
+@click.argument("kind", type=click.Choice(DECISIONS))
+@click.argument("id_number")
+@click.argument("programme")
+@click.option("--on", "on", required=True, type=click.DateTime(["%Y-%m-%d"]), help="effective date")
+@click.option("--reason", required=True, help="decision document number, e.g. 乌海政发〔2014〕73号")
+@click.option("--amount", help="adjust: the approved monthly amount in yuan")
+@pass_context
+def decide(
+    c: Context, kind: str, id_number: str, programme: str, on: Any, reason: str, amount: str | None
+) -> None:
+    """Record an eligibility decision on one enrolment."""
+    with refusals():
+        amount_fen = parse_yuan(amount) if amount is not None else None
+        registry, _ = c.apps()
+        registry.decide(
+            kind=kind,
+            id_number=id_number.upper(),
+            programme=programme,
+            on=on.date(),
+            actor=c.actor,
+            reason=reason,
+            amount_fen=amount_fen,
+        )
+        click.echo(f"{kind} {programme} for {id_number} from {on.date().isoformat()} recorded")
+
+
+@main.group()
+def account() -> None:
+    """一卡通 accounts."""
+
+
+@account.command("set")
+@click.argument("id_number")
+@click.option("--bank", required=True, help="bank code (CNAPS)")
+@click.option("--account", "account_no", required=True, help="一卡通 account number")
+@click.option("--reason", required=True)
+@pass_context
+def account_set(c: Context, id_number: str, bank: str, account_no: str, reason: str) -> None:
+    """Record a corrected 一卡通 account; later payments go there."""
+    from domain.identity import check_account
+
+    with refusals():
+        number, warnings = check_account(account_no)
+        for w in warnings:
+            click.echo(f"warning: {w}", err=True)
+        if not bank.isdigit():
+            raise click.BadParameter("bank code must be digits", param_hint="--bank")
+        registry, _ = c.apps()
+        changed = registry.set_account(
+            id_number=id_number.upper(), bank_code=bank, account=number, reason=reason, actor=c.actor
+        )
+        click.echo("account changed" if changed else "account unchanged: nothing recorded")
+
+
+# --- month-end ------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("month")
+@click.option("--region", help="only enrolments inside this division code")
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+def run(c: Context, month: str, region: str | None, as_json: bool) -> None:
+    """Accrue everything payable in MONTH (YYYY-MM); running it again accrues nothing new."""
+    with refusals():
+        run_month = Month.parse(month)
+        summary = _run(c, run_month, region)
+        result = {
+            "month": summary.run_month,
+            "scope": summary.scope,
+            "payments": summary.payments,
+            "total_fen": summary.total_fen,
+            "late": summary.late,
+            "batches": len(summary.batches),
+            "already_accrued": summary.already_accrued,
+        }
+        if as_json:
+            click.echo(json.dumps(result))
+        else:
+            click.echo(
+                f"{summary.run_month}: accrued {summary.payments} payments, {format_yuan(summary.total_fen)} 元"
+                f" in {len(summary.batches)} batches ({summary.late} late)"
+            )
+
+
+def _run(c: Context, run_month: Month, region: str | None) -> Any:
+    from domain.regions import region_contains
+
+    registry, disbursement = c.apps()
+    with progress("reading registry", None) as advance:
+        snapshot = registry.read_registry(advance)
+    scope = region or snapshot.policy.region_code
+    if not region_contains(snapshot.policy.region_code, scope):
+        raise RuleBroken(f"region {scope} is outside the policy's region {snapshot.policy.region_code}")
+    with progress(f"month-end {run_month}", None) as advance:
+        return disbursement.run_month_end(snapshot, run_month, scope=scope, actor=c.actor, advance=advance)
+
+
+# --- batches and deadlines ----------------------------------------------------------------------------
+
+
+@main.group()
+def batch() -> None:
+    """Batches of payments."""
+
+
+@batch.command("list")
+@click.option("--month", help="only batches of this run month (YYYY-MM)")
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+def batch_list(c: Context, month: str | None, as_json: bool) -> None:
+    """Batches with their count, total and status."""
+    with refusals():
+        if month:
+            Month.parse(month)
+        _, disbursement = c.apps()
+        rows = [batch_row(b) for b in disbursement.batches() if not month or b.run_month == month]
+        if as_json:
+            click.echo(json.dumps(rows, ensure_ascii=False))
+            return
+        table = Table()
+        for heading in ("批次", "区划", "项目", "期间", "月结", "笔数", "金额(元)", "状态"):
+            table.add_column(heading, justify="right" if heading in ("笔数", "金额(元)") else "left")
+        for r in rows:
+            table.add_row(
+                r["id"][:12],
+                r["region"],
+                r["programme"],
+                r["period"],
+                r["run_month"],
+                str(r["payments"]),
+                format_yuan(r["total_fen"]),
+                r["status"],
+            )
+        Console().print(table)
+
+
+def batch_row(b: Any) -> dict[str, Any]:
+    return {
+        "id": b.id.hex,
+        "region": b.region,
+        "programme": b.programme,
+        "period": b.period,
+        "payments": b.count,
+        "total_fen": b.total_fen,
+        "status": b.status,
+        "run_month": b.run_month,
+        "due_date": b.due_date.isoformat(),
+    }
+
+
+@main.group()
+def report() -> None:
+    """Reports."""
+
+
+@report.command("deadlines")
+@click.option("--today", type=click.DateTime(["%Y-%m-%d"]), help="judge as of this date (default: today)")
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+def report_deadlines(c: Context, today: Any, as_json: bool) -> None:
+    """Each batch with its due date, the last safe day to hand the file to the bank, and its state."""
+    from ledger.deadlines import deadline_rows
+
+    with refusals():
+        registry, disbursement = c.apps()
+        loaded = registry.policy()
+        rows = deadline_rows(loaded, disbursement.batches(), today.date() if today else date.today())
+        if as_json:
+            click.echo(json.dumps(rows, ensure_ascii=False))
+            return
+        table = Table()
+        for heading in ("批次", "项目", "期间", "笔数", "到账期限", "最迟报送日", "状态", "跨年"):
+            table.add_column(heading)
+        for r in rows:
+            table.add_row(
+                r["batch"][:12],
+                r["programme"],
+                r["period"],
+                str(r["payments"]),
+                r["due_date"],
+                r["last_safe_day"] or "unknown",
+                r["state"],
+                "breach" if r["year_end_breach"] else "",
+            )
+        Console().print(table)
+
+
+@main.command()
+@click.option("--households", default=300, show_default=True, help="size of the generated city")
+@click.option("--months", default=12, show_default=True, help="month-ends to run, from 2017-01")
+@pass_context
+def demo(c: Context, households: int, months: int) -> None:
+    """The main job end to end on a synthetic city, on the embedded store."""
+    from ledger.demo import run_demo
+
+    with refusals():
+        run_demo(c, households=households, months=months)
+
+
+def _read_text(file: Path) -> str:
+    try:
+        data = file.read_bytes()
+    except OSError as e:
+        raise RuleBroken(f"{file}: cannot read: {e.strerror}") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise RuleBroken(f"{file}: not UTF-8 text") from None
+
+
+if __name__ == "__main__":
+    main()

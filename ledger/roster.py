@@ -1,0 +1,463 @@
+"""Reading a roster CSV (DESIGN.md, Interfaces: Roster): all rows or none.
+
+Guarantees:
+- `read_roster` either returns every row of the file, checked, or raises `RosterRejected` listing every
+  problem it found, each pointing at the file and line (STYLE.md 7: collect all of them, report all,
+  apply none). Bad input of any kind (undecodable bytes, NUL characters, huge or ragged rows, a missing
+  file) ends in `RosterRejected`, never in another exception.
+- The file is UTF-8 (with or without BOM) if it all decodes as UTF-8, else GB18030 if it all decodes as
+  that; a file that is neither is refused with one error naming it. Whole-file decoding decides, so a
+  GB18030 file whose first lines happen to be valid UTF-8 is still read as GB18030.
+- Warnings (a birth-place code stdnum does not know, a card failing the Luhn check) ride on the row and
+  never refuse it.
+- Work and memory are bounded: at most ROSTER_ROWS_MAX rows, fields of at most FIELD_CHARS_MAX
+  characters; the file is streamed, never held whole in memory.
+
+This module is an input edge (STYLE.md 9): it opens the file; the checks themselves are the domain's.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import gc
+from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from domain.errors import BadAmount, RuleBroken
+from domain.identity import (
+    BadAccount,
+    BadResidentId,
+    ResidentId,
+    check_account,
+    check_resident_id,
+    shown,
+)
+from domain.money import parse_yuan
+from domain.regions import is_region_code, region_contains
+
+COLUMNS = (
+    "id_number",
+    "name",
+    "region",
+    "programme",
+    "effective_from",
+    "members",
+    "monthly_income",
+    "special_members",
+    "bank_code",
+    "account",
+    "decision_ref",
+)
+ROSTER_ROWS_MAX = 2_000_000
+# No legitimate field comes near this (the longest are names and decision numbers); a larger one is a
+# broken quote swallowing the rest of the file, and is refused before it costs memory.
+FIELD_CHARS_MAX = 4096
+# A physical line longer than this is refused unread; a real roster line is a few hundred characters.
+LINE_CHARS_MAX = 1 << 16
+# Problems listed in full; the rest are counted. A human reads the first screenful, and a file of
+# two million bad rows must not become gigabytes of messages.
+ERRORS_LISTED_MAX = 100_000
+# A household larger than this is a typing error, and the amount it would produce is not small.
+HOUSEHOLD_MEMBERS_MAX = 99
+# Longer than any household income written in yuan and fen (a trillion yuan is 16 characters).
+YUAN_CHARS_MAX = 20
+ENCODINGS = ("utf-8-sig", "gb18030")
+DECODE_CHUNK_BYTES = 1 << 20
+# Programme names listed in an "unknown programme" message, so a policy with many does not flood it.
+PROGRAMMES_SHOWN_MAX = 12
+
+
+if TYPE_CHECKING:
+    # The type of csv.reader(...) objects; typeshed names it, the runtime module does not export it.
+    from _csv import _reader as _CsvReader
+
+
+class RosterRejected(RuleBroken):
+    """The roster had problems; nothing in it was imported. `errors` has one message per problem."""
+
+    def __init__(self, errors: Sequence[str], bad_rows: int = 0) -> None:
+        self.errors = tuple(errors)
+        self.bad_rows = bad_rows
+        if bad_rows:
+            tail = f"nothing imported: {bad_rows} bad row{'s' if bad_rows != 1 else ''}"
+        else:
+            tail = "nothing imported"
+        super().__init__("\n".join((*self.errors, tail)))
+
+
+@dataclass(frozen=True, slots=True)
+class RosterRow:
+    """One checked enrolment row; `line` is its line in the file (the header is line 1)."""
+
+    line: int
+    id_number: str
+    birth_date: date
+    name: str
+    region: str
+    programme: str
+    effective_from: date
+    members: int
+    monthly_income_fen: int
+    special_members: int
+    bank_code: str
+    account: str
+    decision_ref: str
+    warnings: tuple[str, ...]
+
+
+def read_roster(path: Path, *, region: str, programmes: Collection[str]) -> tuple[RosterRow, ...]:
+    """Read and check a whole roster for the policy's `region` and `programmes`, or raise RosterRejected."""
+    if not is_region_code(region):
+        raise ValueError(f"policy region {region!r} is not a six-digit division code")
+    encoding = _encoding_of(path)
+    limit_before = csv.field_size_limit(FIELD_CHARS_MAX)
+    # Reading a million rows allocates millions of long-lived objects and none of them in cycles, so the
+    # cyclic collector would only rescan them again and again: a fifth of the time at 10^6 rows.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        with path.open(encoding=encoding, newline="") as file:
+            return _read_rows(path.name, file, region, frozenset(programmes))
+    except OSError as error:
+        raise RosterRejected((f"{path.name}: cannot read: {error.strerror or error}",)) from None
+    finally:
+        # Both settings are process-wide; put back whatever the rest of the program chose.
+        csv.field_size_limit(limit_before)
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _encoding_of(path: Path) -> str:
+    """The first of ENCODINGS that decodes the whole file, streamed in chunks."""
+    failures: list[str] = []
+    for encoding in ENCODINGS:
+        failed_at = _first_undecodable_byte(path, encoding)
+        if failed_at is None:
+            return encoding
+        failures.append(f"{encoding.removesuffix('-sig').upper()} at byte {failed_at}")
+    raise RosterRejected((f"{path.name}: neither UTF-8 nor GB18030 text (fails as {', '.join(failures)})",))
+
+
+def _first_undecodable_byte(path: Path, encoding: str) -> int | None:
+    decoder = codecs.getincrementaldecoder(encoding)()
+    offset = 0
+    try:
+        with path.open("rb") as file:
+            while chunk := file.read(DECODE_CHUNK_BYTES):
+                pending = len(decoder.getstate()[0])
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError as error:
+                    return offset - pending + error.start
+                offset += len(chunk)
+            decoder.decode(b"", final=True)
+    except UnicodeDecodeError as error:
+        return offset - len(error.object) + error.start
+    except OSError as error:
+        raise RosterRejected((f"{path.name}: cannot read: {error.strerror or error}",)) from None
+    return None
+
+
+def _read_rows(name: str, file: TextIO, region: str, programmes: frozenset[str]) -> tuple[RosterRow, ...]:
+    lines = _BoundedLines(file)
+    reader = csv.reader(lines, strict=True)
+    try:
+        header = next(reader, None)
+    except csv.Error as error:
+        raise RosterRejected((f"{name} line 1: header not readable as CSV: {error}",)) from None
+    if lines.too_long:
+        raise RosterRejected((f"{name} line 1: header longer than {LINE_CHARS_MAX} characters",))
+    if header is None:
+        raise RosterRejected((f"{name}: empty file, expected a header line",))
+    checker = _RowChecker(name, region, programmes, _column_index(name, header))
+    lines.on_too_long = checker.too_long
+    row_count = 0
+    for line, fields in _records(reader, checker):
+        row_count += 1
+        if row_count > ROSTER_ROWS_MAX:
+            raise RosterRejected((f"{name}: more than {ROSTER_ROWS_MAX} rows; split it by region",))
+        checker.check(line, fields)
+    if checker.bad_rows:
+        raise RosterRejected(checker.all_errors(), checker.bad_rows)
+    if row_count == 0:
+        raise RosterRejected((f"{name}: no rows after the header",))
+    return tuple(checker.rows)
+
+
+class _BoundedLines:
+    """The file's lines, none longer than LINE_CHARS_MAX: a longer one is reported and read as blank.
+
+    Plain iteration over a file would hold any single line in memory whole, however long it is.
+    """
+
+    def __init__(self, file: TextIO) -> None:
+        self.file = file
+        self.line = 0
+        self.too_long: list[int] = []
+        self.on_too_long: Callable[[int], None] = self.too_long.append
+
+    def __iter__(self) -> Iterator[str]:
+        readline = self.file.readline
+        while text := readline(LINE_CHARS_MAX + 1):
+            self.line += 1
+            if len(text) > LINE_CHARS_MAX and not text.endswith(("\n", "\r")):
+                self.on_too_long(self.line)
+                while text and not text.endswith(("\n", "\r")):
+                    text = readline(LINE_CHARS_MAX + 1)
+                # One item per physical line keeps the csv reader's line numbers true.
+                yield "\n"
+                continue
+            yield text
+
+
+def _records(reader: _CsvReader, checker: _RowChecker) -> Iterator[tuple[int, list[str]]]:
+    """(first line, fields) per non-blank record; a record the csv module cannot parse is reported to
+    `checker` and skipped, and reading goes on after it so that later problems are reported too."""
+    previous_end = reader.line_num
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            checker.unreadable(previous_end + 1, error)
+            previous_end = reader.line_num
+            continue
+        start = previous_end + 1
+        previous_end = reader.line_num
+        if fields:
+            yield start, fields
+
+
+def _column_index(name: str, header: list[str]) -> tuple[int, ...]:
+    """Position of each of COLUMNS in the header; any order is accepted, any difference is refused."""
+    cells = [cell.strip() for cell in header]
+    if cells:
+        # A GB18030 file may start with its own byte-order mark, which decodes to U+FEFF.
+        cells[0] = cells[0].removeprefix("\ufeff")
+    problems: list[str] = []
+    missing = [column for column in COLUMNS if column not in cells]
+    unknown = [cell for cell in cells if cell not in COLUMNS]
+    repeated = sorted({cell for cell in cells if cells.count(cell) > 1 and cell in COLUMNS})
+    if missing:
+        problems.append(f"missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+    if unknown:
+        problems.append(f"unknown column{'s' if len(unknown) > 1 else ''} {', '.join(map(shown, unknown))}")
+    if repeated:
+        problems.append(f"repeated column{'s' if len(repeated) > 1 else ''} {', '.join(repeated)}")
+    if problems:
+        raise RosterRejected((f"{name} line 1: header: {'; '.join(problems)}; expected {','.join(COLUMNS)}",))
+    return tuple(cells.index(column) for column in COLUMNS)
+
+
+class _RowChecker:
+    """Checks rows one at a time, keeping the rows that pass and a message per problem."""
+
+    def __init__(self, name: str, region: str, programmes: frozenset[str], index: tuple[int, ...]) -> None:
+        self.name = name
+        self.region = region
+        self.programmes = programmes
+        self.index = index
+        self.identity_index = tuple(range(len(COLUMNS))) == index
+        self.rows: list[RosterRow] = []
+        self.errors: list[str] = []
+        self.errors_not_listed = 0
+        self.bad_rows = 0
+        self.last_bad_line = 0
+        # programme → id_number → line of its first row, for duplicates.
+        self.first_line: dict[str, dict[str, int]] = {programme: {} for programme in programmes}
+        self.regions_inside: dict[str, bool] = {}
+        # Repeated values (regions, bank codes, decision numbers, dates) are kept once, not once per row:
+        # at 10^6 rows that is a quarter of the memory the rows take.
+        self.shared: dict[str, str] = {}
+        self.dates: dict[str, date] = {}
+
+    def unreadable(self, line: int, error: csv.Error) -> None:
+        self._report(line, (f"not readable as CSV: {error}",))
+
+    def too_long(self, line: int) -> None:
+        self._report(line, (f"longer than {LINE_CHARS_MAX} characters",))
+
+    def all_errors(self) -> list[str]:
+        if not self.errors_not_listed:
+            return self.errors
+        return [*self.errors, f"{self.name}: {self.errors_not_listed} more problems not listed"]
+
+    def _report(self, line: int, problems: Sequence[str]) -> None:
+        if line != self.last_bad_line:
+            self.bad_rows += 1
+            self.last_bad_line = line
+        room = ERRORS_LISTED_MAX - len(self.errors)
+        self.errors.extend(f"{self.name} line {line}: {problem}" for problem in problems[:room])
+        self.errors_not_listed += max(0, len(problems) - max(room, 0))
+
+    def check(self, line: int, fields: list[str]) -> None:
+        problems: list[str] = []
+        row = self._row(line, fields, problems)
+        if problems:
+            self._report(line, problems)
+        elif row is not None:
+            self.rows.append(row)
+
+    def _row(self, line: int, fields: list[str], problems: list[str]) -> RosterRow | None:
+        if len(fields) != len(COLUMNS):
+            problems.append(f"{len(fields)} fields, expected {len(COLUMNS)}")
+            return None
+        if self.identity_index:
+            values = [field.strip() for field in fields]
+        else:
+            values = [fields[i].strip() for i in self.index]
+        (
+            id_text,
+            name,
+            region,
+            programme,
+            effective_text,
+            members_text,
+            income_text,
+            special_text,
+            bank_code,
+            account_text,
+            decision_ref,
+        ) = values
+
+        resident = _resident_or_problem(id_text, problems)
+        account = _account_or_problem(account_text, problems)
+        self._check_name(name, problems)
+        self._check_region(region, problems)
+        if programme not in self.programmes:
+            problems.append(f"programme {shown(programme)}: not in the policy ({self._programmes_list()})")
+        effective_from = self.dates.get(effective_text)
+        if effective_from is None:
+            effective_from = _date_or_problem("effective_from", effective_text, problems)
+            if effective_from is not None:
+                self.dates[effective_text] = effective_from
+        members = _members_or_problem(members_text, problems)
+        income_fen = _income_or_problem(income_text, problems)
+        special = _special_or_problem(special_text, members, problems)
+        if not (bank_code.isascii() and bank_code.isdigit()):
+            problems.append(f"bank_code {shown(bank_code)}: not digits")
+        if not decision_ref:
+            problems.append("decision_ref: empty")
+        if resident is not None and programme in self.programmes:
+            self._check_duplicate(line, resident.number, programme, problems)
+        if problems:
+            return None
+        assert resident is not None and account is not None and effective_from is not None
+        assert members is not None and income_fen is not None and special is not None
+        shared = self.shared
+        return RosterRow(
+            line=line,
+            id_number=resident.number,
+            birth_date=resident.birth_date,
+            name=name,
+            region=shared.setdefault(region, region),
+            programme=shared.setdefault(programme, programme),
+            effective_from=effective_from,
+            members=members,
+            monthly_income_fen=income_fen,
+            special_members=special,
+            bank_code=shared.setdefault(bank_code, bank_code),
+            account=account[0],
+            decision_ref=shared.setdefault(decision_ref, decision_ref),
+            warnings=resident.warnings + account[1],
+        )
+
+    def _check_name(self, name: str, problems: list[str]) -> None:
+        if not name:
+            problems.append("name: empty")
+        elif not name.isprintable():
+            # A control character in a name would reach bank files and public notices.
+            problems.append(f"name {shown(name)}: contains control characters")
+
+    def _check_region(self, region: str, problems: list[str]) -> None:
+        if not is_region_code(region):
+            problems.append(f"region {shown(region)}: not a six-digit division code")
+            return
+        inside = self.regions_inside.get(region)
+        if inside is None:
+            inside = self.regions_inside[region] = region_contains(self.region, region)
+        if not inside:
+            # DESIGN.md, Roster: a row's region (county) must lie inside the policy's region.
+            problems.append(f"region {region}: outside the policy region {self.region}")
+
+    def _check_duplicate(self, line: int, id_number: str, programme: str, problems: list[str]) -> None:
+        first = self.first_line[programme].setdefault(id_number, line)
+        if first != line:
+            problems.append(f"id_number {id_number} programme {shown(programme)}: duplicates line {first}")
+
+    def _programmes_list(self) -> str:
+        names = sorted(self.programmes)
+        listed = ", ".join(names[:PROGRAMMES_SHOWN_MAX])
+        return listed + (", …" if len(names) > PROGRAMMES_SHOWN_MAX else "")
+
+
+def _resident_or_problem(text: str, problems: list[str]) -> ResidentId | None:
+    try:
+        return check_resident_id(text)
+    except BadResidentId as error:
+        problems.append(str(error))
+        return None
+
+
+def _account_or_problem(text: str, problems: list[str]) -> tuple[str, tuple[str, ...]] | None:
+    try:
+        return check_account(text)
+    except BadAccount as error:
+        problems.append(str(error))
+        return None
+
+
+def _date_or_problem(column: str, text: str, problems: list[str]) -> date | None:
+    # Only YYYY-MM-DD: date.fromisoformat alone would also take 20170101 and week dates like 2017-W01-1.
+    if len(text) != 10 or text[4] != "-" or text[7] != "-" or not text.isascii():
+        problems.append(f"{column} {shown(text)}: not a date (YYYY-MM-DD)")
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        problems.append(f"{column} {text}: not a date")
+        return None
+
+
+def _members_or_problem(text: str, problems: list[str]) -> int | None:
+    if not (text.isascii() and text.isdigit()) or int(text) == 0:
+        problems.append(f"members {shown(text)}: not a positive integer")
+        return None
+    members = int(text)
+    if members > HOUSEHOLD_MEMBERS_MAX:
+        problems.append(f"members {members}: more than {HOUSEHOLD_MEMBERS_MAX}")
+        return None
+    return members
+
+
+def _income_or_problem(text: str, problems: list[str]) -> int | None:
+    # Exponent and digit-group forms ("1E+999999999", "1_000") are refused before parse_yuan sees them:
+    # Decimal accepts both, and the first would make it build an integer of a billion digits.
+    if len(text) > YUAN_CHARS_MAX or not text.isascii() or any(c in text for c in "eE_"):
+        problems.append(f"monthly_income {shown(text)}: not a yuan amount")
+        return None
+    try:
+        # A household's income is never negative; parse_yuan refuses negatives by default.
+        return parse_yuan(text)
+    except BadAmount:
+        reason = ""
+        if text.startswith("-"):
+            reason = " (negative)"
+        elif len(text.partition(".")[2]) > 2:
+            reason = " (more than 2 decimals)"
+        problems.append(f"monthly_income {shown(text)}: not a yuan amount{reason}")
+        return None
+
+
+def _special_or_problem(text: str, members: int | None, problems: list[str]) -> int | None:
+    # 001_…, 004_…: the uplift is per elderly/disabled/minor/seriously-ill member, so at most all of them.
+    upper = members if members is not None else HOUSEHOLD_MEMBERS_MAX
+    if not (text.isascii() and text.isdigit()) or int(text) > upper:
+        problems.append(f"special_members {shown(text)}: not an integer in 0..{upper}")
+        return None
+    return int(text)
