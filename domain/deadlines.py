@@ -73,9 +73,7 @@ def last_safe_day(calendar: WorkdayCalendar, due_date: date, bank_lead_days: int
     Returns None when any day on the way is in a year the calendar does not know.
     """
     if not 0 <= bank_lead_days <= BANK_LEAD_DAYS_MAX:
-        raise BankLeadDaysOutOfRange(
-            f"bank lead time {bank_lead_days} working days is outside 0..{BANK_LEAD_DAYS_MAX}"
-        )
+        raise BankLeadDaysOutOfRange(f"bank lead time {bank_lead_days} working days is outside 0..{BANK_LEAD_DAYS_MAX}")
     # The landing day is the 1st working day counting back from due_date inclusive; the safe day is
     # bank_lead_days working days before it, i.e. the (bank_lead_days + 1)-th.
     workdays_to_find = bank_lead_days + 1

@@ -64,8 +64,45 @@ def run_log_id(scope: str) -> UUID:
     return uuid5(NAMESPACE, f"runlog|{scope}")
 
 
+def reissue_id(returned_payment_id: str) -> UUID:
+    """The one re-issue (补发) a returned payment can have: a second one is refused by the store."""
+    return uuid5(NAMESPACE, f"reissue|{returned_payment_id}")
+
+
+def bank_file_id(sha256: str) -> UUID:
+    return uuid5(NAMESPACE, f"bankfile|{sha256}")
+
+
 class BatchFrozen(RuleBroken):
     """Payments cannot be added to a batch that has left `drafted`."""
+
+
+class EmptyBatch(RuleBroken):
+    """A batch with no payments has nothing to export."""
+
+
+class BatchNotExported(RuleBroken):
+    """Only an exported batch can be approved (maker-checker: someone made the file first)."""
+
+
+class BatchAlreadyApproved(RuleBroken):
+    """An approved batch is frozen; it cannot be approved again."""
+
+
+class ApproverMustDifferFromExporter(RuleBroken):
+    """Maker-checker: the person who exported a batch cannot approve it."""
+
+
+class OnlyApprovedBatchesSubmit(RuleBroken):
+    """Only an approved batch can be marked as submitted to the bank."""
+
+
+class ResultForUnapprovedBatch(RuleBroken):
+    """The bank cannot have paid a batch nobody approved: its results are refused."""
+
+
+class ResultConflicts(RuleBroken):
+    """A payment already has a different final result from the bank."""
 
 
 class Payment(Aggregate):
@@ -91,6 +128,7 @@ class Payment(Aggregate):
         bank_code: str,
         account: str,
         run_month: str,
+        reissue_of: str,
     ) -> None:
         self.id_number = id_number
         self.programme = programme
@@ -105,6 +143,7 @@ class Payment(Aggregate):
         self.bank_code = bank_code
         self.account = account
         self.run_month = run_month
+        self.reissue_of = reissue_of  # the returned payment this one pays again (补发), or ""
 
 
 class Batch(Aggregate):
@@ -117,9 +156,7 @@ class Batch(Aggregate):
         return batch_id(region, programme, period, run_month, seq)
 
     @event("Drafted")
-    def __init__(
-        self, region: str, programme: str, period: str, run_month: str, seq: int, due_date: str
-    ) -> None:
+    def __init__(self, region: str, programme: str, period: str, run_month: str, seq: int, due_date: str) -> None:
         self.region = region
         self.programme = programme
         self.period = period
@@ -129,10 +166,101 @@ class Batch(Aggregate):
         self.status = DRAFTED
         self.payment_ids: list[str] = []
         self.total_fen = 0
+        self.exported_by: list[str] = []
+        self.exports: list[tuple[str, tuple[tuple[str, str], ...], str]] = []  # format, (name, sha256)…, actor
+        self.approved_by = ""
+        self.submitted_by = ""
+        self.results: dict[str, tuple[str, str]] = {}  # payment id → (paid|returned, reason code)
+        self.settled_on: date | None = None
 
     @property
     def count(self) -> int:
         return len(self.payment_ids)
+
+    def paid_count(self) -> int:
+        return sum(1 for status, _ in self.results.values() if status == "paid")
+
+    def returned_ids(self) -> list[str]:
+        return [pid for pid, (status, _) in self.results.items() if status == "returned"]
+
+    # --- after the month-end: export, approve (maker-checker), submit, results -------------------
+
+    def record_export(self, *, format_name: str, files: tuple[tuple[str, str], ...], actor: str) -> None:
+        """An export of this batch's payments (file names and SHA-256), whoever makes it."""
+        if not self.payment_ids:
+            raise EmptyBatch(f"batch {self.id.hex} has no payments")
+        self._exported(format=format_name, files=files, actor=actor, count=self.count, total_fen=self.total_fen)
+
+    @event("Exported")
+    def _exported(
+        self, format: str, files: tuple[tuple[str, str], ...], actor: str, count: int, total_fen: int
+    ) -> None:
+        if self.status == DRAFTED:
+            self.status = EXPORTED
+        if actor not in self.exported_by:
+            self.exported_by.append(actor)
+        self.exports.append((format, tuple((name, sha) for name, sha in files), actor))
+
+    def approve(self, *, actor: str) -> None:
+        if self.status == DRAFTED:
+            raise BatchNotExported(f"batch {self.id.hex} has not been exported yet")
+        if self.approved_by:
+            raise BatchAlreadyApproved(f"batch {self.id.hex} was approved by {self.approved_by}")
+        if actor in self.exported_by:
+            raise ApproverMustDifferFromExporter(
+                f"{actor} exported batch {self.id.hex} and cannot approve it: a second person must"
+            )
+        self._approved(actor=actor)
+
+    @event("Approved")
+    def _approved(self, actor: str) -> None:
+        self.approved_by = actor
+        self.status = APPROVED
+
+    def submit(self, *, actor: str) -> None:
+        if self.status != APPROVED:
+            raise OnlyApprovedBatchesSubmit(f"batch {self.id.hex} is {self.status}; only approved batches submit")
+        self._submitted(actor=actor)
+
+    @event("Submitted")
+    def _submitted(self, actor: str) -> None:
+        self.submitted_by = actor
+        self.status = SUBMITTED
+
+    def check_results(self, results: Iterable[tuple[str, str, str, str]]) -> list[str]:
+        """Problems with applying (payment id, status, reason code, settled_on) results; empty when none."""
+        problems = []
+        if self.status not in (APPROVED, SUBMITTED, SETTLED):
+            problems.append(f"ResultForUnapprovedBatch: batch {self.id.hex} is {self.status}")
+        members = set(self.payment_ids)
+        for payment, status, _, _ in results:
+            if payment not in members:
+                problems.append(f"payment {payment} is not in batch {self.id.hex}")
+            elif payment in self.results and self.results[payment][0] != status:
+                problems.append(
+                    f"ResultConflicts: payment {payment} is already {self.results[payment][0]}, the file says {status}"
+                )
+        return problems
+
+    def record_results(self, *, bank_file: str, results: tuple[tuple[str, str, str, str], ...], actor: str) -> bool:
+        """Apply results not yet known; False when the batch already knew all of them."""
+        problems = self.check_results(results)
+        if problems:
+            raise ResultConflicts("; ".join(problems))
+        new = tuple(r for r in results if r[0] not in self.results)
+        if not new:
+            return False
+        self._results_recorded(bank_file=bank_file, results=new, actor=actor)
+        return True
+
+    @event("ResultsRecorded")
+    def _results_recorded(self, bank_file: str, results: tuple[tuple[str, str, str, str], ...], actor: str) -> None:
+        for payment, status, reason_code, settled_on in results:
+            self.results[payment] = (status, reason_code)
+            if settled_on and (self.settled_on is None or date.fromisoformat(settled_on) > self.settled_on):
+                self.settled_on = date.fromisoformat(settled_on)
+        if len(self.results) >= len(self.payment_ids):
+            self.status = SETTLED
 
     def add_payments(self, payment_ids: tuple[str, ...], total_fen: int) -> None:
         if self.status != DRAFTED:
@@ -143,6 +271,24 @@ class Batch(Aggregate):
     def _payments_added(self, payment_ids: tuple[str, ...], total_fen: int) -> None:
         self.payment_ids.extend(payment_ids)
         self.total_fen += total_fen
+
+
+class BankFile(Aggregate):
+    """One bank result file, imported once: its id is uuid5 of the file's SHA-256, so a second import of
+    the same bytes is refused by the store even when two clerks import it at the same moment."""
+
+    @staticmethod
+    def create_id(sha256: str, **_: Any) -> UUID:  # type: ignore[override]
+        return bank_file_id(sha256)
+
+    @event("Imported")
+    def __init__(
+        self, sha256: str, name: str, file_format: str, message_id: str, paid: int, returned: int, actor: str
+    ) -> None:
+        self.sha256 = sha256
+        self.name = name
+        self.paid = paid
+        self.returned = returned
 
 
 class RunLog(Aggregate):
@@ -157,9 +303,7 @@ class RunLog(Aggregate):
         self.scope = scope
         self.completed: list[Watermark] = []
 
-    def complete(
-        self, *, month: Month, registry_position: int, payments: int, total_fen: int, actor: str
-    ) -> None:
+    def complete(self, *, month: Month, registry_position: int, payments: int, total_fen: int, actor: str) -> None:
         self._completed(
             month=str(month),
             registry_position=registry_position,
@@ -169,9 +313,7 @@ class RunLog(Aggregate):
         )
 
     @event("RunCompleted")
-    def _completed(
-        self, month: str, registry_position: int, payments: int, total_fen: int, actor: str
-    ) -> None:
+    def _completed(self, month: str, registry_position: int, payments: int, total_fen: int, actor: str) -> None:
         self.completed.append(Watermark(Month.parse(month), registry_position))
 
     def watermark_for(self, month: Month) -> Watermark | None:
@@ -207,6 +349,7 @@ class PaymentDue:
     late: bool
     bank_code: str
     account: str
+    reissue_of: str = ""
 
 
 class Accrual:
@@ -236,9 +379,7 @@ class Accrual:
         watermark: Watermark | None,
         policy_position: int,
     ) -> Iterator[PaymentDue]:
-        covered = (
-            watermark if watermark is not None and policy_position <= watermark.registry_position else None
-        )
+        covered = watermark if watermark is not None and policy_position <= watermark.registry_position else None
         for pid, record in records:
             unchanged = covered is not None and record.last_position <= covered.registry_position
             for enrolment in record.all_enrolments():
@@ -282,9 +423,7 @@ class Accrual:
                         account=record.account,
                     )
 
-    def period_amount_fen(
-        self, programme: Programme, period: Period, record: PersonRecord, enrolment: Any
-    ) -> int:
+    def period_amount_fen(self, programme: Programme, period: Period, record: PersonRecord, enrolment: Any) -> int:
         """The sum of the period's months (see `domain.policy.month_amount_fen` for one month's rules)."""
         total = 0
         plain = not enrolment.decisions

@@ -200,8 +200,21 @@ class Person(Aggregate):
 
     @event("Registered")
     def __init__(
-        self, id_number: str, name: str, birth_date: str, bank_code: str, account: str, actor: str
+        self,
+        id_number: str,
+        name: str,
+        birth_date: str,
+        bank_code: str,
+        account: str,
+        actor: str,
+        enrolment: dict[str, Any] | None = None,
     ) -> None:
+        """A new person, usually with their first enrolment in the same event.
+
+        Registering and the first enrolment are one decision in practice (a roster row), and one event
+        instead of two halves what a month-end must read for a city of new payees. Nothing is held
+        yet, so no exclusion can be broken by the first enrolment; `register` builds the fields.
+        """
         self.id_number = id_number
         self.name = name
         self.birth_date = date.fromisoformat(birth_date)
@@ -209,6 +222,34 @@ class Person(Aggregate):
         self.account = account
         self.enrolments: dict[str, Enrolment] = {}
         self.past_enrolments: list[Enrolment] = []
+        if enrolment is not None:
+            self.enrolments[enrolment["programme"]] = enrolment_from_event(enrolment)
+
+    @classmethod
+    def register(
+        cls,
+        *,
+        id_number: str,
+        name: str,
+        birth_date: date,
+        bank_code: str,
+        account: str,
+        actor: str,
+        programme: str,
+        region: str,
+        effective_from: date,
+        household: HouseholdFacts,
+        decision_ref: str,
+    ) -> Person:
+        return cls(
+            id_number=id_number,
+            name=name,
+            birth_date=birth_date.isoformat(),
+            bank_code=bank_code,
+            account=account,
+            actor=actor,
+            enrolment=enrolment_fields(programme, region, effective_from, household, decision_ref, actor),
+        )
 
     # Commands: decide, then record (STYLE.md 3).
 
@@ -262,14 +303,11 @@ class Person(Aggregate):
             raise UnknownEnrolment(f"{self.id_number} has no enrolment in {programme}")
         if on < enrolment.effective_from:
             raise DecisionBeforeEnrolment(
-                f"{kind} on {on.isoformat()} is before the enrolment starts "
-                f"({enrolment.effective_from.isoformat()})"
+                f"{kind} on {on.isoformat()} is before the enrolment starts ({enrolment.effective_from.isoformat()})"
             )
         status = enrolment.status_on(on)
         if status not in _ALLOWED_FROM[kind]:
-            raise DecisionNotAllowed(
-                f"cannot {kind} {programme} for {self.id_number}: it is {status} on {on}"
-            )
+            raise DecisionNotAllowed(f"cannot {kind} {programme} for {self.id_number}: it is {status} on {on}")
         if kind == "adjust" and (amount_fen is None or amount_fen < 0):
             raise DecisionNotAllowed("adjust needs --amount, the approved monthly amount in yuan")
         if kind == "resume":
@@ -357,6 +395,22 @@ def check_reenrolment(
     )
 
 
+def enrolment_fields(
+    programme: str, region: str, effective_from: date, household: HouseholdFacts, decision_ref: str, actor: str
+) -> dict[str, Any]:
+    """The payload of an enrolment, as `Enrolled` and `Registered.enrolment` carry it."""
+    return {
+        "programme": programme,
+        "region": region,
+        "effective_from": effective_from.isoformat(),
+        "members": household.members,
+        "monthly_income_fen": household.monthly_income_fen,
+        "special_members": household.special_members,
+        "decision_ref": decision_ref,
+        "actor": actor,
+    }
+
+
 def enrolment_from_event(data: Mapping[str, Any]) -> Enrolment:
     return Enrolment(
         programme=data["programme"],
@@ -407,13 +461,14 @@ def apply_person_event(
 ) -> None:
     """Fold one stored Person event (`name` is the event class name) into `records`."""
     if name == "Registered":
+        first = data.get("enrolment")
         records[originator_id] = PersonRecord(
             id_number=data["id_number"],
             name=data["name"],
             birth_date=date.fromisoformat(data["birth_date"]),
             bank_code=data["bank_code"],
             account=data["account"],
-            enrolments={},
+            enrolments={first["programme"]: enrolment_from_event(first)} if first else {},
             last_position=position,
         )
         return

@@ -317,9 +317,7 @@ def _parse_rule(path: str, entry: Any, errors: list[str], index: int) -> Standar
         return None
     for derivation_key in ("factor", "add", "round"):
         if derivation_key in entry and "base" not in entry:
-            errors.append(
-                f"{path}.{derivation_key}: only a derived standard (with `base`) takes {derivation_key}"
-            )
+            errors.append(f"{path}.{derivation_key}: only a derived standard (with `base`) takes {derivation_key}")
     amount = _yuan(entry, "amount", path, errors)
     add = _yuan(entry, "add", path, errors) or 0
     expect = _yuan(entry, "expect", path, errors)
@@ -392,22 +390,16 @@ def _parse_tiers(value: Any, path: str, errors: list[str]) -> tuple[tuple[int, i
     return tuple(tiers)
 
 
-def _parse_calendar(
-    raw: Any, errors: list[str]
-) -> tuple[tuple[date, ...], tuple[date, ...], tuple[int, ...]]:
+def _parse_calendar(raw: Any, errors: list[str]) -> tuple[tuple[date, ...], tuple[date, ...], tuple[int, ...]]:
     """Official holidays and make-up workdays (调休) for years the calendar package does not know yet."""
     if not isinstance(raw, Mapping):
         errors.append("calendar: must be a table")
         return (), (), ()
     holidays = tuple(
-        d
-        for i, v in enumerate(raw.get("holidays", []))
-        if (d := _parse_date(v, f"calendar.holidays[{i}]", errors))
+        d for i, v in enumerate(raw.get("holidays", [])) if (d := _parse_date(v, f"calendar.holidays[{i}]", errors))
     )
     workdays = tuple(
-        d
-        for i, v in enumerate(raw.get("workdays", []))
-        if (d := _parse_date(v, f"calendar.workdays[{i}]", errors))
+        d for i, v in enumerate(raw.get("workdays", [])) if (d := _parse_date(v, f"calendar.workdays[{i}]", errors))
     )
     years_raw = raw.get("years", [])
     if not isinstance(years_raw, list) or not all(isinstance(y, int) for y in years_raw):
@@ -466,8 +458,7 @@ def _check_expectations(policy: Policy, errors: list[str]) -> None:
                 continue
             if got != rule.expect_fen:
                 errors.append(
-                    f"{path}: derivation gives {format_yuan(got)}, the document states "
-                    f"{format_yuan(rule.expect_fen)}"
+                    f"{path}: derivation gives {format_yuan(got)}, the document states {format_yuan(rule.expect_fen)}"
                 )
 
 

@@ -73,9 +73,7 @@ class PolicyLog(Aggregate):
 
     def load(self, *, toml_text: str, source: str, region_code: str, actor: str) -> None:
         if self.region_code and region_code != self.region_code:
-            raise RegionMismatch(
-                f"this ledger serves region {self.region_code}; {source} is for {region_code}"
-            )
+            raise RegionMismatch(f"this ledger serves region {self.region_code}; {source} is for {region_code}")
         sha = hashlib.sha256(toml_text.encode()).hexdigest()
         if sha == self.sha256:
             return  # the same file again: nothing new to record
@@ -182,9 +180,7 @@ class Registry(Application[UUID]):
             self._save(person)
         return changed
 
-    def import_roster(
-        self, rows: Sequence[RosterRow], source: str, actor: str, advance: Any = None
-    ) -> ImportSummary:
+    def import_roster(self, rows: Sequence[RosterRow], source: str, actor: str, advance: Any = None) -> ImportSummary:
         """All rows or none: every rule is checked for every row before the first write.
 
         Rows are grouped by person so that one person's enrolments are saved together. Existing persons
@@ -193,9 +189,7 @@ class Registry(Application[UUID]):
         with collector_paused():
             return self._import_roster(rows, source, actor, advance)
 
-    def _import_roster(
-        self, rows: Sequence[RosterRow], source: str, actor: str, advance: Any
-    ) -> ImportSummary:
+    def _import_roster(self, rows: Sequence[RosterRow], source: str, actor: str, advance: Any) -> ImportSummary:
         policy = self.policy()
         pairs = policy.excluded_pairs()
         by_person: dict[str, list[RosterRow]] = {}
@@ -210,8 +204,14 @@ class Registry(Application[UUID]):
         enrolled = unchanged = 0
         batch: list[Person] = []
         for id_number, person_rows in by_person.items():
-            person = self._person_for(id_number, person_rows[0], existing, actor)
-            for row in person_rows:
+            if person_id(id_number) in existing:
+                person = self.person(id_number)
+                remaining = person_rows
+            else:
+                person = self._register(person_rows[0], actor)
+                enrolled += 1
+                remaining = person_rows[1:]
+            for row in remaining:
                 if self._enrol(person, row, pairs, actor):
                     enrolled += 1
                 else:
@@ -263,16 +263,20 @@ class Registry(Application[UUID]):
             held[row.programme] = new
         return errors
 
-    def _person_for(self, id_number: str, row: RosterRow, existing: set[UUID], actor: str) -> Person:
-        if person_id(id_number) in existing:
-            return self.person(id_number)
-        return Person(
-            id_number=id_number,
+    @staticmethod
+    def _register(row: RosterRow, actor: str) -> Person:
+        return Person.register(
+            id_number=row.id_number,
             name=row.name,
-            birth_date=row.birth_date.isoformat(),
+            birth_date=row.birth_date,
             bank_code=row.bank_code,
             account=row.account,
             actor=actor,
+            programme=row.programme,
+            region=row.region,
+            effective_from=row.effective_from,
+            household=HouseholdFacts(row.members, row.monthly_income_fen, row.special_members),
+            decision_ref=row.decision_ref,
         )
 
     @staticmethod

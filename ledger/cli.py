@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -81,9 +81,7 @@ def refusals() -> Iterator[None]:
 
 
 @click.group()
-@click.option(
-    "--db", "db_url", envvar="YIKATONG_DB", help="sqlite:///PATH (default ./yikatong.db) or postgresql://…"
-)
+@click.option("--db", "db_url", envvar="YIKATONG_DB", help="sqlite:///PATH (default ./yikatong.db) or postgresql://…")
 @click.option("--as", "actor", default=_default_actor, show_default="$USER", help="who is acting")
 @click.pass_context
 def main(ctx: click.Context, db_url: str | None, actor: str) -> None:
@@ -227,9 +225,7 @@ def roster_import(c: Context, file: Path) -> None:
 @click.option("--reason", required=True, help="decision document number, e.g. 乌海政发〔2014〕73号")
 @click.option("--amount", help="adjust: the approved monthly amount in yuan")
 @pass_context
-def decide(
-    c: Context, kind: str, id_number: str, programme: str, on: Any, reason: str, amount: str | None
-) -> None:
+def decide(c: Context, kind: str, id_number: str, programme: str, on: Any, reason: str, amount: str | None) -> None:
     """Record an eligibility decision on one enrolment."""
     with refusals():
         amount_fen = parse_yuan(amount) if amount is not None else None
@@ -357,6 +353,116 @@ def batch_list(c: Context, month: str | None, as_json: bool) -> None:
         Console().print(table)
 
 
+@batch.command("export")
+@click.argument("batch_ref", metavar="BATCH")
+@click.option("--format", "fmt", required=True, type=click.Choice(["onecard", "pain001", "xlsx", "notice"]))
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path), help="folder")
+@click.option("--profile", default="generic", show_default=True, help="one-card bank profile (onecard format)")
+@click.option(
+    "--pain-version",
+    "version",
+    default="001.001.09",
+    show_default=True,
+    type=click.Choice(["001.001.09", "001.001.03"]),
+)
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+def batch_export(c: Context, batch_ref: str, fmt: str, out: Path, profile: str, version: str, as_json: bool) -> None:
+    """Write a batch's bank file, roster or public notice; the export is recorded with its SHA-256."""
+    from ledger.exports import export_batch
+
+    with refusals():
+        registry, disbursement = c.apps()
+        batch_, files = export_batch(
+            disbursement,
+            registry.policy(),
+            batch_ref,
+            fmt=fmt,
+            out=out,
+            profile=profile,
+            version=version,
+            actor=c.actor,
+        )
+        if as_json:
+            click.echo(
+                json.dumps(
+                    {
+                        "batch": batch_.id.hex,
+                        "format": fmt,
+                        "files": [{"path": str(f.path), "sha256": f.sha256, "bytes": f.size} for f in files],
+                    }
+                )
+            )
+            return
+        for f in files:
+            click.echo(f"{f.path}  sha256 {f.sha256}")
+        click.echo(
+            f"batch {batch_.id.hex[:12]}: {batch_.count} payments, {format_yuan(batch_.total_fen)} 元, {batch_.status}"
+        )
+
+
+@batch.command("approve")
+@click.argument("batch_ref", metavar="BATCH")
+@pass_context
+def batch_approve(c: Context, batch_ref: str) -> None:
+    """Approve an exported batch: by anyone but the person who exported it. Approval freezes it."""
+    from ledger.exports import approve_batch
+
+    with refusals():
+        _, disbursement = c.apps()
+        approved = approve_batch(disbursement, batch_ref, c.actor)
+        click.echo(f"batch {approved.id.hex[:12]} approved by {c.actor}")
+
+
+@batch.command("submit")
+@click.argument("batch_ref", metavar="BATCH")
+@pass_context
+def batch_submit(c: Context, batch_ref: str) -> None:
+    """Mark an approved batch as handed to the bank."""
+    from ledger.exports import submit_batch
+
+    with refusals():
+        _, disbursement = c.apps()
+        submitted = submit_batch(disbursement, batch_ref, c.actor)
+        click.echo(f"batch {submitted.id.hex[:12]} submitted by {c.actor}")
+
+
+@main.group()
+def bank() -> None:
+    """Bank result files."""
+
+
+@bank.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--profile", default="generic", show_default=True, help="profile of a one-card return file")
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+def bank_import(c: Context, file: Path, profile: str, as_json: bool) -> None:
+    """Import a pain.002 or a profile's return file (回盘文件): the whole file applies or nothing does."""
+    from ledger.exports import import_bank_file
+
+    with refusals():
+        _, disbursement = c.apps()
+        outcome = import_bank_file(disbursement, file, actor=c.actor, profile=profile)
+        if as_json:
+            click.echo(
+                json.dumps(
+                    {
+                        "already_imported": outcome.already_imported,
+                        "paid": outcome.paid,
+                        "returned": outcome.returned,
+                        "batches": outcome.batches,
+                    }
+                )
+            )
+        elif outcome.already_imported:
+            click.echo(f"{file.name} was imported before: nothing changed")
+        else:
+            click.echo(
+                f"{file.name}: {outcome.paid} paid, {outcome.returned} returned, {outcome.batches} batches updated"
+            )
+
+
 def batch_row(b: Any) -> dict[str, Any]:
     return {
         "id": b.id.hex,
@@ -368,12 +474,73 @@ def batch_row(b: Any) -> dict[str, Any]:
         "status": b.status,
         "run_month": b.run_month,
         "due_date": b.due_date.isoformat(),
+        "paid": b.paid_count(),
+        "returned": len(b.returned_ids()),
+        "exported_by": b.exported_by,
+        "approved_by": b.approved_by,
     }
 
 
 @main.group()
 def report() -> None:
     """Reports."""
+
+
+@report.command("balances")
+@click.option("--month", help="periods falling due in this month (YYYY-MM)")
+@click.option("--year", help="periods of this year (YYYY)")
+@click.option("--programme", help="one programme")
+@click.option("--region", help="one region code")
+@click.option("--as-of", "as_of", help="answer from the events recorded up to this moment (ISO 8601)")
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+def report_balances(
+    c: Context,
+    month: str | None,
+    year: str | None,
+    programme: str | None,
+    region: str | None,
+    as_of: str | None,
+    as_json: bool,
+) -> None:
+    """Accrued, exported, paid, returned and outstanding per region, programme and period."""
+    with refusals():
+        if month:
+            Month.parse(month)
+        moment = _moment(as_of) if as_of else None
+        _, disbursement = c.apps()
+        rows = disbursement.balances(moment).rows(month=month, year=year, programme=programme, region=region)
+        stamp = (moment or datetime.now(UTC)).isoformat()
+        if as_json:
+            click.echo(json.dumps({"as_of": stamp, "rows": rows}, ensure_ascii=False))
+            return
+        table = Table(title=f"余额 as of {stamp}")
+        for heading in ("区划", "项目", "期间", "户", "人", "应发", "已导出", "已到账", "退回", "未到账"):
+            table.add_column(heading, justify="left" if heading in ("区划", "项目", "期间") else "right")
+        for r in rows:
+            table.add_row(
+                r["region"],
+                r["programme"],
+                r["period"],
+                str(r["households"]),
+                str(r["persons"]),
+                *(
+                    format_yuan(r[k])
+                    for k in ("accrued_fen", "exported_fen", "paid_fen", "returned_fen", "outstanding_fen")
+                ),
+            )
+        Console().print(table)
+
+
+def _moment(text: str) -> datetime:
+    """An ISO 8601 moment; a date alone means the end of that day, a naive time is UTC."""
+    try:
+        if len(text) == 10:
+            return datetime.fromisoformat(text).replace(hour=23, minute=59, second=59, tzinfo=UTC)
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise RuleBroken(f"--as-of {text!r}: not an ISO 8601 date or time") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @report.command("deadlines")

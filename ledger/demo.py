@@ -21,13 +21,8 @@ from rich.table import Table
 from domain.money import format_yuan
 from domain.periods import Month
 from ledger.deadlines import deadline_rows
-from ledger.roster import read_roster
+from ledger.roster import COLUMNS, read_roster
 from ledger.synthetic import check_digit, synthetic_rows
-
-COLUMNS = (
-    "id_number,name,region,programme,effective_from,members,monthly_income,special_members,"
-    "bank_code,account,decision_ref"
-).split(",")
 
 
 def shipped_policy_text(name: str = "ulanqab-2017.toml") -> str:
@@ -39,10 +34,21 @@ def write_roster(path: Path, households: int) -> None:
         writer = csv.writer(f)
         writer.writerow(COLUMNS)
         for r in synthetic_rows(households):
-            writer.writerow([
-                r.id_number, r.name, r.region, r.programme, r.effective_from.isoformat(), r.members,
-                format_yuan(r.monthly_income_fen), r.special_members, r.bank_code, r.account, r.decision_ref,
-            ])
+            writer.writerow(
+                [
+                    r.id_number,
+                    r.name,
+                    r.region,
+                    r.programme,
+                    r.effective_from.isoformat(),
+                    r.members,
+                    format_yuan(r.monthly_income_fen),
+                    r.special_members,
+                    r.bank_code,
+                    r.account,
+                    r.decision_ref,
+                ]
+            )
 
 
 def run_demo(c: Any, *, households: int, months: int) -> None:
@@ -76,15 +82,14 @@ def run_demo(c: Any, *, households: int, months: int) -> None:
                 console.print(f"[bold]decision[/] {line}")
         if month_index == 6:
             console.print(f"[bold]decision[/] {_enrol_late(registry, policy, c.actor)}")
-        result = disbursement.run_month_end(
-            registry.read_registry(), month, scope=policy.region_code, actor=c.actor
-        )
+        result = disbursement.run_month_end(registry.read_registry(), month, scope=policy.region_code, actor=c.actor)
         console.print(
             f"[bold]run {month}[/] {result.payments} payments, {format_yuan(result.total_fen)} 元, "
             f"{len(result.batches)} batches, {result.late} late"
         )
-    again = disbursement.run_month_end(registry.read_registry(), Month(2017, months), scope=policy.region_code,
-                                       actor=c.actor)
+    again = disbursement.run_month_end(
+        registry.read_registry(), Month(2017, months), scope=policy.region_code, actor=c.actor
+    )
     console.print(f"[bold]run {Month(2017, months)} again[/] {again.payments} payments: nothing is paid twice")
     _print_batches(console, disbursement.batches())
     _print_deadlines(console, deadline_rows(policy, disbursement.batches(), date(2017, 12, 20)))
@@ -96,14 +101,33 @@ def _decisions_during_the_year(registry: Any, rows: Any, actor: str) -> list[str
     dibao = [r for r in rows if r.programme == "urban_dibao"]
     if len(dibao) >= 3:
         first, second, third = dibao[:3]
-        registry.decide(kind="suspend", id_number=first.id_number, programme="urban_dibao", on=date(2017, 4, 1),
-                        actor=actor, reason="集民发〔2017〕31号", amount_fen=None)
+        registry.decide(
+            kind="suspend",
+            id_number=first.id_number,
+            programme="urban_dibao",
+            on=date(2017, 4, 1),
+            actor=actor,
+            reason="集民发〔2017〕31号",
+            amount_fen=None,
+        )
         lines.append(f"suspend urban_dibao for {first.id_number} from 2017-04-01")
-        registry.decide(kind="phase-out", id_number=second.id_number, programme="urban_dibao",
-                        on=date(2017, 4, 1), actor=actor, reason="集民发〔2017〕32号", amount_fen=None)
+        registry.decide(
+            kind="phase-out",
+            id_number=second.id_number,
+            programme="urban_dibao",
+            on=date(2017, 4, 1),
+            actor=actor,
+            reason="集民发〔2017〕32号",
+            amount_fen=None,
+        )
         lines.append(f"phase-out urban_dibao for {second.id_number} from 2017-04-01: paid to September")
-        registry.set_account(id_number=third.id_number, bank_code="102191000031",
-                             account="6222020602012345678", reason="原卡销户,换卡", actor=actor)
+        registry.set_account(
+            id_number=third.id_number,
+            bank_code="102191000031",
+            account="6222020602012345678",
+            reason="原卡销户,换卡",
+            actor=actor,
+        )
         lines.append(f"account corrected for {third.id_number}")
     return lines
 
@@ -120,8 +144,9 @@ def _enrol_late(registry: Any, policy: Any, actor: str) -> str:
             "6228480045001122345,集民发〔2017〕60号\n",
             encoding="utf-8",
         )
-        registry.import_roster(read_roster(path, region=policy.region_code, programmes=policy.programmes),
-                               path.name, actor)
+        registry.import_roster(
+            read_roster(path, region=policy.region_code, programmes=policy.programmes), path.name, actor
+        )
     return f"urban_dibao for {id_number} approved from 2017-03-01, recorded in June: arrears follow"
 
 
@@ -130,8 +155,9 @@ def _print_batches(console: Console, batches: list[Any]) -> None:
     for heading in ("批次", "项目", "期间", "月结", "笔数", "金额(元)", "状态"):
         table.add_column(heading, justify="right" if heading in ("笔数", "金额(元)") else "left")
     for b in batches:
-        table.add_row(b.id.hex[:10], b.programme, b.period, b.run_month, str(b.count), format_yuan(b.total_fen),
-                      b.status)
+        table.add_row(
+            b.id.hex[:10], b.programme, b.period, b.run_month, str(b.count), format_yuan(b.total_fen), b.status
+        )
     console.print(table)
 
 
@@ -140,6 +166,12 @@ def _print_deadlines(console: Console, rows: list[dict[str, Any]]) -> None:
     for heading in ("项目", "期间", "到账期限", "最迟报送日", "状态", "跨年"):
         table.add_column(heading)
     for r in rows:
-        table.add_row(r["programme"], r["period"], r["due_date"], r["last_safe_day"] or "unknown", r["state"],
-                      "breach" if r["year_end_breach"] else "")
+        table.add_row(
+            r["programme"],
+            r["period"],
+            r["due_date"],
+            r["last_safe_day"] or "unknown",
+            r["state"],
+            "breach" if r["year_end_breach"] else "",
+        )
     console.print(table)

@@ -16,10 +16,11 @@ How "exactly once" holds under re-runs, two runs at once and crashes:
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID, uuid5
 
@@ -37,14 +38,24 @@ from domain.disbursement import (
     PaymentDue,
     RunLog,
     batch_id,
+    reissue_id,
     run_log_id,
 )
-from domain.eligibility import NAMESPACE
+from domain.eligibility import NAMESPACE, person_id
 from domain.errors import RuleBroken
-from domain.periods import Month
-from ledger.store import bulk_insert_events, chunked, collector_paused, existing_originators
+from domain.periods import Month, Period
+from domain.regions import region_contains
+from ledger.store import (
+    bulk_insert_events,
+    chunked,
+    collector_paused,
+    existing_originators,
+    first_event_states,
+)
+from projections.balances import BalanceFold
 
 PAYMENTS_PER_CHUNK = 10_000  # payments per insert transaction
+LOG_PAGE = 20_000  # notifications per query when folding the log
 CHUNK_ATTEMPTS_MAX = 50  # conflicts tolerated on one chunk before giving up loudly
 BATCH_REGISTER_ID = uuid5(NAMESPACE, "batch-register")
 
@@ -86,6 +97,8 @@ class RunSummary:
     late: int = 0
     already_accrued: int = 0
     conflicts: int = 0
+    reissued: int = 0
+    awaiting_account: int = 0  # returned payments whose account has not been corrected yet
     batches: set[UUID] = field(default_factory=set)
 
 
@@ -115,7 +128,10 @@ class Disbursement(Application[UUID]):
         run_log = self._get(run_log_id(scope)) or RunLog(scope=scope)
         watermark = run_log.watermark_for(run_month)
         accrual = Accrual(policy, run_month)
-        dues = accrual.due(snapshot.persons.items(), scope, watermark, snapshot.policy_position)
+        reissues = self._reissues_due(snapshot, scope, summary)
+        dues = itertools.chain(
+            accrual.due(snapshot.persons.items(), scope, watermark, snapshot.policy_position), reissues
+        )
         writer = _ChunkWriter(self, policy.region_code, str(run_month), summary)
         for chunk in chunked(dues, PAYMENTS_PER_CHUNK):
             writer.write(chunk)  # type: ignore[arg-type]
@@ -142,6 +158,51 @@ class Disbursement(Application[UUID]):
                 run_log = self._get(run_log_id(scope)) or RunLog(scope=scope)
         raise RunConflict("could not record the run's completion; run it again")
 
+    def _reissues_due(self, snapshot: Any, scope: str, summary: RunSummary) -> list[PaymentDue]:
+        """Returned payments to pay again (补发), once the payee's account has been corrected.
+
+        Each returned payment has exactly one possible re-issue, `reissue_id(returned)`, so the store
+        refuses a second; a payment the bank paid is never re-issued; a re-issue that comes back returned
+        can itself be re-issued after another correction. The re-issue keeps the period, amount and due
+        date of what it replaces (so it counts late) and goes to the account on record now.
+        """
+        returned = [pid for batch in self.batches() for pid in batch.returned_ids()]
+        if not returned:
+            return []
+        candidates = {reissue_id(pid): pid for pid in returned}
+        done = existing_originators(self.recorder, candidates)
+        pending = [pid for rid, pid in candidates.items() if rid not in done]
+        views = self.payment_views(pending)
+        dues = []
+        for pid in pending:
+            view = views[pid]
+            record = snapshot.persons.get(person_id(view.id_number))
+            if record is None or not region_contains(scope, view.region):
+                continue
+            if (record.bank_code, record.account) == (view.bank_code, view.account):
+                summary.awaiting_account += 1
+                continue
+            dues.append(
+                PaymentDue(
+                    payment_id=reissue_id(pid),
+                    person_id=person_id(view.id_number),
+                    id_number=view.id_number,
+                    name=record.name,
+                    region=view.region,
+                    programme=view.programme,
+                    period=Period.parse(view.period),
+                    amount_fen=view.amount_fen,
+                    persons=view.persons,
+                    due_date=date.fromisoformat(view.due_date),
+                    late=True,
+                    bank_code=record.bank_code,
+                    account=record.account,
+                    reissue_of=pid,
+                )
+            )
+        summary.reissued += len(dues)
+        return dues
+
     # --- reading ---------------------------------------------------------------------------------
 
     def batches(self) -> list[Batch]:
@@ -154,13 +215,46 @@ class Disbursement(Application[UUID]):
         """A batch by its id or a unique prefix of it (as `batch list` prints)."""
         matches = [b for b in self.batches() if b.id.hex.startswith(batch_ref.replace("-", "").lower())]
         if len(matches) != 1:
-            raise UnknownBatch(
-                f"batch {batch_ref!r}: {'no such batch' if not matches else 'ambiguous prefix'}"
-            )
+            raise UnknownBatch(f"batch {batch_ref!r}: {'no such batch' if not matches else 'ambiguous prefix'}")
         return matches[0]
+
+    def batch_by_id(self, batch_hex: str) -> Batch:
+        found = self._get(UUID(batch_hex))
+        if not isinstance(found, Batch):
+            raise UnknownBatch(f"batch {batch_hex}: no such batch")
+        return found
 
     def payments(self, payment_ids: Iterable[str]) -> list[Payment]:
         return [self.repository.get(UUID(p)) for p in payment_ids]
+
+    def payment_views(self, payment_ids: Iterable[str]) -> dict[str, PaymentView]:
+        """Payments by id (hex), loaded in pages straight from their single stored event."""
+        states = first_event_states(self.recorder, [UUID(p) for p in payment_ids])
+        return {pid.hex: PaymentView.from_payload(pid.hex, self._payload(state)) for pid, state in states.items()}
+
+    def balances(self, as_of: datetime | None = None) -> BalanceFold:
+        """Balances folded from the log, counting only events recorded at or before `as_of`."""
+        result = BalanceFold()
+        start = 1
+        while True:
+            page = self.recorder.select_notifications(start=start, limit=LOG_PAGE)
+            if not page:
+                break
+            for notification in page:
+                data = self._payload(notification.state)
+                if as_of is not None and datetime.fromisoformat(data["timestamp"]["_data_"]) > as_of:
+                    continue
+                result.apply(notification.topic, notification.originator_id.hex, data)
+            start = page[-1].id + 1
+        return result
+
+    def _payload(self, state: bytes) -> dict[str, Any]:
+        """A payload of JSON primitives (see `_ChunkWriter._accrued`), through the mapper's cipher."""
+        if self.mapper.cipher:
+            state = self.mapper.cipher.decrypt(state)
+        if self.mapper.compressor:
+            state = self.mapper.compressor.decompress(state)
+        return json.loads(bytes(state).decode())  # type: ignore[no-any-return]
 
     def _get(self, aggregate_id: UUID) -> Any:
         try:
@@ -171,6 +265,47 @@ class Disbursement(Application[UUID]):
 
 class UnknownBatch(RuleBroken):
     """No batch has that id."""
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentView:
+    """A payment as stored (its one `Accrued` event), for exports, results and re-issues."""
+
+    payment_id: str
+    id_number: str
+    name: str
+    programme: str
+    period: str
+    region: str
+    amount_fen: int
+    persons: int
+    due_date: str
+    late: bool
+    batch_id: str
+    bank_code: str
+    account: str
+    run_month: str
+    reissue_of: str
+
+    @classmethod
+    def from_payload(cls, payment_id: str, data: dict[str, Any]) -> PaymentView:
+        return cls(
+            payment_id=payment_id,
+            id_number=data["id_number"],
+            name=data["name"],
+            programme=data["programme"],
+            period=data["period"],
+            region=data["region"],
+            amount_fen=data["amount_fen"],
+            persons=data["persons"],
+            due_date=data["due_date"],
+            late=data["late"],
+            batch_id=data["batch_id"],
+            bank_code=data["bank_code"],
+            account=data["account"],
+            run_month=data["run_month"],
+            reissue_of=data.get("reissue_of", ""),
+        )
 
 
 class _ChunkWriter:
@@ -203,27 +338,30 @@ class _ChunkWriter:
             return
         raise RunConflict(f"gave up after {CHUNK_ATTEMPTS_MAX} conflicts on one chunk; run it again")
 
-    def _events_for(
-        self, pending: Sequence[PaymentDue]
-    ) -> tuple[list[Any], list[Batch], BatchRegister | None]:
-        """Payment events plus each touched batch's pending events, mapped for the recorder."""
+    def _events_for(self, pending: Sequence[PaymentDue]) -> tuple[list[Any], list[Batch], BatchRegister | None]:
+        """Each touched batch's pending events, then the payment events, mapped for the recorder.
+
+        Batch events come first in the log, so a reader folding it meets a payment's batch (and its
+        region) before the payment.
+        """
         groups: dict[tuple[str, str], list[PaymentDue]] = {}
         for due in pending:
             groups.setdefault((due.programme, due.period.name), []).append(due)
         register = self._register()
-        stored: list[StoredEvent] = []
+        payments: list[StoredEvent] = []
         touched = []
         for key, dues in groups.items():
             batch = self._open_batch(key, dues[0], register)
             batch.add_payments(tuple(d.payment_id.hex for d in dues), sum(d.amount_fen for d in dues))
             touched.append(batch)
-            stored.extend(self._accrued(due, batch.id) for due in dues)
+            payments.extend(self._accrued(due, batch.id) for due in dues)
         batch_events: list[Any] = []
         for batch in touched:
             batch_events.extend(batch.collect_events())
         register_events = list(register.collect_events())
         mapper = self.app.mapper
-        stored.extend(mapper.to_stored_event(e) for e in (*batch_events, *register_events))
+        stored = [mapper.to_stored_event(e) for e in (*register_events, *batch_events)]
+        stored.extend(payments)
         return stored, touched, register if register_events else None
 
     def _accrued(self, due: PaymentDue, batch: UUID) -> StoredEvent:
@@ -242,16 +380,15 @@ class _ChunkWriter:
             f'"name":{_ENCODER.encode(due.name)},"region":"{due.region}","amount_fen":{due.amount_fen},'
             f'"persons":{due.persons},"due_date":"{due.due_date.isoformat()}",'
             f'"late":{"true" if due.late else "false"},"batch_id":"{batch.hex}",'
-            f'"bank_code":"{due.bank_code}","account":"{due.account}","run_month":"{self.run_month}"}}'
+            f'"bank_code":"{due.bank_code}","account":"{due.account}","run_month":"{self.run_month}",'
+            f'"reissue_of":"{due.reissue_of}"}}'
         ).encode()
         mapper = self.app.mapper
         if mapper.compressor:
             payload = mapper.compressor.compress(payload)
         if mapper.cipher:
             payload = mapper.cipher.encrypt(payload)
-        return StoredEvent(
-            originator_id=due.payment_id, originator_version=1, topic=_ACCRUED_TOPIC, state=payload
-        )
+        return StoredEvent(originator_id=due.payment_id, originator_version=1, topic=_ACCRUED_TOPIC, state=payload)
 
     def _open_batch(self, key: tuple[str, str], due: PaymentDue, register: BatchRegister) -> Batch:
         """The drafted batch for this programme and period in this run, or the next sequence's."""
@@ -285,9 +422,7 @@ class _ChunkWriter:
             self.register = self.app._get(BATCH_REGISTER_ID) or BatchRegister()
         return self.register
 
-    def _committed(
-        self, pending: Sequence[PaymentDue], touched: list[Batch], register: BatchRegister | None
-    ) -> None:
+    def _committed(self, pending: Sequence[PaymentDue], touched: list[Batch], register: BatchRegister | None) -> None:
         self.summary.payments += len(pending)
         self.summary.total_fen += sum(d.amount_fen for d in pending)
         self.summary.late += sum(1 for d in pending if d.late)

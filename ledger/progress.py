@@ -61,9 +61,7 @@ def stderr_is_terminal() -> bool:
 
 
 @contextmanager
-def progress(
-    description: str, total: int | None, *, enabled: bool | None = None
-) -> Iterator[Callable[[int], None]]:
+def progress(description: str, total: int | None, *, enabled: bool | None = None) -> Iterator[Callable[[int], None]]:
     """Yield `advance(n)`, which adds n done items; `enabled=None` shows the bar only on a terminal."""
     shown = stderr_is_terminal() if enabled is None else enabled
     if not shown:

@@ -23,9 +23,7 @@ COUNTIES = {
     "150925": "152628",  # 凉城县
     "150981": "152602",  # 丰镇市
 }
-SURNAMES = (
-    "王李张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗梁宋郑谢韩唐冯于董萧程曹袁邓许傅沈曾彭吕苏卢蒋蔡贾丁魏薛叶阎"
-)
+SURNAMES = "王李张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗梁宋郑谢韩唐冯于董萧程曹袁邓许傅沈曾彭吕苏卢蒋蔡贾丁魏薛叶阎"
 GIVEN = "建华桂英秀兰玉梅志强国平海燕丽娟金凤永军文明淑珍春花德福宝山红霞敏慧"
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 
@@ -82,8 +80,7 @@ def synthetic_rows(count: int, *, seed: int = 2017, start: date = date(2017, 1, 
             line=n + 2,
             id_number=id_number,
             birth_date=birth,
-            name=SURNAMES[rng.randrange(len(SURNAMES))]
-            + "".join(rng.choice(GIVEN) for _ in range(rng.randint(1, 2))),
+            name=SURNAMES[rng.randrange(len(SURNAMES))] + "".join(rng.choice(GIVEN) for _ in range(rng.randint(1, 2))),
             region=county,
             programme=programme,
             effective_from=start,

@@ -1,0 +1,179 @@
+"""Standalone month-end benchmark: `python -m benchmarks.month_end --payments N --db URL`.
+
+1. Loads the shipped policy and N synthetic enrolments (one payee each) into an empty store.
+2. Times the real command, `yikatong --db URL run 2017-01 --json`, in a child process, so the figure
+   includes start-up, reading the registry and writing every payment, and the child's peak RSS is exact.
+3. Counts stored events per payment.
+4. Measures the storage floor: the same payment rows (read back from the store) bulk-inserted into a
+   scratch table of the same shape in the same database with one `executemany` in one transaction.
+Prints payments/s, events per payment, peak RSS and the run's time as a multiple of the floor.
+
+Targets (issue 3), N = 1 000 000 on 2 cores: ≤ 60 s SQLite, ≤ 90 s PostgreSQL, ≤ 5× the floor,
+≤ 1.1 events per payment, peak RSS ≤ 2 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ledger.apps import open_apps
+from ledger.demo import shipped_policy_text
+from ledger.progress import progress
+from ledger.store import Database, database_from_url, ensure_postgres_schema, postgres_conninfo
+from ledger.synthetic import synthetic_rows
+
+IMPORT_CHUNK = 100_000  # rows generated and imported at a time, to bound the generator's memory
+FLOOR_PAGE = 100_000
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--payments", type=int, default=100_000, help="enrolments to generate (one payment each)")
+    parser.add_argument("--db", default="sqlite:///bench.db", help="an EMPTY store: sqlite:///PATH or postgresql://…")
+    parser.add_argument("--fresh", action="store_true", help="delete the SQLite file / drop the ?schema= first")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = parser.parse_args(argv)
+    db = database_from_url(args.db)
+    if args.fresh:
+        _fresh(db)
+    figures = measure(db, args.payments)
+    if args.json:
+        print(json.dumps(figures))
+    else:
+        for key, value in figures.items():
+            print(f"{key:32} {value}")
+    return 0
+
+
+def measure(db: Database, count: int) -> dict[str, Any]:
+    registry, disbursement = open_apps(db)
+    if registry.recorder.max_notification_id():
+        raise SystemExit(f"{db.url} is not empty; pass --fresh or another database")
+    registry.load_policy(shipped_policy_text(), "ulanqab-2017.toml", "bench")
+    started = time.perf_counter()
+    rows = tuple(synthetic_rows(count))
+    with progress("importing enrolments", count) as advance:
+        for start in range(0, count, IMPORT_CHUNK):
+            registry.import_roster(rows[start:start + IMPORT_CHUNK], "synthetic", "bench", advance)
+    import_s = time.perf_counter() - started
+    del rows
+    registry.close()
+    disbursement.close()
+
+    run_s, peak_rss_kb, result = _time_cli_run(db)
+    payments = result["payments"]
+    _, disbursement = open_apps(db)
+    stored = _count_events(db, disbursement)
+    floor_s = _storage_floor_s(db, disbursement)
+    return {
+        "store": db.kind,
+        "enrolments": count,
+        "import_s": round(import_s, 1),
+        "payments": payments,
+        "run_s": round(run_s, 2),
+        "payments_per_s": round(payments / run_s),
+        "stored_events": stored,
+        "events_per_payment": round(stored / payments, 4) if payments else None,
+        "peak_rss_mb": round(peak_rss_kb / 1024),
+        "floor_s": round(floor_s, 2),
+        "floor_rows_per_s": round(payments / floor_s) if floor_s else None,
+        "run_over_floor": round(run_s / floor_s, 2) if floor_s else None,
+    }
+
+
+def _time_cli_run(db: Database) -> tuple[float, int, dict[str, Any]]:
+    command = [sys.executable, "-m", "ledger", "--db", db.url, "--as", "bench", "run", "2017-01", "--json"]
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"run failed ({done.returncode}): {done.stderr.strip()}")
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return elapsed, peak_kb, json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _count_events(db: Database, disbursement: Any) -> int:
+    table = disbursement.recorder.events_table_name
+    if db.kind == "sqlite":
+        with disbursement.recorder.datastore.transaction(commit=False) as c:
+            c.execute(f"SELECT COUNT(*) FROM {table}")
+            return int(c.fetchone()[0])
+    import psycopg
+
+    schema = db.env.get("POSTGRES_SCHEMA", "public")
+    with psycopg.connect(postgres_conninfo(db)) as conn:
+        return int(conn.execute(f'SELECT COUNT(*) FROM "{schema}"."{table}"').fetchone()[0])
+
+
+def _storage_floor_s(db: Database, disbursement: Any) -> float:
+    """The same rows, one executemany, one transaction, into a scratch table shaped like the events table."""
+    table = disbursement.recorder.events_table_name
+    if db.kind == "sqlite":
+        import sqlite3
+
+        conn = sqlite3.connect(db.env["SQLITE_DBNAME"], isolation_level=None)
+        rows = conn.execute(
+            f"SELECT originator_id, originator_version, topic, state FROM {table} WHERE originator_version = 1"
+        ).fetchall()
+        conn.execute("DROP TABLE IF EXISTS floor_events")
+        conn.execute(
+            "CREATE TABLE floor_events (originator_id TEXT, originator_version INTEGER, topic TEXT, state BLOB, "
+            "PRIMARY KEY (originator_id, originator_version))"
+        )
+        started = time.perf_counter()
+        conn.execute("BEGIN")
+        conn.executemany("INSERT INTO floor_events VALUES (?,?,?,?)", rows)
+        conn.execute("COMMIT")
+        elapsed = time.perf_counter() - started
+        conn.execute("DROP TABLE floor_events")
+        conn.close()
+        return elapsed
+    import psycopg
+
+    schema = db.env.get("POSTGRES_SCHEMA", "public")
+    with psycopg.connect(postgres_conninfo(db)) as conn:
+        rows = conn.execute(
+            f'SELECT originator_id, originator_version, topic, state FROM "{schema}"."{table}" '
+            "WHERE originator_version = 1"
+        ).fetchall()
+        conn.execute(f'DROP TABLE IF EXISTS "{schema}".floor_events')
+        conn.execute(
+            f'CREATE TABLE "{schema}".floor_events (originator_id uuid, originator_version bigint, topic text, '
+            "state bytea, PRIMARY KEY (originator_id, originator_version))"
+        )
+        conn.commit()
+        started = time.perf_counter()
+        with conn.transaction(), conn.cursor() as cur:
+            cur.executemany(f'INSERT INTO "{schema}".floor_events VALUES (%s, %s, %s, %s)', rows)
+        elapsed = time.perf_counter() - started
+        conn.execute(f'DROP TABLE "{schema}".floor_events')
+        conn.commit()
+        return elapsed
+
+
+def _fresh(db: Database) -> None:
+    if db.kind == "sqlite":
+        for suffix in ("", "-wal", "-shm"):
+            Path(db.env["SQLITE_DBNAME"] + suffix).unlink(missing_ok=True)
+        return
+    schema = db.env.get("POSTGRES_SCHEMA")
+    if not schema:
+        raise SystemExit("--fresh on PostgreSQL needs ?schema=NAME in the URL (it drops that schema)")
+    import psycopg
+
+    with psycopg.connect(postgres_conninfo(db), autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    ensure_postgres_schema(db)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    sys.exit(main())

@@ -1,0 +1,310 @@
+"""Batches out to the bank and results back in: the ledger side of `exporters/`.
+
+Guarantees:
+- Deterministic exports: rows come from the payments' stored events in batch order, the file time from
+  the batch's `Drafted` event, never the clock; the same batch exports to the same bytes.
+- A file is written to a temporary name in the target folder and renamed when complete, so no half
+  file ever carries the final name (a full disk leaves nothing under that name).
+- Every export is recorded on the batch with format, file names and SHA-256.
+- A bank result file applies whole or not at all: unknown payments, amounts that disagree with the
+  ledger, results for unapproved batches and results that contradict earlier ones are all reported and
+  nothing is applied. The file's SHA-256 names a `BankFile` aggregate, so importing the same file twice,
+  even at the same moment, changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from eventsourcing.persistence import IntegrityError
+
+from domain.disbursement import BankFile, Batch, bank_file_id
+from domain.errors import RuleBroken
+from domain.policy import Policy
+from exporters.rows import BankResult, BatchHeader, ExportRefused, PaymentRow, ResultFileRejected
+from ledger.disbursement import Disbursement, PaymentView
+
+FORMATS = ("onecard", "pain001", "xlsx", "notice")
+PAIN001_VERSIONS = ("001.001.09", "001.001.03")
+PAIN001_ROWS_MAX = 50_000  # payments per pain.001 file; a larger batch splits, each file with its own sum
+
+
+class ExportFailed(RuleBroken):
+    """An export the exporters refused (names the rule and the row or profile key)."""
+
+    def __init__(self, rule: str, message: str) -> None:
+        super().__init__(message)
+        self.rule_name = rule
+
+    @property
+    def rule(self) -> str:
+        return self.rule_name
+
+
+class ResultsRefused(RuleBroken):
+    """A bank result file was refused whole; `errors` lists every problem found."""
+
+    def __init__(self, errors: Sequence[str]) -> None:
+        self.errors = tuple(errors)
+        super().__init__("\n".join((*self.errors, "nothing applied")))
+
+
+def message_id(batch: Batch) -> str:
+    """ISO 20022 MsgId (≤ 35 characters): derived from the batch id, so it is stable and traceable."""
+    return f"YKT{batch.id.hex[:28]}"
+
+
+def batch_header(policy: Policy, batch: Batch) -> BatchHeader:
+    programme = policy.programmes.get(batch.programme)
+    return BatchHeader(
+        batch_id=batch.id.hex,
+        message_id=message_id(batch),
+        created_at=batch.created_on.replace(microsecond=0),
+        region=batch.region,
+        region_name=policy.region_name,
+        programme=batch.programme,
+        programme_name=programme.name if programme else batch.programme,
+        period=batch.period,
+        due_date=batch.due_date,
+        payer_name=policy.settings.get("payer_name", policy.region_name),
+        payer_account=policy.settings.get("payer_account", ""),
+        payer_bank_code=policy.settings.get("payer_bank_code", ""),
+        count=batch.count,
+        total_fen=batch.total_fen,
+    )
+
+
+def payment_rows(header: BatchHeader, batch: Batch, views: dict[str, PaymentView]) -> list[PaymentRow]:
+    rows = []
+    for serial, pid in enumerate(batch.payment_ids, start=1):
+        view = views[pid]
+        remark = f"{header.programme_name} {view.period}" + (" 补发" if view.reissue_of else "")
+        rows.append(
+            PaymentRow(
+                serial=serial,
+                payment_id=pid,
+                id_number=view.id_number,
+                name=view.name,
+                account=view.account,
+                bank_code=view.bank_code,
+                amount_fen=view.amount_fen,
+                region=view.region,
+                persons=view.persons,
+                remark=remark,
+            )
+        )
+    assert sum(r.amount_fen for r in rows) == batch.total_fen, "a batch's total is the sum of its payments"
+    return rows
+
+
+def render(
+    fmt: str, header: BatchHeader, rows: list[PaymentRow], profile: str, version: str
+) -> list[tuple[str, bytes]]:
+    """(file name, bytes) for one format; the exporters decide layout, the ledger decides content."""
+    try:
+        if fmt == "onecard":
+            from exporters.onecard import load_profile, render_onecard
+
+            return render_onecard(header, rows, load_profile(profile))
+        if fmt == "pain001":
+            from exporters.pain001 import render_pain001_files
+
+            return render_pain001_files(header, rows, version=version, limit=PAIN001_ROWS_MAX)
+        if fmt == "xlsx":
+            from exporters.xlsx import render_roster
+
+            return [(f"{header.message_id}-roster.xlsx", render_roster(header, rows))]
+        if fmt == "notice":
+            from exporters.xlsx import render_notice
+
+            return [(f"{header.message_id}-notice.xlsx", render_notice(header, rows))]
+    except ExportRefused as e:
+        raise ExportFailed(e.rule, str(e)) from None
+    raise ExportFailed("UnknownFormat", f"format {fmt!r}: use one of {', '.join(FORMATS)}")
+
+
+def write_atomically(folder: Path, name: str, data: bytes) -> Path:
+    """Write to a temporary file beside the target, fsync, then rename over the final name."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / name
+    handle, temporary = tempfile.mkstemp(prefix=f".{name}.", dir=folder)
+    try:
+        with os.fdopen(handle, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return target
+
+
+@dataclass(frozen=True, slots=True)
+class ExportedFile:
+    path: Path
+    sha256: str
+    size: int
+
+
+def export_batch(
+    disbursement: Disbursement,
+    policy: Policy,
+    batch_ref: str,
+    *,
+    fmt: str,
+    out: Path,
+    profile: str = "generic",
+    version: str = "001.001.09",
+    actor: str,
+) -> tuple[Batch, list[ExportedFile]]:
+    if fmt not in FORMATS:
+        raise ExportFailed("UnknownFormat", f"format {fmt!r}: use one of {', '.join(FORMATS)}")
+    if fmt == "pain001" and version not in PAIN001_VERSIONS:
+        raise ExportFailed("UnknownVersion", f"pain.001 version {version!r}: use {' or '.join(PAIN001_VERSIONS)}")
+    batch = disbursement.batch(batch_ref)
+    header = batch_header(policy, batch)
+    rows = payment_rows(header, batch, disbursement.payment_views(batch.payment_ids))
+    files = render(fmt, header, rows, profile, version)
+    written = []
+    for name, data in files:
+        path = write_atomically(out, name, data)
+        written.append(ExportedFile(path, hashlib.sha256(data).hexdigest(), len(data)))
+    label = f"{fmt}:{profile}" if fmt == "onecard" else (f"pain.{version}" if fmt == "pain001" else fmt)
+    batch.record_export(format_name=label, files=tuple((f.path.name, f.sha256) for f in written), actor=actor)
+    _save(disbursement, batch)
+    return batch, written
+
+
+def approve_batch(disbursement: Disbursement, batch_ref: str, actor: str) -> Batch:
+    batch = disbursement.batch(batch_ref)
+    batch.approve(actor=actor)
+    _save(disbursement, batch)
+    return batch
+
+
+def submit_batch(disbursement: Disbursement, batch_ref: str, actor: str) -> Batch:
+    batch = disbursement.batch(batch_ref)
+    batch.submit(actor=actor)
+    _save(disbursement, batch)
+    return batch
+
+
+@dataclass(frozen=True, slots=True)
+class ImportOutcome:
+    already_imported: bool
+    paid: int
+    returned: int
+    batches: int
+
+
+def import_bank_file(disbursement: Disbursement, path: Path, *, actor: str, profile: str = "generic") -> ImportOutcome:
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ResultsRefused([f"{path}: cannot read: {e.strerror}"]) from None
+    sha = hashlib.sha256(data).hexdigest()
+    if disbursement._get(bank_file_id(sha)) is not None:
+        return ImportOutcome(True, 0, 0, 0)
+    file_format, original_message, results = _read_results(data, path.name, profile)
+    views = disbursement.payment_views(r.payment_id for r in results)
+    errors = _check_against_ledger(path.name, results, views, original_message)
+    batches: dict[str, Batch] = {}
+    for result in results:
+        view = views.get(result.payment_id)
+        if view is not None and view.batch_id not in batches:
+            batches[view.batch_id] = disbursement.batch_by_id(view.batch_id)
+    per_batch: dict[str, list[tuple[str, str, str, str]]] = {}
+    for result in results:
+        view = views.get(result.payment_id)
+        if view is None:
+            continue
+        settled = result.settled_on.isoformat() if result.settled_on else ""
+        per_batch.setdefault(view.batch_id, []).append((result.payment_id, result.status, result.reason_code, settled))
+    for batch_hex, batch_results in per_batch.items():
+        errors.extend(f"{path.name}: {problem}" for problem in batches[batch_hex].check_results(batch_results))
+    if errors:
+        raise ResultsRefused(errors)
+    changed = []
+    for batch_hex, batch_results in per_batch.items():
+        if batches[batch_hex].record_results(bank_file=sha, results=tuple(batch_results), actor=actor):
+            changed.append(batches[batch_hex])
+    paid = sum(1 for r in results if r.status == "paid")
+    record = BankFile(
+        sha256=sha,
+        name=path.name,
+        file_format=file_format,
+        message_id=original_message,
+        paid=paid,
+        returned=len(results) - paid,
+        actor=actor,
+    )
+    try:
+        disbursement.save(record, *changed)  # one transaction: the file and every batch's results
+    except IntegrityError:
+        if disbursement._get(bank_file_id(sha)) is not None:
+            return ImportOutcome(True, 0, 0, 0)
+        raise ResultsRefused(
+            [f"{path.name}: a batch changed while importing; nothing applied, import it again"]
+        ) from None
+    return ImportOutcome(False, paid, len(results) - paid, len(changed))
+
+
+def _read_results(data: bytes, name: str, profile: str) -> tuple[str, str, list[BankResult]]:
+    try:
+        if data.lstrip()[:1] == b"<" or data.startswith(b"\xef\xbb\xbf<"):
+            from exporters.pain002 import read_pain002
+
+            original, results = read_pain002(data, name)
+            return "pain.002", original, results
+        from exporters.onecard import load_profile, read_return_file
+
+        return f"onecard:{profile}", "", read_return_file(data, name, load_profile(profile))
+    except ResultFileRejected as e:
+        raise ResultsRefused(e.errors) from None
+    except ExportRefused as e:
+        raise ResultsRefused([f"{name}: {e.rule}: {e}"]) from None
+
+
+def _check_against_ledger(
+    name: str, results: list[BankResult], views: dict[str, PaymentView], original_message: str
+) -> list[str]:
+    errors = []
+    seen: dict[str, str] = {}
+    for result in results:
+        view = views.get(result.payment_id)
+        if result.payment_id in seen:
+            errors.append(
+                f"{result.source}: payment {result.payment_id} appears twice (also {seen[result.payment_id]})"
+            )
+            continue
+        seen[result.payment_id] = result.source
+        if view is None:
+            errors.append(f"{result.source}: unknown payment {result.payment_id}")
+            continue
+        if result.amount_fen is not None and result.amount_fen != view.amount_fen:
+            errors.append(
+                f"{result.source}: payment {result.payment_id} amount {result.amount_fen} fen disagrees with the "
+                f"ledger's {view.amount_fen} fen"
+            )
+        if original_message and not original_message.startswith(f"YKT{view.batch_id[:28]}"):
+            errors.append(
+                f"{result.source}: the file answers message {original_message}, but payment {result.payment_id} "
+                f"was sent in YKT{view.batch_id[:28]}"
+            )
+    return errors
+
+
+def _save(disbursement: Disbursement, *aggregates: Any) -> None:
+    from ledger.apps import ConcurrentChange
+
+    try:
+        disbursement.save(*aggregates)
+    except IntegrityError:
+        raise ConcurrentChange("someone else changed the same batch at the same time; nothing recorded") from None
