@@ -212,19 +212,7 @@ def _check_profile(raw: dict[str, Any], name: str, source: str, problems: list[s
     if not isinstance(title, str):
         problems.append("title: must be a string")
 
-    batch = _check_table(raw, "batch_file", _BATCH_KEYS, {"file_name", "detail"}, problems)
-    file_name = _check_template(batch, "batch_file.file_name", _FILE_FIELDS, problems)
-    header = _check_template(batch, "batch_file.header", _FILE_FIELDS, problems)
-    detail = _check_template(batch, "batch_file.detail", _DETAIL_FIELDS, problems)
-    trailer = _check_template(batch, "batch_file.trailer", _FILE_FIELDS, problems)
-    if batch:
-        frame = "batch_file.header or batch_file.trailer"
-        _require_fields(detail, "batch_file.detail", ("payment_id", "account", "name"), problems)
-        _require_one_of(detail, "batch_file.detail", ("amount_yuan", "amount_fen"), problems)
-        _require_one_of(header + trailer, frame, ("count",), problems)
-        _require_one_of(header + trailer, frame, ("total_yuan", "total_fen"), problems)
-        _require_fields(file_name, "batch_file.file_name", ("part",), problems, why="split files need distinct names")
-
+    file_name, header, detail, trailer = _check_batch_layout(raw, problems)
     returns = _check_return_layout(raw, encoding, delimiter, problems)
     if problems:
         return None
@@ -244,6 +232,24 @@ def _check_profile(raw: dict[str, Any], name: str, source: str, problems: list[s
         trailer=trailer,
         returns=returns,
     )
+
+
+def _check_batch_layout(raw: dict[str, Any], problems: list[str]) -> tuple[str, str, str, str]:
+    """The batch file's templates: file name, header, detail and trailer."""
+    batch = _check_table(raw, "batch_file", _BATCH_KEYS, {"file_name", "detail"}, problems)
+    file_name = _check_template(batch, "batch_file.file_name", _FILE_FIELDS, problems)
+    header = _check_template(batch, "batch_file.header", _FILE_FIELDS, problems)
+    detail = _check_template(batch, "batch_file.detail", _DETAIL_FIELDS, problems)
+    trailer = _check_template(batch, "batch_file.trailer", _FILE_FIELDS, problems)
+    if batch:
+        frame = "batch_file.header or batch_file.trailer"
+        # The payment id goes out in a column the bank echoes back, so the return file can name it.
+        _require_fields(detail, "batch_file.detail", ("payment_id", "account", "name"), problems)
+        _require_one_of(detail, "batch_file.detail", ("amount_yuan", "amount_fen"), problems)
+        _require_one_of(header + trailer, frame, ("count",), problems)
+        _require_one_of(header + trailer, frame, ("total_yuan", "total_fen"), problems)
+        _require_fields(file_name, "batch_file.file_name", ("part",), problems, why="split files need distinct names")
+    return file_name, header, detail, trailer
 
 
 def _check_return_layout(
@@ -427,8 +433,10 @@ class _SampleValues(dict):
         return "x"
 
 
-def _fields(template: str) -> set[str]:
-    return {field for _, field, _, _ in _FORMATTER.parse(template) if field}
+@lru_cache(maxsize=256)
+def _fields(template: str) -> frozenset[str]:
+    """The placeholder names a (checked) template uses."""
+    return frozenset(field for _, field, _, _ in _FORMATTER.parse(template) if field)
 
 
 def _already_reported(key: str, problems: list[str]) -> bool:
@@ -712,6 +720,7 @@ def render_return_file(
 
     problems: list[tuple[str, str]] = []
     forbidden = _forbidden(profile.delimiter)
+    checked = [f for f in _ROW_TEXT_FIELDS if f in _fields(layout.detail)]
     body: list[bytes] = []
     for line, row in enumerate(rows, start=1):
         status, reason = outcomes.get(row.payment_id, ("paid", ""))
@@ -723,9 +732,7 @@ def render_return_file(
             row_values.update(
                 status=layout.status_returned[0], reason=layout.reason_bank(iso), reason_text=reason_zh(iso)
             )
-        bad = _field_problems(
-            row_values, [f for f in _ROW_TEXT_FIELDS if f in _fields(layout.detail)], forbidden, layout.encoding
-        )
+        bad = _field_problems(row_values, checked, forbidden, layout.encoding)
         if bad:
             problems.extend((rule, f"{_row_label(row)}: {message}") for rule, message in bad)
             continue

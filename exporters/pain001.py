@@ -120,7 +120,7 @@ def render_pain001_files(
     _check_batch_totals(header, rows)
     _check_file_name_safe(header.message_id)
     parts = split_rows(rows, limit)
-    if len(parts) == 1:
+    if len(parts) <= 1:  # an empty batch goes this way too, to be refused like any other file
         return [(f"{header.message_id}.pain001.xml", _render_file(header, header.message_id, rows, version))]
     out = []
     for number, part in enumerate(parts, start=1):
@@ -146,9 +146,10 @@ def _render_file(header: BatchHeader, message_id: str, rows: Sequence[PaymentRow
     document = _build_document(header, message_id, rows, namespace(message), version)
     schema = xsd_schema(message)
     if not schema.validate(document):
+        in_tree = next(iter(schema.error_log)).message
         # A tree built in memory has no line numbers: find the first error in the bytes it would be.
         errors = xsd_errors(schema, etree.ElementTree(etree.fromstring(_serialise(document), secure_parser())))
-        first = errors[0] if errors else str(schema.error_log.last_error)
+        first = errors[0] if errors else in_tree
         raise ExportRefused("Pain001Invalid", f"{message_id}.pain001.xml is not valid {message}: {first}")
     return _serialise(document)
 

@@ -190,12 +190,11 @@ class _Cells:
 
     def __init__(self, sheet: WriteOnlyWorksheet) -> None:
         self.sheet = sheet
-        self._styles: dict[tuple[str, bool, bool], StyleArray] = {}
+        self._styles: dict[tuple[str, bool, bool], StyleArray | None] = {}
 
     def _style(self, cell: WriteOnlyCell, kind: str, *, bold: bool = False, border: bool = True) -> None:
         key = (kind, bold, border)
-        style = self._styles.get(key)
-        if style is None:
+        if key not in self._styles:
             probe = WriteOnlyCell(self.sheet)
             if border:
                 probe.border = _GRID
@@ -210,8 +209,10 @@ class _Cells:
                 probe.number_format = AMOUNT_FORMAT
             elif kind == "quoted":
                 probe.quotePrefix = True
-            style = self._styles[key] = probe._style
-        cell._style = StyleArray(style)
+            self._styles[key] = probe._style  # None when nothing was set: the default style
+        style = self._styles[key]
+        if style is not None:
+            cell._style = StyleArray(style)
 
     def text(self, value: str, *, bold: bool = False, border: bool = True, kind: str = "text") -> WriteOnlyCell:
         """A text cell that is never a formula (nor an error value such as #N/A), whatever it says."""

@@ -361,10 +361,11 @@ def _enrolment_fields(row: RosterRow) -> dict[str, Any]:
 
 
 def open_apps(db: Database) -> tuple[Registry, Disbursement]:
-    from ledger.store import ensure_postgres_schema
+    from ledger.store import ensure_postgres_schema, schema_lock
 
-    ensure_postgres_schema(db)
-    return Registry(env=db.env_for("Registry")), Disbursement(env=db.env_for("Disbursement"))
+    with schema_lock(db):
+        ensure_postgres_schema(db)
+        return Registry(env=db.env_for("Registry")), Disbursement(env=db.env_for("Disbursement"))
 
 
 # Imported late to keep the month-end machinery in its own module.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import tempfile
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -75,6 +75,7 @@ def run_demo(c: Any, *, households: int, months: int) -> None:
     console.print("  " + ", ".join(f"{k} {v}" for k, v in sorted(by_programme.items())))
 
     decided = _decisions_during_the_year(registry, rows, c.actor)
+    out = Path("demo-out")
     for month_index in range(1, months + 1):
         month = Month(2017, month_index)
         if month_index == 4:
@@ -86,12 +87,15 @@ def run_demo(c: Any, *, households: int, months: int) -> None:
         console.print(
             f"[bold]run {month}[/] {result.payments} payments, {format_yuan(result.total_fen)} 元, "
             f"{len(result.batches)} batches, {result.late} late"
+            + (f", {result.reissued} re-issued" if result.reissued else "")
         )
+        _bank_round_trip(console, registry, disbursement, policy, out, c.actor, month)
     again = disbursement.run_month_end(
         registry.read_registry(), Month(2017, months), scope=policy.region_code, actor=c.actor
     )
     console.print(f"[bold]run {Month(2017, months)} again[/] {again.payments} payments: nothing is paid twice")
     _print_batches(console, disbursement.batches())
+    _print_balances(console, disbursement.balances().rows(year="2017"))
     _print_deadlines(console, deadline_rows(policy, disbursement.batches(), date(2017, 12, 20)))
 
 
@@ -132,6 +136,61 @@ def _decisions_during_the_year(registry: Any, rows: Any, actor: str) -> list[str
     return lines
 
 
+LATE_BANK_MONTH = 5  # the month the bank credits after the due date, so the report shows "paid late"
+
+
+def _bank_round_trip(
+    console: Console, registry: Any, disbursement: Any, policy: Any, out: Path, actor: str, month: Month
+) -> None:
+    """The month's new batches go to the bank: export, a second person approves, the bank answers.
+
+    The demo plays the bank with a pain.002 per batch, credited two days before the due date (in
+    May, two days after it). In January two payments come back returned (AC04 account closed, BE01
+    name mismatch); their accounts are corrected, so February's run re-issues them (补发).
+    """
+    from exporters.pain002 import render_pain002
+    from exporters.rows import reason_zh
+    from ledger.exports import approve_batch, export_batch, import_bank_file, message_id, submit_batch
+
+    returned_ids: list[tuple[str, str]] = []
+    reasons = iter(("AC04", "BE01") if month.month == 1 else ())
+    paid = returned = 0
+    for batch in [b for b in disbursement.batches() if b.status == "drafted"]:
+        export_batch(disbursement, policy, batch.id.hex, fmt="pain001", out=out, actor=actor)
+        export_batch(disbursement, policy, batch.id.hex, fmt="notice", out=out, actor=actor)
+        approve_batch(disbursement, batch.id.hex, "checker")
+        submit_batch(disbursement, batch.id.hex, actor)
+        views = disbursement.payment_views(batch.payment_ids)
+        outcomes = []
+        for pid in batch.payment_ids:
+            code = next(reasons, None) if batch.programme == "rural_dibao" else None
+            if code:
+                returned_ids.append((views[pid].id_number, code))
+                outcomes.append((pid, "RJCT", code, views[pid].amount_fen))
+            else:
+                outcomes.append((pid, "ACSC", "", views[pid].amount_fen))
+        # Credited two days before the due date (two days after it in LATE_BANK_MONTH), and never before
+        # the batch was run: arrears are necessarily late.
+        shift = 2 if month.month == LATE_BANK_MONTH else -2
+        credited_on = max(batch.due_date + timedelta(days=shift), month.day(4))
+        credited = datetime.combine(credited_on, datetime.min.time(), tzinfo=UTC)
+        answer = out / f"{message_id(batch)}.pain002.xml"
+        answer.write_bytes(render_pain002(message_id(batch), message_id(batch), outcomes, created_at=credited))
+        import_bank_file(disbursement, answer, actor=actor)
+        paid += sum(1 for o in outcomes if o[1] == "ACSC")
+        returned += sum(1 for o in outcomes if o[1] == "RJCT")
+    console.print(
+        f"  bank: pain.001 and notices in {out}/, exported by {actor}, approved by checker; "
+        f"{paid} paid, {returned} returned"
+    )
+    for n, (id_number, code) in enumerate(returned_ids):
+        registry.set_account(
+            id_number=id_number, bank_code="102191000031", account=f"622202060201234{n:04d}",
+            reason=f"退回 {code} {reason_zh(code)}: 换卡", actor=actor,
+        )
+        console.print(f"  account {id_number}: returned {code} ({reason_zh(code)}), account corrected")
+
+
 def _enrol_late(registry: Any, policy: Any, actor: str) -> str:
     """A household approved from 1 March but recorded only in June: June's run pays the arrears (补发)."""
     body = "15260119700101999"
@@ -158,6 +217,17 @@ def _print_batches(console: Console, batches: list[Any]) -> None:
         table.add_row(
             b.id.hex[:10], b.programme, b.period, b.run_month, str(b.count), format_yuan(b.total_fen), b.status
         )
+    console.print(table)
+
+
+def _print_balances(console: Console, rows: list[dict[str, Any]]) -> None:
+    table = Table(title="余额 balances (元)")
+    for heading in ("项目", "期间", "户", "人", "应发", "已导出", "已到账", "退回", "未到账"):
+        table.add_column(heading, justify="left" if heading in ("项目", "期间") else "right")
+    for r in rows:
+        table.add_row(r["programme"], r["period"], str(r["households"]), str(r["persons"]),
+                      *(format_yuan(r[k]) for k in ("accrued_fen", "exported_fen", "paid_fen", "returned_fen",
+                                                      "outstanding_fen")))
     console.print(table)
 
 

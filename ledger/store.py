@@ -94,6 +94,30 @@ def ensure_postgres_schema(db: Database) -> None:
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
 
 
+SCHEMA_LOCK_KEY = 0x59_4B_54_00  # pg_advisory_lock key for creating tables ("YKT")
+
+
+@contextmanager
+def schema_lock(db: Database) -> Iterator[None]:
+    """Serialise table creation across processes on PostgreSQL.
+
+    eventsourcing creates its tables, types and functions with CREATE … IF NOT EXISTS / OR REPLACE when an
+    application starts; two processes doing it at the same moment fail with "tuple concurrently updated".
+    An advisory lock held while the applications are constructed makes the second wait instead.
+    """
+    if db.kind != "postgres":
+        yield
+        return
+    import psycopg
+
+    with psycopg.connect(postgres_conninfo(db), autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK_KEY,))
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK_KEY,))
+
+
 def postgres_conninfo(db: Database) -> str:
     e = db.env
     parts = [

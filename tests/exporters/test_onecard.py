@@ -444,3 +444,15 @@ def test_an_empty_return_file_is_refused() -> None:
     with pytest.raises(ResultFileRejected) as e:
         read_return_file(b"", "empty.txt", load_profile("bank-p"))
     assert e.value.errors == ("empty.txt: empty file",)
+
+
+def test_a_remark_containing_the_id_separator_still_reads_back() -> None:
+    profile = load_profile("bank-date")  # 摘要 column is "{remark}#{payment_id}"
+    rows = [replace(r, remark="城镇低保#补发 2017-01") for r in make_rows(3)]
+    data = render_return_file(make_header(rows), rows, {rows[2].payment_id: ("returned", "AC01")}, profile)
+    results = read_return_file(data, "back.txt", profile)
+    assert [(r.payment_id, r.status, r.reason_code) for r in results] == [
+        (rows[0].payment_id, "paid", ""),
+        (rows[1].payment_id, "paid", ""),
+        (rows[2].payment_id, "returned", "AC01"),
+    ]

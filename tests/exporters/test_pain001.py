@@ -307,6 +307,9 @@ def test_an_empty_batch_and_an_unknown_version_are_refused() -> None:
     with pytest.raises(ExportRefused) as empty:
         render_pain001(_header([]), [])
     assert empty.value.rule == "Pain001NoPayments"
+    with pytest.raises(ExportRefused) as no_files:
+        render_pain001_files(_header([]), [], limit=10)
+    assert no_files.value.rule == "Pain001NoPayments"
     rows = [_row(1, 100)]
     with pytest.raises(ExportRefused) as version:
         render_pain001(_header(rows), rows, version="001.001.12")

@@ -184,3 +184,30 @@ def test_balances_as_of_a_moment_before_the_bank_result_show_it_unpaid(
     then = {r["programme"]: r for r in disbursement.balances(before).rows()}
     now = {r["programme"]: r for r in disbursement.balances().rows()}
     assert then["urban_dibao"]["paid_fen"] == 0 and now["urban_dibao"]["paid_fen"] == 81000
+
+
+@pytest.mark.parametrize("profile", ["generic", "bank-p", "bank-date"])
+def test_a_profiles_return_file_applies_like_a_pain002(
+    db: Database, policy_text: str, tmp_path: Path, profile: str
+) -> None:
+    from exporters.onecard import load_profile, render_return_file
+    from ledger.exports import batch_header, payment_rows
+
+    registry, disbursement = _january(db, policy_text, tmp_path)
+    rural = _batch(disbursement, "rural_dibao")
+    export_batch(
+        disbursement, registry.policy(), rural.id.hex, fmt="onecard", profile=profile, out=tmp_path, actor="maker"
+    )
+    approve_batch(disbursement, rural.id.hex, "checker")
+    header = batch_header(registry.policy(), rural)
+    rows = payment_rows(header, rural, disbursement.payment_views(rural.payment_ids))
+    data = render_return_file(header, rows, {rural.payment_ids[0]: ("returned", "BE01")}, load_profile(profile))
+    answer = tmp_path / f"{profile}-return.txt"
+    answer.write_bytes(data)
+    outcome = import_bank_file(disbursement, answer, actor="clerk", profile=profile)
+    assert (outcome.paid, outcome.returned) == (0, 1)
+    assert disbursement.batch(rural.id.hex).results == {rural.payment_ids[0]: ("returned", "BE01")}
+    truncated = tmp_path / "truncated.txt"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ResultsRefused):
+        import_bank_file(disbursement, truncated, actor="clerk", profile=profile)

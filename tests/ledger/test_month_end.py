@@ -116,7 +116,7 @@ def _run_in_process(db_url: str, month: str, chunk: int, start: Any, result: Any
     module.PAYMENTS_PER_CHUNK = chunk
     registry, disbursement = open_apps(database_from_url(db_url))
     snapshot = registry.read_registry()
-    start.wait(timeout=60)  # both processes start writing at the same moment
+    start.wait(timeout=300)  # both processes start writing at the same moment
     summary = disbursement.run_month_end(snapshot, Month.parse(month), scope="150900", actor="p")
     result.put((summary.payments, summary.conflicts))
 
