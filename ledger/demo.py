@@ -20,6 +20,7 @@ from rich.table import Table
 
 from domain.money import format_yuan
 from domain.periods import Month
+from ledger.audit import audit_verify, record_checkpoint
 from ledger.deadlines import deadline_rows
 from ledger.roster import COLUMNS, read_roster
 from ledger.synthetic import check_digit, synthetic_rows
@@ -90,6 +91,8 @@ def run_demo(c: Any, *, households: int, months: int) -> None:
             + (f", {result.reissued} re-issued" if result.reissued else "")
         )
         _bank_round_trip(console, registry, disbursement, policy, out, c.actor, month)
+        record_checkpoint(disbursement)
+        record_checkpoint(registry)
     again = disbursement.run_month_end(
         registry.read_registry(), Month(2017, months), scope=policy.region_code, actor=c.actor
     )
@@ -97,6 +100,9 @@ def run_demo(c: Any, *, households: int, months: int) -> None:
     _print_batches(console, disbursement.batches())
     _print_balances(console, disbursement.balances().rows(year="2017"))
     _print_deadlines(console, deadline_rows(policy, disbursement.batches(), date(2017, 12, 20)))
+    verified = audit_verify(c.db, registry, disbursement, out)
+    for line in verified.lines():
+        console.print(f"[bold]audit[/] {line}")
 
 
 def _decisions_during_the_year(registry: Any, rows: Any, actor: str) -> list[str]:
@@ -185,8 +191,11 @@ def _bank_round_trip(
     )
     for n, (id_number, code) in enumerate(returned_ids):
         registry.set_account(
-            id_number=id_number, bank_code="102191000031", account=f"622202060201234{n:04d}",
-            reason=f"退回 {code} {reason_zh(code)}: 换卡", actor=actor,
+            id_number=id_number,
+            bank_code="102191000031",
+            account=f"622202060201234{n:04d}",
+            reason=f"退回 {code} {reason_zh(code)}: 换卡",
+            actor=actor,
         )
         console.print(f"  account {id_number}: returned {code} ({reason_zh(code)}), account corrected")
 
@@ -225,9 +234,16 @@ def _print_balances(console: Console, rows: list[dict[str, Any]]) -> None:
     for heading in ("项目", "期间", "户", "人", "应发", "已导出", "已到账", "退回", "未到账"):
         table.add_column(heading, justify="left" if heading in ("项目", "期间") else "right")
     for r in rows:
-        table.add_row(r["programme"], r["period"], str(r["households"]), str(r["persons"]),
-                      *(format_yuan(r[k]) for k in ("accrued_fen", "exported_fen", "paid_fen", "returned_fen",
-                                                      "outstanding_fen")))
+        table.add_row(
+            r["programme"],
+            r["period"],
+            str(r["households"]),
+            str(r["persons"]),
+            *(
+                format_yuan(r[k])
+                for k in ("accrued_fen", "exported_fen", "paid_fen", "returned_fen", "outstanding_fen")
+            ),
+        )
     console.print(table)
 
 

@@ -61,6 +61,7 @@ BATCH_REGISTER_ID = uuid5(NAMESPACE, "batch-register")
 
 _PAYMENT_TOPIC = get_topic(Payment)
 _ACCRUED_TOPIC = get_topic(Payment.Accrued)  # type: ignore[attr-defined]
+_BALANCE_TOPICS = ("domain.disbursement:Payment.", "domain.disbursement:Batch.")
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # one encoder, not one per call
 Advance = Callable[[int], None]
 
@@ -241,6 +242,8 @@ class Disbursement(Application[UUID]):
             if not page:
                 break
             for notification in page:
+                if not notification.topic.startswith(_BALANCE_TOPICS):
+                    continue  # run logs, registers and audit seals carry no money
                 data = self._payload(notification.state)
                 if as_of is not None and datetime.fromisoformat(data["timestamp"]["_data_"]) > as_of:
                     continue

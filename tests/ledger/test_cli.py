@@ -133,3 +133,26 @@ def test_export_approve_and_bank_import_from_the_command_line(ledger_url: str, t
     broken.write_bytes(answer.read_bytes()[:200])
     refused = yikatong(ledger_url, "bank", "import", str(broken))
     assert refused.returncode == 1 and "nothing applied" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_audit_verify_passes_on_an_intact_ledger_and_names_an_edited_event(ledger_url: str, tmp_path: Path) -> None:
+    import sqlite3
+
+    roster = tmp_path / "r.csv"
+    roster.write_text(HEADER + LI + WANG, encoding="utf-8")
+    yikatong(ledger_url, "roster", "import", str(roster))
+    yikatong(ledger_url, "run", "2017-01")
+    intact = yikatong(ledger_url, "audit", "verify")
+    assert intact.returncode == 0, intact.stderr
+    connection = sqlite3.connect(ledger_url.removeprefix("sqlite:///"))
+    (rowid, state) = connection.execute(
+        "SELECT rowid, state FROM disbursement_events WHERE topic LIKE '%Payment.Accrued' LIMIT 1"
+    ).fetchone()
+    connection.execute(
+        "UPDATE disbursement_events SET state = ? WHERE rowid = ?", (state.replace(b"81000", b"91000"), rowid)
+    )
+    connection.commit()
+    connection.close()
+    tampered = yikatong(ledger_url, "audit", "verify")
+    assert tampered.returncode == 1
+    assert f"position {rowid}" in tampered.stdout + tampered.stderr
