@@ -45,8 +45,13 @@ def main(argv: list[str] | None = None) -> int:
             size += sum(f.size for f in files)
         elapsed = time.perf_counter() - started
     figures = {
-        "store": db.kind, "format": args.fmt, "payments": summary.payments, "rows": rows,
-        "seconds": round(elapsed, 2), "rows_per_s": round(rows / elapsed), "megabytes": round(size / 2**20, 1),
+        "store": db.kind,
+        "format": args.fmt,
+        "payments": summary.payments,
+        "rows": rows,
+        "seconds": round(elapsed, 2),
+        "rows_per_s": round(rows / elapsed),
+        "megabytes": round(size / 2**20, 1),
     }
     print(json.dumps(figures) if args.json else "\n".join(f"{k:12} {v}" for k, v in figures.items()))
     return 0

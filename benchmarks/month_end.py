@@ -2,7 +2,9 @@
 
 1. Loads the shipped policy and N synthetic enrolments (one payee each) into an empty store.
 2. Times the real command, `yikatong --db URL run 2017-01 --json`, in a child process, so the figure
-   includes start-up, reading the registry and writing every payment, and the child's peak RSS is exact.
+   includes start-up, reading the registry, writing every payment and catching up the read models, and
+   the child's peak RSS is exact. The command reports the month-end itself (`month_end_s`: read the
+   registry, accrue, write, seal) and the read models' catch-up (`projections_s`) separately.
 3. Counts stored events per payment.
 4. Measures the storage floor: the same payment rows (read back from the store) bulk-inserted into a
    scratch table of the same shape in the same database with one `executemany` in one transaction.
@@ -62,7 +64,7 @@ def measure(db: Database, count: int) -> dict[str, Any]:
     rows = tuple(synthetic_rows(count))
     with progress("importing enrolments", count) as advance:
         for start in range(0, count, IMPORT_CHUNK):
-            registry.import_roster(rows[start:start + IMPORT_CHUNK], "synthetic", "bench", advance)
+            registry.import_roster(rows[start : start + IMPORT_CHUNK], "synthetic", "bench", advance)
     import_s = time.perf_counter() - started
     del rows
     registry.close()
@@ -79,6 +81,8 @@ def measure(db: Database, count: int) -> dict[str, Any]:
         "import_s": round(import_s, 1),
         "payments": payments,
         "run_s": round(run_s, 2),
+        "month_end_s": result["month_end_s"],
+        "projections_s": result["projections_s"],
         "payments_per_s": round(payments / run_s),
         "stored_events": stored,
         "events_per_payment": round(stored / payments, 4) if payments else None,
@@ -86,6 +90,7 @@ def measure(db: Database, count: int) -> dict[str, Any]:
         "floor_s": round(floor_s, 2),
         "floor_rows_per_s": round(payments / floor_s) if floor_s else None,
         "run_over_floor": round(run_s / floor_s, 2) if floor_s else None,
+        "month_end_over_floor": round(result["month_end_s"] / floor_s, 2) if floor_s else None,
     }
 
 

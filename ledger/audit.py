@@ -29,13 +29,16 @@ from __future__ import annotations
 import base64
 import bisect
 import hashlib
+import sqlite3
 import struct
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from uuid import UUID, uuid5
+from uuid import UUID, uuid4, uuid5
 
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import IntegrityError, StoredEvent
@@ -767,25 +770,100 @@ class ReadModelsResult:
 
 
 def verify_read_models(db: Database) -> ReadModelsResult:
-    """Compare the read models with a rebuild from the log, through `projections.runner`.
+    """Compare the live read models with a rebuild, from the same log, up to the same position."""
+    differences = compare_with_rebuild(db)
+    if differences is None:
+        return ReadModelsResult(False, note="read models not built yet: nothing to compare")
+    return ReadModelsResult(True, tuple(differences)[:FAILURES_MAX])
 
-    The projections package owns the comparison: `compare_with_rebuild(db)` returns the differences
-    (one line each, naming table, key and column; empty when equal) without changing the live read
-    models, so an auditor's SELECT-only role can run it. Until it exists this check is skipped, and the
-    report says so rather than claiming a pass.
+
+def compare_with_rebuild(db: Database) -> list[str] | None:
+    """Differences between the live read models and a rebuild (one line each; empty when equal;
+    None when no read models have been built yet).
+
+    The rebuild runs on a scratch copy of the disbursement log cut at the live read models' tracked
+    position (a SQLite backup, or a temporary PostgreSQL schema), so the live tables are never touched
+    and events recorded since the last catch-up do not count as differences.
     """
-    try:
-        from projections import runner
-    except ImportError:
-        return ReadModelsResult(False, note="projections.runner is not installed: read models not checked")
-    compare = getattr(runner, "compare_with_rebuild", None)
-    if compare is None:
-        return ReadModelsResult(
-            False, note="projections.runner has no compare_with_rebuild(db) yet: read models not checked"
+    from projections.read_models import all_read_model_rows, open_engine, read_models_exist, tracked_position
+    from projections.runner import rebuild
+
+    with open_engine(db) as engine, engine.connect() as conn:
+        if not read_models_exist(conn):
+            return None
+        live = all_read_model_rows(conn)
+        position = tracked_position(conn)
+    with _scratch_copy(db, position) as scratch:
+        rebuild(scratch)
+        with open_engine(scratch) as engine, engine.connect() as conn:
+            rebuilt = all_read_model_rows(conn)
+    return _row_differences(live, rebuilt)
+
+
+@contextmanager
+def _scratch_copy(db: Database, position: int) -> Iterator[Database]:
+    from ledger.store import database_from_url, postgres_conninfo
+
+    if db.kind == "sqlite":
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "scratch.db"
+            source = sqlite3.connect(db.env["SQLITE_DBNAME"])
+            target = sqlite3.connect(path)
+            try:
+                source.backup(target)
+                target.execute("DELETE FROM disbursement_events WHERE rowid > ?", (position,))
+                target.commit()
+            finally:
+                source.close()
+                target.close()
+            yield database_from_url(f"sqlite:///{path}")
+        return
+    import psycopg
+
+    live_schema = db.env.get("POSTGRES_SCHEMA", "public")
+    scratch_schema = f"audit_{uuid4().hex[:12]}"
+    with psycopg.connect(postgres_conninfo(db), autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{scratch_schema}"')
+        conn.execute(
+            f'CREATE TABLE "{scratch_schema}".disbursement_events AS SELECT * FROM "{live_schema}".disbursement_events '
+            "WHERE notification_id <= %s",
+            (position,),
         )
-    found = compare(db)
-    differences = getattr(found, "differences", found)
-    return ReadModelsResult(True, tuple(str(d) for d in differences)[:FAILURES_MAX])
+        try:
+            base = db.url.split("?")[0]
+            yield database_from_url(f"{base}?schema={scratch_schema}")
+        finally:
+            conn.execute(f'DROP SCHEMA "{scratch_schema}" CASCADE')
+
+
+def _row_differences(live: dict[str, list[dict[str, Any]]], rebuilt: dict[str, list[dict[str, Any]]]) -> list[str]:
+    differences = []
+    for table in sorted(set(live) | set(rebuilt)):
+        if table.endswith("tracking"):
+            continue
+        ours = {_row_key(r): r for r in live.get(table, [])}
+        theirs = {_row_key(r): r for r in rebuilt.get(table, [])}
+        for key in sorted(set(ours) | set(theirs), key=str):
+            a, b = ours.get(key), theirs.get(key)
+            if a is None:
+                differences.append(f"{table} {key}: missing from the live read model")
+                continue
+            if b is None:
+                differences.append(f"{table} {key}: in the live read model, not in a rebuild from the log")
+                continue
+            for column in sorted(set(a) | set(b)):
+                if a.get(column) != b.get(column):
+                    differences.append(
+                        f"{table} {key}: {column} is {a.get(column)!r}, a rebuild from the log gives {b.get(column)!r}"
+                    )
+    return differences
+
+
+def _row_key(row: dict[str, Any]) -> str:
+    for column in ("payment_id", "batch_id"):
+        if column in row:
+            return str(row[column])
+    return "/".join(str(row.get(c)) for c in ("region", "programme", "period"))
 
 
 # --- everything at once -------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import getpass
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -50,7 +51,15 @@ class Context:
         return self._apps
 
     def close(self) -> None:
-        if self._apps is not None:
+        """Every command that opened the ledger leaves the read models caught up (docs/projections.md)."""
+        if self._apps is None:
+            return
+        try:
+            from ledger.reports import catch_up
+
+            with refusals():
+                catch_up(self.db)
+        finally:
             for app in self._apps:
                 app.close()
 
@@ -284,7 +293,12 @@ def run(c: Context, month: str, region: str | None, as_json: bool) -> None:
     """Accrue everything payable in MONTH (YYYY-MM); running it again accrues nothing new."""
     with refusals():
         run_month = Month.parse(month)
+        started = time.perf_counter()
         summary = _run(c, run_month, region)
+        accrued_at = time.perf_counter()
+        from ledger.reports import catch_up
+
+        catch_up(c.db)  # the read models follow before the command returns (docs/projections.md)
         result = {
             "month": summary.run_month,
             "scope": summary.scope,
@@ -293,6 +307,10 @@ def run(c: Context, month: str, region: str | None, as_json: bool) -> None:
             "late": summary.late,
             "batches": len(summary.batches),
             "already_accrued": summary.already_accrued,
+            "reissued": summary.reissued,
+            "awaiting_account": summary.awaiting_account,
+            "month_end_s": round(accrued_at - started, 3),
+            "projections_s": round(time.perf_counter() - accrued_at, 3),
         }
         if as_json:
             click.echo(json.dumps(result))
@@ -516,8 +534,12 @@ def report_balances(
         if month:
             Month.parse(month)
         moment = _moment(as_of) if as_of else None
+        from ledger.reports import balances_rows
+
         _, disbursement = c.apps()
-        rows = disbursement.balances(moment).rows(month=month, year=year, programme=programme, region=region)
+        rows = balances_rows(
+            c.db, month=month, year=year, programme=programme, region=region, as_of=moment, disbursement=disbursement
+        )
         stamp = (moment or datetime.now(UTC)).isoformat()
         if as_json:
             click.echo(json.dumps({"as_of": stamp, "rows": rows}, ensure_ascii=False))
@@ -610,6 +632,126 @@ def audit_verify_command(c: Context, exports_dir: Path | None, as_json: bool) ->
             for line in result.lines():
                 click.echo(line)
         result.raise_for_failure()
+
+
+@report.command("summary")
+@click.option("--year", required=True, type=int, help="the year reported (YYYY)")
+@click.option("--through", help="the last month counted (YYYY-MM; default: December)")
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+def report_summary(c: Context, year: int, through: str | None, as_json: bool) -> None:
+    """Standard, households, persons and amount paid (万元) per programme, as civil-affairs offices publish."""
+    from ledger.reports import summary_rows
+
+    with refusals():
+        registry, _ = c.apps()
+        rows = summary_rows(c.db, registry.policy(), year, Month.parse(through) if through else None)
+        if as_json:
+            click.echo(json.dumps({"year": year, "rows": rows}, ensure_ascii=False))
+            return
+        table = Table(title=f"{year} 截至 {rows[0]['through'] if rows else through or year}")
+        for heading in ("项目", "名称", "标准", "户", "人", "发放(万元)"):
+            table.add_column(heading, justify="right" if heading in ("户", "人", "发放(万元)") else "left")
+        for r in rows:
+            standard = r["standard"] or {}
+            text = f"{standard['amount']}/{standard['per']}" if "amount" in standard else ("分档" if standard else "—")
+            table.add_row(r["programme"], r["name"], text, str(r["households"]), str(r["persons"]), r["paid_wan"])
+        Console().print(table)
+        for r in rows:
+            click.echo(r["sentence"])
+
+
+@report.command("on-time")
+@click.option("--year", required=True, type=int, help="the year reported (YYYY)")
+@click.option("--today", type=click.DateTime(["%Y-%m-%d"]), help="count payments due by this date (default: today)")
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+def report_on_time(c: Context, year: int, today: Any, as_json: bool) -> None:
+    """按时发放率: payments in the account by their due date ÷ payments due, by month and year to date."""
+    from ledger.reports import on_time_rows
+
+    with refusals():
+        c.apps()
+        rows = on_time_rows(c.db, year, today=today.date() if today else None)
+        if as_json:
+            click.echo(json.dumps(rows, ensure_ascii=False))
+            return
+        table = Table()
+        for heading in ("项目", "区划", "月", "应发", "按时", "按时发放率", "累计", "累计按时", "累计按时发放率"):
+            table.add_column(heading)
+        for r in rows:
+            table.add_row(
+                r["programme"], r["region"], r["month"], str(r["due"]), str(r["on_time"]), r["rate"] or "—",
+                str(r["ytd_due"]), str(r["ytd_on_time"]), r["ytd_rate"] or "—",
+            )  # fmt: skip
+        Console().print(table)
+
+
+@report.command("chart")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="FILE.png")
+@click.option("--year", type=int, help="the year charted (default: the latest with payments)")
+@pass_context
+def report_chart(c: Context, out: Path, year: int | None) -> None:
+    """A PNG of monthly disbursement per programme and the on-time rate."""
+    from ledger.reports import latest_year, write_chart
+
+    with refusals():
+        registry, _ = c.apps()
+        chosen = year or latest_year(c.db)
+        if chosen is None:
+            raise RuleBroken("nothing accrued yet: run a month-end first")
+        write_chart(c.db, registry.policy(), chosen, out)
+        click.echo(f"{out}: {chosen}")
+
+
+# --- projections ------------------------------------------------------------------------------------
+
+
+@main.group("projections")
+def projections_group() -> None:
+    """Read models built from the event log (docs/projections.md)."""
+
+
+@projections_group.command("rebuild")
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+def projections_rebuild(c: Context, as_json: bool) -> None:
+    """Drop the read models and rebuild them from the first event."""
+    from projections.runner import rebuild
+
+    with refusals():
+        c.apps()  # the event tables exist before the read models are built from them
+        stats = rebuild(c.db)
+        figures = {
+            "events": stats.events,
+            "position": stats.position,
+            "seconds": round(stats.seconds, 2),
+            "events_per_s": round(stats.events_per_s),
+        }
+        if as_json:
+            click.echo(json.dumps(figures))
+            return
+        click.echo(
+            f"read models rebuilt: {stats.events} events to position {stats.position} in {stats.seconds:.1f} s "
+            f"({stats.events_per_s:,.0f} events/s)"
+        )
+
+
+@projections_group.command("follow")
+@click.option("--stop-after", type=float, help="seconds to follow, then exit (default: until interrupted)")
+@pass_context
+def projections_follow(c: Context, stop_after: float | None) -> None:
+    """Keep the read models current as events are recorded (PostgreSQL: LISTEN/NOTIFY; SQLite: polling)."""
+    from projections.runner import follow
+
+    with refusals():
+        c.apps()
+        try:
+            stats = follow(c.db, stop_after)
+        except KeyboardInterrupt:
+            click.echo("stopped", err=True)
+            return
+        click.echo(f"followed: {stats.events} events, at position {stats.position}")
 
 
 @main.command()

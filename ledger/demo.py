@@ -100,6 +100,13 @@ def run_demo(c: Any, *, households: int, months: int) -> None:
     _print_batches(console, disbursement.batches())
     _print_balances(console, disbursement.balances().rows(year="2017"))
     _print_deadlines(console, deadline_rows(policy, disbursement.batches(), date(2017, 12, 20)))
+    from ledger.reports import catch_up, summary_rows, write_chart
+
+    catch_up(c.db)
+    for row in summary_rows(c.db, policy, 2017, Month(2017, months)):
+        console.print(f"[bold]summary[/] {row['sentence']}", soft_wrap=True)
+    chart = write_chart(c.db, policy, 2017, Path("demo-chart.png"))
+    console.print(f"[bold]chart[/] {chart}: monthly disbursement per programme and the on-time rate")
     verified = audit_verify(c.db, registry, disbursement, out)
     for line in verified.lines():
         console.print(f"[bold]audit[/] {line}")
