@@ -12,7 +12,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	rm -rf demo.db demo.db-wal demo.db-shm demo-out demo-chart.png
+	rm -rf demo.db demo.db-wal demo.db-shm demo.db.key demo-out demo-chart.png
+	$(VENV)/bin/yikatong --db sqlite:///demo.db init
 	$(VENV)/bin/yikatong --db sqlite:///demo.db demo
 
 # PostgreSQL is part of the test suite: start the local cluster when it is installed and down.

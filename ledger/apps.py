@@ -360,12 +360,28 @@ def _enrolment_fields(row: RosterRow) -> dict[str, Any]:
     }
 
 
-def open_apps(db: Database) -> tuple[Registry, Disbursement]:
+def open_apps(db: Database, *, read_only: bool = False) -> tuple[Registry, Disbursement]:
+    """Both applications on `db`, encrypted with its key when one is configured (ledger.keys).
+
+    `read_only` opens without DDL (no CREATE SCHEMA, no CREATE TABLE): all a SELECT-only PostgreSQL
+    auditor role (ledger.roles.grant_auditor) may do. The tables must exist already.
+    """
+    from ledger.keys import check_key, with_cipher
+    from ledger.roles import read_only_env
     from ledger.store import ensure_postgres_schema, schema_lock
 
-    with schema_lock(db):
-        ensure_postgres_schema(db)
-        return Registry(env=db.env_for("Registry")), Disbursement(env=db.env_for("Disbursement"))
+    db = with_cipher(db)
+    if read_only:
+        registry = Registry(env=read_only_env(db.env_for("Registry")))
+        disbursement = Disbursement(env=read_only_env(db.env_for("Disbursement")))
+    else:
+        with schema_lock(db):
+            ensure_postgres_schema(db)
+            registry = Registry(env=db.env_for("Registry"))
+            disbursement = Disbursement(env=db.env_for("Disbursement"))
+    check_key(registry)
+    check_key(disbursement)
+    return registry, disbursement
 
 
 # Imported late to keep the month-end machinery in its own module.

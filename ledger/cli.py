@@ -38,21 +38,37 @@ class Context:
         self.db_url = db_url
         self.actor = actor
         self._apps: Any = None
+        self.read_only = False  # set by `authorise`: the command changes nothing in the ledger
 
     @property
     def db(self) -> Any:
         return database_from_url(self.db_url)
 
+    def authorise(self) -> str:
+        """Refuse the command being run when the roles file does not allow it to the actor (ledger.roles);
+        returns the command's path, e.g. "batch approve". No roles file: everything is allowed."""
+        from ledger.roles import READ_ONLY, command_action, load_roles, require, roles_path_for
+
+        action = command_action(click.get_current_context())
+        require(load_roles(roles_path_for(self.db)), self.actor, action)
+        self.read_only = action in READ_ONLY
+        return action
+
     def apps(self) -> Any:
         if self._apps is None:
             from ledger.apps import open_apps
 
-            self._apps = open_apps(self.db)
+            self.authorise()
+            self._apps = open_apps(self.db, read_only=self.read_only)
         return self._apps
 
     def close(self) -> None:
         """Every command that opened the ledger leaves the read models caught up (docs/projections.md)."""
         if self._apps is None:
+            return
+        if self.read_only:  # a read-only command (an auditor's SELECT-only role) writes no read model either
+            for app in self._apps:
+                app.close()
             return
         try:
             from ledger.reports import catch_up
@@ -85,6 +101,13 @@ def refusals() -> Iterator[None]:
     except (OperationalError, PersistenceError) as e:
         click.echo(f"error: storage: {e}", err=True)
         sys.exit(1)
+    except Exception as e:  # psycopg's own errors, from direct connections (schema, grants, a read-only role)
+        import psycopg
+
+        if not isinstance(e, psycopg.Error):
+            raise
+        click.echo(f"error: storage: {str(e).strip().splitlines()[0]}", err=True)
+        sys.exit(1)
     except OSError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(1)
@@ -106,10 +129,15 @@ pass_context = click.make_pass_decorator(Context)
 @main.command()
 @pass_context
 def init(c: Context) -> None:
-    """Create the event store's tables."""
+    """Create the event store's tables and, for a new ledger, its key file (personal data encrypted)."""
+    from ledger.keys import init_key
+
     with refusals():
+        c.authorise()
+        status = init_key(c.db)
         c.apps()
         click.echo(f"ledger ready at {c.db.url}")
+        click.echo(status.message(), err=status.source == "none")
 
 
 # --- policy --------------------------------------------------------------------------------------
@@ -632,6 +660,76 @@ def audit_verify_command(c: Context, exports_dir: Path | None, as_json: bool) ->
             for line in result.lines():
                 click.echo(line)
         result.raise_for_failure()
+
+
+@audit.command("history")
+@click.argument("id_number")
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+def audit_history_command(c: Context, id_number: str, as_json: bool) -> None:
+    """Every event touching one person, in order of recording, with effective dates (full, unmasked data)."""
+    from ledger.history import describe, person_history
+
+    with refusals():
+        registry, disbursement = c.apps()
+        events = person_history(registry, disbursement, id_number)
+        if as_json:
+            click.echo(json.dumps({"id_number": id_number.strip().upper(), "events": events}, ensure_ascii=False))
+            return
+        # One line per event, recorded time first: the history reads as a log, at any terminal width.
+        for e in events:
+            recorded = e["recorded_at"][:19].replace("T", " ")
+            effective = f"effective {e['effective_on']}" if e["effective_on"] else ""
+            click.echo(
+                f"{recorded}  {effective:20}  {e['event']:16}  {e['actor']:10}  "
+                f"{e['programme']} {e['period']}  {describe(e)}"
+            )
+
+
+@audit.command("anomalies")
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+def audit_anomalies_command(c: Context, as_json: bool) -> None:
+    """Findings the seeds name: 超范围发放, 重复发放, 擅自升降发放标准, shared 一卡通 accounts, two regions."""
+    from ledger.anomalies import find_anomalies
+
+    with refusals():
+        registry, disbursement = c.apps()
+        findings = find_anomalies(registry, disbursement)
+        if as_json:
+            click.echo(json.dumps({"count": len(findings), "findings": findings}, ensure_ascii=False))
+            return
+        table = Table(title=f"{len(findings)} findings")
+        for heading in ("类别", "身份证号", "项目", "期间", "说明"):
+            table.add_column(heading)
+        for f in findings:
+            table.add_row(
+                f"{f['title_zh']} {f['kind']}",
+                "\n".join(f["id_numbers"]),
+                ", ".join(f["programmes"]),
+                ", ".join(f["periods"]),
+                f["detail"],
+            )
+        Console().print(table)
+
+
+@main.group("db")
+def db_group() -> None:
+    """Database administration."""
+
+
+@db_group.command("grant-auditor")
+@click.argument("role")
+@pass_context
+def db_grant_auditor(c: Context, role: str) -> None:
+    """PostgreSQL: create ROLE that can log in and SELECT from the ledger's schema, and nothing else."""
+    from ledger.roles import grant_auditor
+
+    with refusals():
+        c.authorise()
+        for statement in grant_auditor(c.db, role):
+            click.echo(statement)
+        click.echo(f"role {role}: SELECT only; connect as postgresql://{role}@HOST:PORT/DB")
 
 
 @report.command("summary")

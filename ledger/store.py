@@ -14,7 +14,7 @@ import gc
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlparse
 from uuid import UUID
 
@@ -37,7 +37,7 @@ class BadDatabaseUrl(RuleBroken):
 class Database:
     url: str
     kind: str  # "sqlite" | "postgres"
-    env: dict[str, str]
+    env: dict[str, str] = field(repr=False)  # may hold the cipher key: never in a traceback
 
     def env_for(self, app_name: str) -> dict[str, str]:
         env = dict(self.env)
@@ -60,7 +60,7 @@ def database_from_url(url: str | None) -> Database:
             "SQLITE_DBNAME": path,
             "SQLITE_LOCK_TIMEOUT": str(SQLITE_LOCK_TIMEOUT_S),
         }
-        return Database(url=url, kind="sqlite", env=env)
+        return _with_key(Database(url=url, kind="sqlite", env=env))
     if parsed.scheme in ("postgresql", "postgres"):
         query = parse_qs(parsed.query)
         dbname = parsed.path.lstrip("/")
@@ -78,8 +78,16 @@ def database_from_url(url: str | None) -> Database:
         }
         if "schema" in query:
             env["POSTGRES_SCHEMA"] = query["schema"][0]
-        return Database(url=url, kind="postgres", env=env)
+        return _with_key(Database(url=url, kind="postgres", env=env))
     raise BadDatabaseUrl(f"{url}: use sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
+
+
+def _with_key(db: Database) -> Database:
+    """The cipher settings go into `Database.env` itself, so the applications and everything else that
+    reads the events table through these settings (projections.runner) use the same key (ledger.keys)."""
+    from ledger.keys import with_cipher
+
+    return with_cipher(db)
 
 
 def ensure_postgres_schema(db: Database) -> None:

@@ -21,6 +21,7 @@ from exporters.onecard import (
     render_return_file,
 )
 from exporters.rows import BatchHeader, ExportRefused, PaymentRow, ResultFileRejected
+from tests.exporters.builders import header_for
 
 SHIPPED = ("generic", "bank-p", "bank-date")
 # 17:30 UTC on 4 January is 01:30 on 5 January in Beijing: the files are dated the 5th.
@@ -51,22 +52,7 @@ def make_rows(count: int, *, names: dict[int, str] | None = None, amount_fen: in
 
 
 def make_header(rows: list[PaymentRow]) -> BatchHeader:
-    return BatchHeader(
-        batch_id="0f" * 16,
-        message_id="YKT-0f0f0f0f-2017-01",
-        created_at=CREATED_AT,
-        region="150900",
-        region_name="乌兰察布市",
-        programme="urban_dibao",
-        programme_name="城镇低保",
-        period="2017-01",
-        due_date=date(2017, 1, 10),
-        payer_name="乌兰察布市民政局",
-        payer_account="150901234567890123",
-        payer_bank_code="103191000015",
-        count=len(rows),
-        total_fen=sum(r.amount_fen for r in rows),
-    )
+    return header_for(rows, created_at=CREATED_AT, message_id="YKT-0f0f0f0f-2017-01")
 
 
 def text_lines(data: bytes, profile: Profile) -> list[str]:

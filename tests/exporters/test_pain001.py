@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from lxml import etree
 from domain.money import parse_yuan
 from exporters.pain001 import render_pain001, render_pain001_files, split_rows
 from exporters.rows import BatchHeader, ExportRefused, PaymentRow
+from tests.exporters.builders import header_for
 
 XSD_DIR = Path(__file__).resolve().parents[2] / "exporters" / "xsd"
 VERSIONS = ("001.001.03", "001.001.09")
@@ -48,23 +49,8 @@ def _row(serial: int, amount_fen: int, **changes: object) -> PaymentRow:
 
 
 def _header(rows: Sequence[PaymentRow], **changes: object) -> BatchHeader:
-    header = BatchHeader(
-        batch_id="0f" * 16,
-        message_id="YKT0f0f0f0f0f0f0f0f0f0f0f0f0f0f",
-        created_at=datetime(2017, 1, 5, 9, 30, 15, 123456),
-        region="150900",
-        region_name="乌兰察布市",
-        programme="urban_dibao",
-        programme_name="城镇低保",
-        period="2017-01",
-        due_date=date(2017, 1, 10),
-        payer_name="乌兰察布市民政局",
-        payer_account="15010123456789",
-        payer_bank_code="103191000001",
-        count=len(rows),
-        total_fen=sum(r.amount_fen for r in rows),
-    )
-    return dataclasses.replace(header, **changes)
+    fields: dict[str, object] = {"payer_account": "15010123456789", "payer_bank_code": "103191000001"}
+    return header_for(rows, created_at=datetime(2017, 1, 5, 9, 30, 15, 123456), **{**fields, **changes})
 
 
 def _parse(data: bytes) -> tuple[etree._Element, dict[str, str]]:

@@ -13,7 +13,8 @@ from lxml import etree
 
 from exporters.pain001 import render_pain001
 from exporters.pain002 import read_pain002, render_pain002
-from exporters.rows import BankResult, BatchHeader, PaymentRow, ResultFileRejected
+from exporters.rows import BankResult, PaymentRow, ResultFileRejected
+from tests.exporters.builders import header_for
 
 XSD_DIR = Path(__file__).resolve().parents[2] / "exporters" / "xsd"
 VERSIONS = ("001.001.03", "001.001.10")
@@ -83,22 +84,14 @@ def test_the_bank_answering_a_pain001_file_reads_back_to_exactly_its_payments() 
         )
         for n in range(1, 6)
     ]
-    header = BatchHeader(
-        batch_id="0f" * 16,
-        message_id=MESSAGE,
+    header = header_for(
+        rows,
         created_at=datetime(2017, 1, 5),
-        region="150900",
-        region_name="乌兰察布市",
-        programme="urban_dibao",
-        programme_name="城镇低保",
-        period="2017-01",
-        due_date=date(2017, 1, 10),
-        payer_name="乌兰察布市民政局",
+        message_id=MESSAGE,
         payer_account="150101234567",
         payer_bank_code="103191000001",
-        count=5,
-        total_fen=50_015,
     )
+    assert (header.count, header.total_fen) == (5, 50_015)
     sent = etree.fromstring(render_pain001(header, rows))
     ns = {"p": sent.nsmap[None]}
     outcomes = [

@@ -13,7 +13,7 @@ import sys
 import uuid
 import zipfile
 from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -22,6 +22,7 @@ from openpyxl import load_workbook
 
 from exporters.rows import BatchHeader, ExportRefused, PaymentRow
 from exporters.xlsx import OBJECTION_LINE, render_notice, render_roster
+from tests.exporters.builders import header_for
 
 CREATED_AT = datetime(2017, 1, 4, 9, 15, tzinfo=UTC)
 SURNAMES = "王李张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗"
@@ -49,22 +50,7 @@ def make_rows(count: int) -> list[PaymentRow]:
 
 
 def make_header(rows: list[PaymentRow]) -> BatchHeader:
-    return BatchHeader(
-        batch_id="a1" * 16,
-        message_id="YKT-a1a1a1a1-2017-01",
-        created_at=CREATED_AT,
-        region="150900",
-        region_name="乌兰察布市",
-        programme="urban_dibao",
-        programme_name="城镇低保",
-        period="2017-01",
-        due_date=date(2017, 1, 10),
-        payer_name="乌兰察布市民政局",
-        payer_account="150901234567890123",
-        payer_bank_code="103191000015",
-        count=len(rows),
-        total_fen=sum(r.amount_fen for r in rows),
-    )
+    return header_for(rows, created_at=CREATED_AT, batch_id="a1" * 16, message_id="YKT-a1a1a1a1-2017-01")
 
 
 def sheet_text(data: bytes) -> str:

@@ -36,9 +36,7 @@ def import_rows(registry: Registry, tmp: Path, *rows: str, name: str = "r.csv") 
     path = tmp / name
     path.write_text(HEADER + "".join(rows), encoding="utf-8")
     policy = registry.policy()
-    registry.import_roster(
-        read_roster(path, region=policy.region_code, programmes=policy.programmes), name, "clerk"
-    )
+    registry.import_roster(read_roster(path, region=policy.region_code, programmes=policy.programmes), name, "clerk")
 
 
 def row(

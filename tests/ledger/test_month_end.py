@@ -29,9 +29,7 @@ def _batch_totals(disbursement: Disbursement) -> dict[tuple[str, str], tuple[int
 def test_january_accrues_the_walkthrough_figures(db: Database, policy_text: str, tmp_path: Path) -> None:
     registry, disbursement = ledger(db, policy_text)
     import_rows(registry, tmp_path, LI, WANG)
-    summary = disbursement.run_month_end(
-        registry.read_registry(), Month(2017, 1), scope="150900", actor="clerk"
-    )
+    summary = disbursement.run_month_end(registry.read_registry(), Month(2017, 1), scope="150900", actor="clerk")
     assert summary.payments == 2
     assert _batch_totals(disbursement) == {
         ("urban_dibao", "2017-01"): (1, 81000),
@@ -43,16 +41,12 @@ def test_january_accrues_the_walkthrough_figures(db: Database, policy_text: str,
     assert not by_programme["urban_dibao"].late
 
 
-def test_a_second_run_of_the_same_month_pays_nobody_twice(
-    db: Database, policy_text: str, tmp_path: Path
-) -> None:
+def test_a_second_run_of_the_same_month_pays_nobody_twice(db: Database, policy_text: str, tmp_path: Path) -> None:
     registry, disbursement = ledger(db, policy_text)
     import_rows(registry, tmp_path, LI, WANG)
     disbursement.run_month_end(registry.read_registry(), Month(2017, 1), scope="150900", actor="clerk")
     events_before = disbursement.recorder.max_notification_id()
-    again = disbursement.run_month_end(
-        registry.read_registry(), Month(2017, 1), scope="150900", actor="clerk"
-    )
+    again = disbursement.run_month_end(registry.read_registry(), Month(2017, 1), scope="150900", actor="clerk")
     assert again.payments == 0
     # Only the run log's completion is recorded the second time.
     assert disbursement.recorder.max_notification_id() == events_before + 1
@@ -62,9 +56,7 @@ def test_missed_months_are_accrued_as_late_arrears(db: Database, policy_text: st
     registry, disbursement = ledger(db, policy_text)
     import_rows(registry, tmp_path, LI)
     disbursement.run_month_end(registry.read_registry(), Month(2017, 1), scope="150900", actor="clerk")
-    march = disbursement.run_month_end(
-        registry.read_registry(), Month(2017, 3), scope="150900", actor="clerk"
-    )
+    march = disbursement.run_month_end(registry.read_registry(), Month(2017, 3), scope="150900", actor="clerk")
     assert (march.payments, march.late) == (2, 1)
     late = {p.period: p.late for p in _payments(disbursement)}
     assert late == {"2017-01": False, "2017-02": True, "2017-03": False}
@@ -77,26 +69,20 @@ def test_a_person_enrolled_after_a_completed_run_gets_their_arrears(
     import_rows(registry, tmp_path, WANG)
     disbursement.run_month_end(registry.read_registry(), Month(2017, 4), scope="150900", actor="clerk")
     import_rows(registry, tmp_path, LI, name="late.csv")  # urban dibao from 2017-01, recorded in April
-    april = disbursement.run_month_end(
-        registry.read_registry(), Month(2017, 4), scope="150900", actor="clerk"
-    )
+    april = disbursement.run_month_end(registry.read_registry(), Month(2017, 4), scope="150900", actor="clerk")
     assert april.payments == 4 and april.late == 3
 
 
 def test_a_county_run_accrues_only_that_county(db: Database, policy_text: str, tmp_path: Path) -> None:
     registry, disbursement = ledger(db, policy_text)
     import_rows(registry, tmp_path, LI, WANG)
-    county = disbursement.run_month_end(
-        registry.read_registry(), Month(2017, 1), scope="150921", actor="clerk"
-    )
+    county = disbursement.run_month_end(registry.read_registry(), Month(2017, 1), scope="150921", actor="clerk")
     assert county.payments == 1
     city = disbursement.run_month_end(registry.read_registry(), Month(2017, 1), scope="150900", actor="clerk")
     assert city.payments == 1  # the other county's; 150921's was already paid
 
 
-def test_fast_payment_events_read_back_as_the_mappers_own(
-    db: Database, policy_text: str, tmp_path: Path
-) -> None:
+def test_fast_payment_events_read_back_as_the_mappers_own(db: Database, policy_text: str, tmp_path: Path) -> None:
     """The month-end writes Payment.Accrued bytes itself; the library must read them as its own."""
     registry, disbursement = ledger(db, policy_text)
     import_rows(registry, tmp_path, LI.replace("李建华", 'O"Brien\\李'))
@@ -131,9 +117,7 @@ def _assert_each_payment_once(disbursement: Disbursement, expected: int) -> None
     ids = [pid for b in disbursement.batches() for pid in b.payment_ids]
     assert len(ids) == expected
     assert not [pid for pid, n in Counter(ids).items() if n > 1]
-    assert sum(b.total_fen for b in disbursement.batches()) == sum(
-        p.amount_fen for p in _payments(disbursement)
-    )
+    assert sum(b.total_fen for b in disbursement.batches()) == sum(p.amount_fen for p in _payments(disbursement))
 
 
 def test_two_runs_at_the_same_time_pay_everyone_exactly_once(db: Database, policy_text: str) -> None:
@@ -142,9 +126,7 @@ def test_two_runs_at_the_same_time_pay_everyone_exactly_once(db: Database, polic
     context = multiprocessing.get_context("spawn")
     result = context.Queue()
     start = context.Barrier(2)
-    workers = [
-        context.Process(target=_run_in_process, args=(db.url, "2017-01", 50, start, result)) for _ in range(2)
-    ]
+    workers = [context.Process(target=_run_in_process, args=(db.url, "2017-01", 50, start, result)) for _ in range(2)]
     for w in workers:
         w.start()
     for w in workers:

@@ -26,14 +26,10 @@ def test_loading_the_shipped_policy_reproduces_the_seed_figures(db: Database, po
     assert policy.standard_on("sanmin", day).amount_fen == 77500
 
 
-def test_a_policy_that_disagrees_with_its_stated_figure_stores_nothing(
-    db: Database, policy_text: str
-) -> None:
+def test_a_policy_that_disagrees_with_its_stated_figure_stores_nothing(db: Database, policy_text: str) -> None:
     registry, _ = open_apps(db)
     bad = policy_text.replace('expect = "5078.00"', 'expect = "5079.00"')
-    with pytest.raises(
-        PolicyRejected, match=r"tekun_rural_dispersed.standards\[0\].expect.*5078.00.*5079.00"
-    ):
+    with pytest.raises(PolicyRejected, match=r"tekun_rural_dispersed.standards\[0\].expect.*5078.00.*5079.00"):
         registry.load_policy(bad, "bad.toml", "clerk")
     with pytest.raises(NoPolicy):
         registry.policy()
@@ -46,9 +42,7 @@ def test_a_policy_for_another_region_is_refused(db: Database, policy_text: str) 
         registry.load_policy(other, "other.toml", "clerk")
 
 
-def test_roster_import_enrols_and_reimport_changes_nothing(
-    db: Database, policy_text: str, tmp_path: Path
-) -> None:
+def test_roster_import_enrols_and_reimport_changes_nothing(db: Database, policy_text: str, tmp_path: Path) -> None:
     registry, _ = ledger(db, policy_text)
     import_rows(registry, tmp_path, LI, WANG)
     before = registry.recorder.max_notification_id()
@@ -82,9 +76,7 @@ def test_an_exclusion_against_what_the_registry_already_holds_is_refused(
     someone = resident_id("150921", "19500101", 21)
     import_rows(registry, tmp_path, row(someone, "rural_dibao", region="150921"))
     with pytest.raises(RosterRejected, match="rural_dibao"):
-        import_rows(
-            registry, tmp_path, row(someone, "tekun_rural_dispersed", region="150921"), name="later.csv"
-        )
+        import_rows(registry, tmp_path, row(someone, "tekun_rural_dispersed", region="150921"), name="later.csv")
 
 
 def test_decisions_change_the_enrolment_timeline(db: Database, policy_text: str, tmp_path: Path) -> None:
@@ -191,9 +183,7 @@ def test_two_clerks_changing_one_enrolment_at_once_one_wins_and_the_other_is_tol
     assert [d.actor for d in final.decisions] == ["clerk-a"]
 
 
-def test_bulk_read_of_the_registry_matches_the_aggregates(
-    db: Database, policy_text: str, tmp_path: Path
-) -> None:
+def test_bulk_read_of_the_registry_matches_the_aggregates(db: Database, policy_text: str, tmp_path: Path) -> None:
     registry, _ = ledger(db, policy_text)
     import_rows(registry, tmp_path, LI, WANG)
     registry.set_account(

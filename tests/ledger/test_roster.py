@@ -118,9 +118,7 @@ def test_crlf_line_ends_and_surrounding_blanks_are_accepted(tmp_path: Path) -> N
 def test_gb18030_roster_with_its_byte_order_mark_reads_the_same(tmp_path: Path) -> None:
     plain = read(write(tmp_path, [HEADER, LI, WANG], name="plain.csv"))
     path = tmp_path / "gb_bom.csv"
-    path.write_bytes(
-        b"\x84\x31\x95\x33" + "".join(f"{line}\n" for line in [HEADER, LI, WANG]).encode("gb18030")
-    )
+    path.write_bytes(b"\x84\x31\x95\x33" + "".join(f"{line}\n" for line in [HEADER, LI, WANG]).encode("gb18030"))
     assert read(path) == plain
 
 
@@ -197,9 +195,7 @@ def test_the_same_person_in_two_programmes_is_not_a_duplicate(tmp_path: Path) ->
 
 
 def test_a_lowercase_x_duplicates_the_uppercase_id(tmp_path: Path) -> None:
-    number = next(
-        n for n in (with_check_digit(f"15260119800101{k:03d}") for k in range(1000)) if n.endswith("X")
-    )
+    number = next(n for n in (with_check_digit(f"15260119800101{k:03d}") for k in range(1000)) if n.endswith("X"))
     lines = [HEADER, row(id_number=number), row(id_number=number[:-1] + "x")]
     assert rejected(write(tmp_path, lines)).errors == (
         f"r.csv line 3: id_number {number} programme urban_dibao: duplicates line 2",

@@ -1,0 +1,249 @@
+"""Who may do what: clerks, approvers and auditors.
+
+Two layers, and what each one is worth:
+- `require(config, actor, action)` checks the actor (`--as USER`) against a small TOML file before a
+  command runs. The actor is whoever the command line says it is, so this layer keeps honest people
+  in their lane and puts the role beside the actor in the log; it is not a security boundary.
+- `grant_auditor(db, role)` creates a PostgreSQL role that can read the ledger's schema and nothing
+  else: an auditor connecting as that role cannot change the log however the command line is used,
+  because the database refuses. SQLite has no users; a read-only auditor gets a read-only copy or
+  file permissions, which is the operating system's job, and `grant_auditor` says so.
+
+The roles file (`roles.toml` beside the SQLite database, `./roles.toml` for PostgreSQL, or
+`$YIKATONG_ROLES`):
+
+    [users]
+    wang = "clerk"
+    li = "approver"
+    zhao = ["clerk", "approver"]    # a person may hold several roles; maker-checker still applies per batch
+    sun = "auditor"
+
+Rules, each a typed error named after it:
+- No roles file: everyone may run everything (a single office's default; docs/personal-data.md).
+- An auditor holds no other role (separation of duties); the file is refused otherwise.
+- `ActorHasNoRole`: with a roles file, an actor it does not list may run nothing.
+- `AuditorIsReadOnly`: an auditor may run only read-only commands (`READ_ONLY`).
+- `OnlyApproversApprove`: `batch approve` and `batch submit` need the approver role.
+- `OnlyClerksRecord`: every other command that changes the ledger needs the clerk role.
+Anyone listed may run the read-only commands. A command this module does not know is treated as one
+that changes the ledger (least privilege for auditors when a command is added).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from domain.errors import RuleBroken
+from ledger.store import Database
+
+CLERK, APPROVER, AUDITOR = "clerk", "approver", "auditor"
+ROLES = (CLERK, APPROVER, AUDITOR)
+ROLES_ENV = "YIKATONG_ROLES"
+ROLES_FILE = "roles.toml"
+USERS_MAX = 10_000  # entries in one roles file
+
+# Commands that change nothing in the ledger (writing a report file elsewhere is not a change).
+READ_ONLY = frozenset(
+    {
+        "policy show",
+        "batch list",
+        "report balances",
+        "report deadlines",
+        "report summary",
+        "report on-time",
+        "report chart",
+        "audit verify",
+        "audit history",
+        "audit anomalies",
+    }
+)
+APPROVER_ACTIONS = frozenset({"batch approve", "batch submit"})
+
+# PostgreSQL role names this module creates: plain identifiers, so messages and docs can show them bare.
+_ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+class RolesFileRejected(RuleBroken):
+    """The roles file is not valid: not TOML, or a role that is not clerk, approver or auditor."""
+
+
+class ActorHasNoRole(RuleBroken):
+    """With a roles file in place, an actor it does not list may run nothing."""
+
+
+class AuditorIsReadOnly(RuleBroken):
+    """An auditor may run read-only commands only."""
+
+
+class OnlyApproversApprove(RuleBroken):
+    """Approving or submitting a batch needs the approver role."""
+
+
+class OnlyClerksRecord(RuleBroken):
+    """Commands that change the ledger (other than approval) need the clerk role."""
+
+
+class GrantNeedsPostgres(RuleBroken):
+    """A database role can only be created on PostgreSQL."""
+
+
+class BadRoleName(RuleBroken):
+    """A database role name must be a plain lower-case identifier."""
+
+
+class RoleHasMorePrivileges(RuleBroken):
+    """An existing role that is superuser or may create roles or databases cannot be an auditor role."""
+
+
+@dataclass(frozen=True, slots=True)
+class RoleConfig:
+    users: Mapping[str, frozenset[str]]
+    source: str
+
+    def roles_of(self, actor: str) -> frozenset[str]:
+        return self.users.get(actor, frozenset())
+
+
+def roles_path_for(db: Database) -> Path:
+    override = os.environ.get(ROLES_ENV)
+    if override:
+        return Path(override)
+    if db.kind == "sqlite":
+        return Path(db.env["SQLITE_DBNAME"]).parent / ROLES_FILE
+    return Path(ROLES_FILE)
+
+
+def load_roles(path: Path) -> RoleConfig | None:
+    """The roles file at `path`, or None when there is none (everyone may do everything)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    return parse_roles(text, str(path))
+
+
+def parse_roles(text: str, source: str) -> RoleConfig:
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise RolesFileRejected(f"{source}: not valid TOML: {e}") from None
+    users = doc.get("users", {})
+    if not isinstance(users, dict):
+        raise RolesFileRejected(f"{source}: [users] must be a table of user = role")
+    if len(users) > USERS_MAX:
+        raise RolesFileRejected(f"{source}: more than {USERS_MAX} users")
+    errors = []
+    parsed: dict[str, frozenset[str]] = {}
+    for user, value in users.items():
+        roles = [value] if isinstance(value, str) else value
+        if not isinstance(roles, list) or not roles or not all(r in ROLES for r in roles):
+            errors.append(f"{source}: users.{user} = {value!r}: use one of {', '.join(ROLES)} or a list of them")
+            continue
+        if AUDITOR in roles and len(set(roles)) > 1:
+            errors.append(f"{source}: users.{user}: an auditor holds no other role (separation of duties)")
+            continue
+        parsed[user] = frozenset(roles)
+    if errors:
+        raise RolesFileRejected("\n".join(errors))
+    return RoleConfig(parsed, source)
+
+
+def require(config: RoleConfig | None, actor: str, action: str) -> None:
+    """Refuse `action` (a command path such as "batch approve") for `actor` when its roles do not allow it."""
+    if config is None:
+        return
+    roles = config.roles_of(actor)
+    if not roles:
+        raise ActorHasNoRole(f"{actor} is not listed in {config.source}; ask for a role (clerk, approver, auditor)")
+    if action in READ_ONLY:
+        return
+    if action in APPROVER_ACTIONS:
+        if AUDITOR in roles:
+            raise AuditorIsReadOnly(f"{actor} is an auditor and may only read; `{action}` changes the ledger")
+        if APPROVER not in roles:
+            raise OnlyApproversApprove(f"{actor} ({_listed(roles)}) may not {action}: it needs the approver role")
+        return
+    if AUDITOR in roles:
+        raise AuditorIsReadOnly(f"{actor} is an auditor and may only read; `{action}` changes the ledger")
+    if CLERK not in roles:
+        raise OnlyClerksRecord(f"{actor} ({_listed(roles)}) may not {action}: it needs the clerk role")
+
+
+def _listed(roles: frozenset[str]) -> str:
+    return ", ".join(sorted(roles))
+
+
+# --- PostgreSQL: a role the database holds to SELECT only --------------------------------------------------
+
+
+def grant_auditor(db: Database, role: str) -> list[str]:
+    """Create (or narrow) `role` so it can log in and SELECT from the ledger's schema, nothing else.
+
+    - LOGIN, so an auditor can connect as it (authentication is the server's pg_hba.conf; no password
+      is set here); NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS.
+    - USAGE on the schema, SELECT on every table in it, and the same SELECT by default on tables
+      created later in it by the role running this (the projections' tables, a new application's).
+    - Any INSERT/UPDATE/DELETE/TRUNCATE/REFERENCES/TRIGGER an existing role held on those tables is
+      revoked, so what it ends up with is SELECT.
+    Returns the statements run, for the CLI to show. Idempotent.
+    """
+    if db.kind != "postgres":
+        raise GrantNeedsPostgres(
+            "SQLite has no database users: give an auditor a read-only copy of the file, or read-only file "
+            "permissions (the operating system's job); `db grant-auditor` is for PostgreSQL"
+        )
+    if not _ROLE_NAME.match(role):
+        raise BadRoleName(f"{role!r}: use lower-case letters, digits and _ (at most 63), starting with a letter or _")
+    import psycopg
+    from psycopg import sql
+
+    from ledger.store import ensure_postgres_schema, postgres_conninfo
+
+    ensure_postgres_schema(db)
+    schema = db.env.get("POSTGRES_SCHEMA") or "public"
+    name, where = sql.Identifier(role), sql.Identifier(schema)
+    statements = []
+    with psycopg.connect(postgres_conninfo(db)) as conn, conn.transaction():
+        found = conn.execute(
+            "SELECT rolsuper OR rolcreaterole OR rolcreatedb OR rolreplication OR rolbypassrls "
+            "FROM pg_roles WHERE rolname = %s",
+            (role,),
+        ).fetchone()
+        if found is not None and found[0]:
+            raise RoleHasMorePrivileges(f"role {role} exists and is superuser or may create roles or databases")
+        if found is None:
+            create = "CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
+            statements.append(sql.SQL(create).format(name))
+        statements.extend(
+            [
+                sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(where, name),
+                sql.SQL("REVOKE ALL ON ALL TABLES IN SCHEMA {} FROM {}").format(where, name),
+                sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(where, name),
+                sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA {} GRANT SELECT ON TABLES TO {}").format(where, name),
+            ]
+        )
+        for statement in statements:
+            conn.execute(statement)
+        return [statement.as_string(conn) for statement in statements]
+
+
+def command_action(ctx: Any) -> str:
+    """The command being run, without the program name ("batch approve"), from a click context: the
+    names of the context and its parents, so `yikatong …` and `python -m ledger …` give the same."""
+    names = []
+    while ctx is not None and ctx.parent is not None:
+        names.append(ctx.info_name)
+        ctx = ctx.parent
+    return " ".join(reversed(names))
+
+
+def read_only_env(env: Mapping[str, str]) -> dict[str, str]:
+    """Persistence settings for a connection that may only read (an auditor's PostgreSQL role):
+    eventsourcing must not try to create tables, which needs CREATE on the schema even when they exist."""
+    return {**env, "CREATE_TABLE": "false"}

@@ -1,0 +1,230 @@
+"""Who may do what: the roles file's rules, and on PostgreSQL an auditor role the database itself holds
+to SELECT only (an INSERT, UPDATE or DELETE by it fails with insufficient privilege)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from eventsourcing.persistence import PersistenceError
+from psycopg import errors, sql
+
+from domain.periods import Month
+from ledger.apps import Disbursement, Registry
+from ledger.roles import (
+    READ_ONLY,
+    ActorHasNoRole,
+    AuditorIsReadOnly,
+    BadRoleName,
+    GrantNeedsPostgres,
+    OnlyApproversApprove,
+    OnlyClerksRecord,
+    RoleHasMorePrivileges,
+    RolesFileRejected,
+    grant_auditor,
+    load_roles,
+    parse_roles,
+    read_only_env,
+    require,
+    roles_path_for,
+)
+from ledger.store import Database, database_from_url
+from tests.audit.test_anomalies import city, run
+from tests.ledger.helpers import ledger
+
+ROLES = """
+[users]
+wang = "clerk"
+li = "approver"
+zhao = ["clerk", "approver"]
+sun = "auditor"
+"""
+ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
+
+
+def test_without_a_roles_file_everyone_may_do_everything(tmp_path: Path) -> None:
+    assert load_roles(tmp_path / "roles.toml") is None
+    for action in ("run", "batch approve", "audit anomalies", "db grant-auditor"):
+        require(None, "anyone", action)
+
+
+def test_an_auditor_may_only_read() -> None:
+    config = parse_roles(ROLES, "roles.toml")
+    for action in sorted(READ_ONLY):
+        require(config, "sun", action)
+    for action in ("run", "roster import", "decide", "batch export", "batch approve", "bank import", "some new one"):
+        with pytest.raises(AuditorIsReadOnly):
+            require(config, "sun", action)
+
+
+def test_approvers_approve_and_submit_and_clerks_do_the_rest() -> None:
+    config = parse_roles(ROLES, "roles.toml")
+    require(config, "li", "batch approve")
+    require(config, "li", "batch submit")
+    require(config, "li", "report balances")
+    with pytest.raises(OnlyClerksRecord):
+        require(config, "li", "batch export")
+    require(config, "wang", "batch export")
+    require(config, "wang", "run")
+    with pytest.raises(OnlyApproversApprove):
+        require(config, "wang", "batch approve")
+    require(config, "zhao", "batch approve")  # maker-checker still refuses approving their own export
+    require(config, "zhao", "run")
+
+
+def test_an_actor_the_roles_file_does_not_list_may_run_nothing() -> None:
+    config = parse_roles(ROLES, "roles.toml")
+    with pytest.raises(ActorHasNoRole, match=r"not listed in roles\.toml"):
+        require(config, "stranger", "report balances")
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("[users]\nwang = 'cashier'", "users.wang"),
+        ("[users]\nwang = []", "users.wang"),
+        ("[users]\nsun = ['auditor', 'clerk']", "an auditor holds no other role"),
+        ("users = 'wang'", "[users] must be a table"),
+        ("[users\n", "not valid TOML"),
+    ],
+)
+def test_a_bad_roles_file_is_refused_naming_the_problem(text: str, problem: str) -> None:
+    with pytest.raises(RolesFileRejected, match=problem.replace("[", r"\[")):
+        parse_roles(text, "roles.toml")
+
+
+def test_the_roles_file_lives_beside_the_sqlite_file_unless_the_environment_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("YIKATONG_ROLES", raising=False)
+    assert roles_path_for(database_from_url(f"sqlite:///{tmp_path}/y.db")) == tmp_path / "roles.toml"
+    assert roles_path_for(database_from_url("postgresql://postgres@127.0.0.1/test")) == Path("roles.toml")
+    monkeypatch.setenv("YIKATONG_ROLES", str(tmp_path / "office.toml"))
+    assert roles_path_for(database_from_url(f"sqlite:///{tmp_path}/y.db")) == tmp_path / "office.toml"
+
+
+def test_sqlite_has_no_database_roles_and_says_so(tmp_path: Path) -> None:
+    with pytest.raises(GrantNeedsPostgres, match="file permissions"):
+        grant_auditor(database_from_url(f"sqlite:///{tmp_path}/y.db"), "auditor")
+
+
+# --- PostgreSQL: enforced by the database -----------------------------------------------------------------
+
+
+@pytest.fixture
+def pg(pg_reachable: None, tmp_path: Path) -> Iterator[Database]:
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    yield database_from_url(f"postgresql://postgres@127.0.0.1:5432/test?schema={schema}")
+    with psycopg.connect(ADMIN, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+@pytest.fixture
+def role_name() -> Iterator[str]:
+    name = f"auditor_{uuid.uuid4().hex[:10]}"
+    yield name
+    with psycopg.connect(ADMIN, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone():
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+
+
+def test_an_auditor_role_can_select_but_not_insert_update_or_delete(
+    pg: Database, policy_text: str, role_name: str
+) -> None:
+    registry, disbursement = ledger(pg, policy_text)
+    city(registry, 10)
+    run(registry, disbursement, Month(2017, 1))
+    statements = grant_auditor(pg, role_name)
+    assert any("SELECT" in s for s in statements) and not any("INSERT" in s for s in statements if "GRANT" in s)
+    schema = sql.Identifier(pg.env["POSTGRES_SCHEMA"])
+
+    with psycopg.connect(ADMIN) as conn:
+        conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role_name)))
+        (count,) = conn.execute(sql.SQL("SELECT count(*) FROM {}.registry_events").format(schema)).fetchone()
+        assert count > 10
+        for statement in (
+            "INSERT INTO {}.registry_events (originator_id, originator_version, topic, state) "
+            "VALUES (gen_random_uuid(), 1, 'x', '\\x00')",
+            "UPDATE {}.disbursement_events SET topic = 'x'",
+            "DELETE FROM {}.disbursement_events",
+            "TRUNCATE {}.registry_events",
+        ):
+            with pytest.raises(errors.InsufficientPrivilege), conn.transaction():
+                conn.execute(sql.SQL(statement).format(schema))
+        with pytest.raises(errors.InsufficientPrivilege), conn.transaction():
+            conn.execute(sql.SQL("CREATE TABLE {}.mine (x int)").format(schema))
+
+
+def test_an_auditor_connecting_as_the_role_reads_the_ledger_and_cannot_write_it(
+    pg: Database, policy_text: str, role_name: str
+) -> None:
+    registry, disbursement = ledger(pg, policy_text)
+    city(registry, 10)
+    run(registry, disbursement, Month(2017, 1))
+    expected = disbursement.balances().rows()
+    grant_auditor(pg, role_name)
+    as_auditor = database_from_url(f"postgresql://{role_name}@127.0.0.1:5432/test?schema={pg.env['POSTGRES_SCHEMA']}")
+    auditor_registry = Registry(env=read_only_env(as_auditor.env_for("Registry")))
+    auditor_disbursement = Disbursement(env=read_only_env(as_auditor.env_for("Disbursement")))
+    assert auditor_disbursement.balances().rows() == expected
+    assert len(auditor_registry.read_registry().persons) == 10
+    with pytest.raises(PersistenceError, match="permission denied"):
+        auditor_registry.load_policy(policy_text.replace('乌兰察布市"', '乌兰察布市 "'), "edited.toml", "auditor")
+    auditor_registry.close()
+    auditor_disbursement.close()
+
+
+def test_tables_created_after_the_grant_are_readable_too_and_granting_again_changes_nothing(
+    pg: Database, policy_text: str, role_name: str
+) -> None:
+    from projections.runner import rebuild
+
+    registry, disbursement = ledger(pg, policy_text)
+    grant_auditor(pg, role_name)
+    city(registry, 5)
+    run(registry, disbursement, Month(2017, 1))
+    rebuild(pg)  # creates the rm_ tables after the grant
+    grant_auditor(pg, role_name)
+    with psycopg.connect(ADMIN) as conn:
+        conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role_name)))
+        rows = conn.execute(
+            sql.SQL("SELECT count(*) FROM {}.rm_balances").format(sql.Identifier(pg.env["POSTGRES_SCHEMA"]))
+        ).fetchone()
+        assert rows is not None and rows[0] > 0
+
+
+def test_an_existing_powerful_role_or_a_bad_name_is_refused(pg: Database, role_name: str) -> None:
+    with pytest.raises(BadRoleName):
+        grant_auditor(pg, 'x"; DROP TABLE registry_events; --')
+    with psycopg.connect(ADMIN, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} CREATEDB").format(sql.Identifier(role_name)))
+    with pytest.raises(RoleHasMorePrivileges):
+        grant_auditor(pg, role_name)
+
+
+def test_the_action_is_the_command_path_without_the_program_name() -> None:
+    import click
+    from click.testing import CliRunner
+
+    from ledger.roles import command_action
+
+    seen = []
+
+    @click.group()
+    def program() -> None:
+        pass
+
+    @program.group()
+    def batch() -> None:
+        pass
+
+    @batch.command("approve")
+    def approve() -> None:
+        seen.append(command_action(click.get_current_context()))
+
+    CliRunner().invoke(program, ["batch", "approve"], prog_name="python -m ledger")
+    assert seen == ["batch approve"]
