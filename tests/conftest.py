@@ -52,9 +52,7 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
 
     with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True) as conn:
         # The test's schema and any it derived from it (e.g. a second, clean ledger).
-        names = conn.execute(
-            "SELECT nspname FROM pg_namespace WHERE nspname LIKE %s", (schema + "%",)
-        ).fetchall()
+        names = conn.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE %s", (schema + "%",)).fetchall()
         for (name,) in names:
             conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
 

@@ -82,9 +82,7 @@ class Registry:
         )
         self._fold(person)
 
-    def decide(
-        self, id_number: str, kind: str, programme: str, on: date, amount_fen: int | None = None
-    ) -> None:
+    def decide(self, id_number: str, kind: str, programme: str, on: date, amount_fen: int | None = None) -> None:
         person = self.persons[id_number]
         person.decide(
             kind=kind,
@@ -202,9 +200,7 @@ def test_an_unchanged_record_after_a_january_watermark_is_owed_only_february_and
     assert [(d.period.name, d.late) for d in dues] == [("2017-02", True), ("2017-03", False)]
 
 
-def test_a_record_changed_after_the_watermark_is_looked_at_from_its_start(
-    policy: Policy, registry: Registry
-) -> None:
+def test_a_record_changed_after_the_watermark_is_looked_at_from_its_start(policy: Policy, registry: Registry) -> None:
     registry.enrol(LI, "urban_dibao", "150902", date(2017, 1, 1), URBAN)
     watermark = Watermark(Month(2017, 1), registry_position=registry.position)
     # A decision recorded after the January run (an adjustment with effect from January)
@@ -362,9 +358,7 @@ def test_a_scope_outside_the_region_accrues_nothing(policy: Policy, registry: Re
 # --- payment ids -------------------------------------------------------------------------------------
 
 
-def test_payment_ids_are_the_same_for_the_same_enrolment_and_period(
-    policy: Policy, registry: Registry
-) -> None:
+def test_payment_ids_are_the_same_for_the_same_enrolment_and_period(policy: Policy, registry: Registry) -> None:
     the_walkthrough(registry)
     first = [d.payment_id for d in run(policy, registry, "2017-01")]
     again = [d.payment_id for d in run(policy, registry, "2017-01")]
@@ -426,9 +420,7 @@ def test_a_household_period_pays_the_sum_of_its_months_as_month_amount_fen_state
     assert Accrual(policy, Month(2017, 12)).period_amount_fen(program, period, record, enrolment) == expected
 
 
-@pytest.mark.parametrize(
-    "programme", ["tekun_rural_dispersed", "tekun_care_full", "sanmin", "orphan_dispersed"]
-)
+@pytest.mark.parametrize("programme", ["tekun_rural_dispersed", "tekun_care_full", "sanmin", "orphan_dispersed"])
 def test_a_person_programme_period_pays_the_sum_of_its_months_as_month_amount_fen_states(
     policy: Policy, programme: str
 ) -> None:

@@ -109,12 +109,8 @@ DUE = date(2017, 1, 10)
 SAFE = date(2017, 1, 6)
 
 
-def state(
-    *, today: date, settled_on: date | None = None, submitted: bool = False, safe: date | None = SAFE
-) -> str:
-    return deadline_state(
-        due_date=DUE, safe_day=safe, today=today, settled_on=settled_on, submitted=submitted
-    )
+def state(*, today: date, settled_on: date | None = None, submitted: bool = False, safe: date | None = SAFE) -> str:
+    return deadline_state(due_date=DUE, safe_day=safe, today=today, settled_on=settled_on, submitted=submitted)
 
 
 def test_settled_on_or_before_the_due_date_is_paid() -> None:

@@ -430,9 +430,7 @@ def test_a_suspension_from_mid_month_stops_payment_from_the_next_month() -> None
 def test_set_account_records_a_corrected_account() -> None:
     person = registered()
     person.collect_events()
-    assert person.set_account(
-        bank_code="402191000034", account="6217002050123456789", reason="销户", actor="clerk"
-    )
+    assert person.set_account(bank_code="402191000034", account="6217002050123456789", reason="销户", actor="clerk")
     assert event_names(person) == ["AccountChanged"]
     assert (person.bank_code, person.account) == ("402191000034", "6217002050123456789")
 
@@ -441,9 +439,7 @@ def test_set_account_to_the_same_account_returns_false_and_records_nothing() -> 
     person = registered()
     person.collect_events()
     assert (
-        person.set_account(
-            bank_code="103191000012", account="6228480045001122337", reason="核对", actor="clerk"
-        )
+        person.set_account(bank_code="103191000012", account="6228480045001122337", reason="核对", actor="clerk")
         is False
     )
     assert event_names(person) == []

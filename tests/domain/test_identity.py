@@ -166,9 +166,7 @@ def test_account_failing_luhn_is_accepted_with_a_warning() -> None:
     assert warnings == ("account 6228480045001122338 fails the Luhn check (some real cards do)",)
 
 
-@pytest.mark.parametrize(
-    "text", ["12AB", "", "12345678901", "12345678901234567890", "６２２８４８００４５００１"]
-)
+@pytest.mark.parametrize("text", ["12AB", "", "12345678901", "12345678901234567890", "６２２８４８００４５００１"])
 def test_account_that_is_not_12_to_19_digits_is_an_error(text: str) -> None:
     with pytest.raises(BadAccount, match="must be 12-19 digits"):
         check_account(text)

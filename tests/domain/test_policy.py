@@ -386,9 +386,7 @@ def test_an_income_above_the_line_without_special_members_is_owed_nothing(ulanqa
 
 
 def test_an_approved_amount_overrides_the_standard(ulanqab: Policy) -> None:
-    assert (
-        _month(ulanqab, "urban_dibao", Month(2017, 1), members=2, income_fen=30000, override=50000) == 50000
-    )
+    assert _month(ulanqab, "urban_dibao", Month(2017, 1), members=2, income_fen=30000, override=50000) == 50000
 
 
 def test_a_person_programme_pays_its_monthly_standard_whatever_the_household(ulanqab: Policy) -> None:
@@ -406,9 +404,7 @@ def test_an_annual_person_standard_split_over_12_months_sums_exactly_to_the_year
 def test_an_annual_standard_that_does_not_divide_by_12_still_sums_to_the_year(
     ulanqab_doc: dict[str, Any],
 ) -> None:
-    ulanqab_doc["programmes"]["youfu_topup"]["standards"] = [
-        {"from": "2017-01-01", "amount": "1000.01", "per": "year"}
-    ]
+    ulanqab_doc["programmes"]["youfu_topup"]["standards"] = [{"from": "2017-01-01", "amount": "1000.01", "per": "year"}]
     policy = parse_policy(ulanqab_doc)
     months = [_month(policy, "youfu_topup", Month(2017, m)) for m in range(1, 13)]
     assert sum(months) == 100001
