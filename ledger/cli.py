@@ -324,6 +324,11 @@ def run(c: Context, month: str, region: str | None, as_json: bool) -> None:
         started = time.perf_counter()
         summary = _run(c, run_month, region)
         accrued_at = time.perf_counter()
+        # Seal both logs (ledger.audit): from here on, any edit to what the month-end read or wrote is detected.
+        registry, disbursement = c.apps()
+        record_checkpoint(disbursement)
+        record_checkpoint(registry)
+        sealed_at = time.perf_counter()
         from ledger.reports import catch_up
 
         catch_up(c.db)  # the read models follow before the command returns (docs/projections.md)
@@ -338,7 +343,8 @@ def run(c: Context, month: str, region: str | None, as_json: bool) -> None:
             "reissued": summary.reissued,
             "awaiting_account": summary.awaiting_account,
             "month_end_s": round(accrued_at - started, 3),
-            "projections_s": round(time.perf_counter() - accrued_at, 3),
+            "seal_s": round(sealed_at - accrued_at, 3),
+            "projections_s": round(time.perf_counter() - sealed_at, 3),
         }
         if as_json:
             click.echo(json.dumps(result))
@@ -360,9 +366,6 @@ def _run(c: Context, run_month: Month, region: str | None) -> Any:
         raise RuleBroken(f"region {scope} is outside the policy's region {snapshot.policy.region_code}")
     with progress(f"month-end {run_month}", None) as advance:
         summary = disbursement.run_month_end(snapshot, run_month, scope=scope, actor=c.actor, advance=advance)
-    # Seal both logs (ledger.audit): from here on, any edit to what the month-end read or wrote is detected.
-    record_checkpoint(disbursement)
-    record_checkpoint(registry)
     return summary
 
 
