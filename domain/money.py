@@ -11,7 +11,7 @@ Guarantees:
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from fractions import Fraction
 
 from domain.errors import BadAmount
@@ -53,15 +53,15 @@ def format_yuan(amount_fen: int) -> str:
     return f"{sign}{whole}.{fen:02d}"
 
 
+_RATIO = re.compile(r"^\d{1,6}(?:\.\d{1,12})?$")
+
+
 def parse_ratio(text: str) -> Fraction:
-    """A factor or share such as '1.3' or '0.05', held exactly."""
-    try:
-        value = Decimal(text.strip())
-    except InvalidOperation:
-        raise BadAmount(f"{text!r} is not a number") from None
-    if not value.is_finite() or value < 0:
-        raise BadAmount(f"{text!r} is not a non-negative number")
-    return Fraction(value)
+    """A factor or share such as '1.3' or '0.05', held exactly: plain decimal notation, no exponent."""
+    raw = text.strip()
+    if not _RATIO.match(raw):
+        raise BadAmount(f"{text!r} is not a non-negative decimal such as 1.3 or 0.05")
+    return Fraction(Decimal(raw))
 
 
 def split_fen(total_fen: int, parts: int) -> tuple[int, ...]:

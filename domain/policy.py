@@ -395,12 +395,15 @@ def _parse_calendar(raw: Any, errors: list[str]) -> tuple[tuple[date, ...], tupl
     if not isinstance(raw, Mapping):
         errors.append("calendar: must be a table")
         return (), (), ()
-    holidays = tuple(
-        d for i, v in enumerate(raw.get("holidays", [])) if (d := _parse_date(v, f"calendar.holidays[{i}]", errors))
-    )
-    workdays = tuple(
-        d for i, v in enumerate(raw.get("workdays", [])) if (d := _parse_date(v, f"calendar.workdays[{i}]", errors))
-    )
+    days: dict[str, tuple[date, ...]] = {}
+    for key in ("holidays", "workdays"):
+        listed = raw.get(key, [])
+        if not isinstance(listed, list):
+            errors.append(f"calendar.{key}: must be a list of dates")
+            listed = []
+        days[key] = tuple(d for i, v in enumerate(listed) if (d := _parse_date(v, f"calendar.{key}[{i}]", errors)))
+    holidays, workdays = days["holidays"], days["workdays"]
+
     years_raw = raw.get("years", [])
     if not isinstance(years_raw, list) or not all(isinstance(y, int) for y in years_raw):
         errors.append("calendar.years: must be a list of years")

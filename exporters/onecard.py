@@ -182,12 +182,15 @@ def load_profile(name: str) -> Profile:
     return _profile_from_bytes((PROFILES_DIR / f"{name}.toml").read_bytes(), name, f"{name}.toml")
 
 
+NUMBER_DIGITS_MAX = 18  # serials, counts and fen amounts in a return file: far beyond any real batch
+
+
 def _profile_from_bytes(data: bytes, name: str, source: str) -> Profile:
     if len(data) > PROFILE_BYTES_MAX:
         raise ExportRefused("ProfileInvalid", f"{source}: larger than {PROFILE_BYTES_MAX} bytes")
     try:
         raw = tomllib.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError, ValueError) as e:  # ValueError: an over-long integer
         raise ExportRefused("ProfileInvalid", f"{source}: not a UTF-8 TOML file: {e}") from None
     problems: list[str] = []
     profile = _check_profile(raw, name, source, problems)
@@ -893,6 +896,9 @@ class _ReturnReader:
         if field in _INT_FIELDS or field in _FEN_FIELDS:
             if not (value.isascii() and _DIGITS.fullmatch(value)):
                 self.error(line_no, f"{field} {shown(value)} is not a whole number")
+                return None
+            if len(value) > NUMBER_DIGITS_MAX:
+                self.error(line_no, f"{field} {shown(value)} has more than {NUMBER_DIGITS_MAX} digits")
                 return None
             return int(value)
         if field in _YUAN_FIELDS:

@@ -89,7 +89,7 @@ class PolicyLog(Aggregate):
 def parse_policy_text(toml_text: str, source: str) -> Policy:
     try:
         doc = tomllib.loads(toml_text)
-    except tomllib.TOMLDecodeError as e:
+    except (tomllib.TOMLDecodeError, ValueError) as e:  # ValueError: an integer too long to convert
         raise PolicyRejected(source, [f"not valid TOML: {e}"]) from None
     return parse_policy(doc, source)
 
@@ -245,13 +245,15 @@ class Registry(Application[UUID]):
         if person_id(id_number) in existing:
             held = dict(self.person(id_number).enrolments)
         for row in rows:
+            current = held.get(row.programme)
+            new = enrolment_from_event(_enrolment_fields(row))
+            if current is not None and _same_terms(current, new):
+                continue  # the same row again: nothing new, so nothing to check against later decisions
             try:
                 check_exclusions(held, row.programme, row.effective_from, pairs, id_number)
             except RuleBroken as e:
                 errors.append(f"{source} line {row.line}: {e.rule}: {e}")
                 continue
-            current = held.get(row.programme)
-            new = enrolment_from_event(_enrolment_fields(row))
             if current is not None:
                 try:
                     check_reenrolment(
@@ -346,6 +348,15 @@ class Registry(Application[UUID]):
 
 
 _PERSON_TOPIC_PREFIX = "domain.eligibility:Person."
+
+
+def _same_terms(a: Any, b: Any) -> bool:
+    return (a.region, a.effective_from, a.household, a.decision_ref) == (
+        b.region,
+        b.effective_from,
+        b.household,
+        b.decision_ref,
+    )
 
 
 def _enrolment_fields(row: RosterRow) -> dict[str, Any]:

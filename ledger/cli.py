@@ -101,15 +101,21 @@ def refusals() -> Iterator[None]:
     except (OperationalError, PersistenceError) as e:
         click.echo(f"error: storage: {e}", err=True)
         sys.exit(1)
-    except Exception as e:  # psycopg's own errors, from direct connections (schema, grants, a read-only role)
-        import psycopg
+    except OSError as e:  # a full disk, a missing or unreadable file
+        click.echo(f"error: {e}", err=True)
+        sys.exit(1)
+    except Exception as e:
+        # The storage libraries' own errors, raised outside eventsourcing's wrappers: psycopg from direct
+        # connections (schema, grants, a read-only role), sqlite3 from the connection pool (a read-only
+        # file system, a full disk), SQLAlchemy from the read models.
+        import sqlite3
 
-        if not isinstance(e, psycopg.Error):
+        import psycopg
+        from sqlalchemy.exc import SQLAlchemyError
+
+        if not isinstance(e, psycopg.Error | sqlite3.Error | SQLAlchemyError):
             raise
         click.echo(f"error: storage: {str(e).strip().splitlines()[0]}", err=True)
-        sys.exit(1)
-    except OSError as e:
-        click.echo(f"error: {e}", err=True)
         sys.exit(1)
 
 
