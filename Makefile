@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint postgres clean
+.PHONY: demo test soak bench lint postgres clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -26,6 +26,11 @@ postgres:
 test: $(STAMP) postgres
 	$(VENV)/bin/ruff check domain ledger projections exporters tests benchmarks
 	$(VENV)/bin/pytest
+
+# The reliability harness at full size (tests/reliability): 200 kill points over a 10^4-payment month-end
+# per store, 10x the model examples, 10 000 hostile inputs. Prints its figures.
+soak: $(STAMP) postgres
+	YIKATONG_SOAK=1 $(VENV)/bin/pytest tests/reliability -q -s
 
 bench: $(STAMP) postgres
 	$(VENV)/bin/pytest benchmarks --benchmark-enable -p no:randomly -q
