@@ -228,3 +228,24 @@ def test_the_action_is_the_command_path_without_the_program_name() -> None:
 
     CliRunner().invoke(program, ["batch", "approve"], prog_name="python -m ledger")
     assert seen == ["batch approve"]
+
+
+def test_an_auditor_role_can_run_the_whole_audit_verify(pg: Database, policy_text: str, role_name: str) -> None:
+    from ledger.audit import audit_verify, record_checkpoint
+    from ledger.reports import catch_up
+
+    registry, disbursement = ledger(pg, policy_text)
+    city(registry, 10)
+    run(registry, disbursement, Month(2017, 1))
+    for app in (registry, disbursement):
+        record_checkpoint(app)
+    catch_up(pg)
+    grant_auditor(pg, role_name)
+    as_auditor = database_from_url(f"postgresql://{role_name}@127.0.0.1:5432/test?schema={pg.env['POSTGRES_SCHEMA']}")
+    auditor_registry = Registry(env=read_only_env(as_auditor.env_for("Registry")))
+    auditor_disbursement = Disbursement(env=read_only_env(as_auditor.env_for("Disbursement")))
+    report = audit_verify(as_auditor, auditor_registry, auditor_disbursement)
+    assert report.ok, report.failures
+    assert report.read_models.checked  # compared with a rebuild, using SELECT alone
+    auditor_registry.close()
+    auditor_disbursement.close()
