@@ -37,6 +37,7 @@ from domain.regions import region_contains
 
 DRAFTED, EXPORTED, APPROVED, SUBMITTED, SETTLED = "drafted", "exported", "approved", "submitted", "settled"
 BATCH_STATUSES = (DRAFTED, EXPORTED, APPROVED, SUBMITTED, SETTLED)
+BANK_FORMATS = ("pain.", "onecard")  # export labels of files that go to the bank
 
 
 _PAYMENT_KEY_PREFIX = hashlib.sha1(NAMESPACE.bytes + b"payment|")
@@ -95,6 +96,11 @@ class ApproverMustDifferFromExporter(RuleBroken):
 
 class OnlyApprovedBatchesSubmit(RuleBroken):
     """Only an approved batch can be marked as submitted to the bank."""
+
+
+class ExportDiffersFromApproved(RuleBroken):
+    """After approval a bank file may be regenerated, never changed: what the checker approved is what
+    goes to the bank (maker-checker)."""
 
 
 class ResultForUnapprovedBatch(RuleBroken):
@@ -169,6 +175,7 @@ class Batch(Aggregate):
         self.exported_by: list[str] = []
         self.exports: list[tuple[str, tuple[tuple[str, str], ...], str]] = []  # format, (name, sha256)…, actor
         self.approved_by = ""
+        self.exports_at_approval = 0
         self.submitted_by = ""
         self.results: dict[str, tuple[str, str]] = {}  # payment id → (paid|returned, reason code)
         self.settled_on: date | None = None
@@ -185,10 +192,32 @@ class Batch(Aggregate):
 
     # --- after the month-end: export, approve (maker-checker), submit, results -------------------
 
-    def record_export(self, *, format_name: str, files: tuple[tuple[str, str], ...], actor: str) -> None:
-        """An export of this batch's payments (file names and SHA-256), whoever makes it."""
+    def check_export(self, *, format_name: str, files: tuple[tuple[str, str], ...]) -> None:
+        """Refuse, before anything is written, a bank file that differs from the ones approved."""
         if not self.payment_ids:
             raise EmptyBatch(f"batch {self.id.hex} has no payments")
+        if not self.approved_by or not format_name.startswith(BANK_FORMATS):
+            return
+        approved = self.approved_sha256()
+        for name, sha in files:
+            if sha not in approved:
+                raise ExportDiffersFromApproved(
+                    f"{name} differs from the files {self.approved_by} approved for batch {self.id.hex} "
+                    f"(sha256 {sha[:16]}…); a changed bank file needs a new batch and a new approval"
+                )
+
+    def approved_sha256(self) -> set[str]:
+        """The bank files exported before approval: what the checker saw."""
+        return {
+            sha
+            for fmt, files, _ in self.exports[: self.exports_at_approval]
+            if fmt.startswith(BANK_FORMATS)
+            for _, sha in files
+        }
+
+    def record_export(self, *, format_name: str, files: tuple[tuple[str, str], ...], actor: str) -> None:
+        """An export of this batch's payments (file names and SHA-256), whoever makes it."""
+        self.check_export(format_name=format_name, files=files)
         self._exported(format=format_name, files=files, actor=actor, count=self.count, total_fen=self.total_fen)
 
     @event("Exported")
@@ -215,6 +244,7 @@ class Batch(Aggregate):
     @event("Approved")
     def _approved(self, actor: str) -> None:
         self.approved_by = actor
+        self.exports_at_approval = len(self.exports)
         self.status = APPROVED
 
     def submit(self, *, actor: str) -> None:

@@ -172,11 +172,12 @@ def export_batch(
     header = batch_header(policy, batch)
     rows = payment_rows(header, batch, disbursement.payment_views(batch.payment_ids))
     files = render(fmt, header, rows, profile, version)
+    label = f"{fmt}:{profile}" if fmt == "onecard" else (f"pain.{version}" if fmt == "pain001" else fmt)
+    batch.check_export(format_name=label, files=tuple((n, hashlib.sha256(d).hexdigest()) for n, d in files))
     written = []
     for name, data in files:
         path = write_atomically(out, name, data)
         written.append(ExportedFile(path, hashlib.sha256(data).hexdigest(), len(data)))
-    label = f"{fmt}:{profile}" if fmt == "onecard" else (f"pain.{version}" if fmt == "pain001" else fmt)
     batch.record_export(format_name=label, files=tuple((f.path.name, f.sha256) for f in written), actor=actor)
     _save(disbursement, batch)
     return batch, written
