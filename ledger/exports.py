@@ -4,7 +4,8 @@ Guarantees:
 - Deterministic exports: rows come from the payments' stored events in batch order, the file time from
   the batch's `Drafted` event, never the clock; the same batch exports to the same bytes.
 - A file is written to a temporary name in the target folder and renamed when complete, so no half
-  file ever carries the final name (a full disk leaves nothing under that name).
+  file ever carries the final name (a full disk leaves nothing under that name); the temporary file of
+  a writer that was killed is removed by the next export of the same name.
 - Every export is recorded on the batch with format, file names and SHA-256.
 - A bank result file applies whole or not at all: unknown payments, amounts that disagree with the
   ledger, results for unapproved batches and results that contradict earlier ones are all reported and
@@ -129,11 +130,19 @@ def render(
     raise ExportFailed("UnknownFormat", f"format {fmt!r}: use one of {', '.join(FORMATS)}")
 
 
+TEMPORARY_SUFFIX = ".part"
+
+
 def write_atomically(folder: Path, name: str, data: bytes) -> Path:
-    """Write to a temporary file beside the target, fsync, then rename over the final name."""
+    """Write to a temporary file beside the target, fsync, then rename over the final name.
+
+    The temporary name carries the writer's process id (`.NAME.PID.xxxx.part`). A process killed between
+    writing and renaming leaves its temporary file behind; the next export of the same name removes the
+    ones whose writer is gone, so a rerun after a crash leaves the folder as a clean run would."""
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / name
-    handle, temporary = tempfile.mkstemp(prefix=f".{name}.", dir=folder)
+    remove_abandoned_temporaries(folder, name)
+    handle, temporary = tempfile.mkstemp(prefix=f".{name}.{os.getpid()}.", suffix=TEMPORARY_SUFFIX, dir=folder)
     try:
         with os.fdopen(handle, "wb") as f:
             f.write(data)
@@ -144,6 +153,31 @@ def write_atomically(folder: Path, name: str, data: bytes) -> Path:
         Path(temporary).unlink(missing_ok=True)
         raise
     return target
+
+
+def remove_abandoned_temporaries(folder: Path, name: str) -> list[Path]:
+    """Delete `.NAME.PID.xxxx.part` files in `folder` whose writing process no longer runs."""
+    removed = []
+    for path in folder.glob(f".{glob_escape(name)}.*{TEMPORARY_SUFFIX}"):
+        pid_text = path.name[len(name) + 2 :].split(".", 1)[0]
+        if pid_text.isdigit() and not _process_alive(int(pid_text)):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def glob_escape(text: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
 
 
 @dataclass(frozen=True, slots=True)

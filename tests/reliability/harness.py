@@ -473,6 +473,10 @@ class Findings:
     def clean(self) -> bool:
         return not (self.duplicates or self.skipped or self.mismatches)
 
+    def counts(self) -> dict[str, int]:
+        return {"payments": self.payments, "duplicates": self.duplicates, "skipped": self.skipped,
+                "mismatches": self.mismatches}  # fmt: skip
+
 
 def check_store(db: Database, reference: Database | None = None, exports_dir: Path | None = None) -> Findings:
     """Every invariant of issue 7 for `db`, and, given a `reference`, agreement with its clean run."""
@@ -738,7 +742,7 @@ class KillFigures:
         self.examples.extend(findings.examples[: EXAMPLES_MAX - len(self.examples)])
 
     def clean(self) -> bool:
-        return not (self.duplicates or self.skipped or self.mismatches)
+        return not (self.duplicates or self.skipped or self.mismatches or self.temporary_files_left)
 
     def line(self) -> str:
         sizes = f"{min(self.month_ends)}–{max(self.month_ends)}" if self.month_ends else "0"
@@ -831,7 +835,8 @@ class KillHarness:
         findings = check_store(store, reference, exports if exports.exists() else None)
         self.figures.record(findings)
         if exports.exists():
-            # write_atomically's temporary files: a kill between writing and renaming leaves one behind.
+            # write_atomically's temporary files: a kill between writing and renaming leaves one behind,
+            # which the restarted export must remove.
             self.temporary_files[exports] = sum(1 for p in exports.iterdir() if p.name.startswith("."))
             self.figures.temporary_files_left = sum(self.temporary_files.values())
         return findings.clean
@@ -841,8 +846,13 @@ def kill_seed() -> int:
     return int(KILL_SEED) if KILL_SEED else random.randrange(2**32)
 
 
+RECORDED: dict[str, dict[str, Any]] = {}  # this session's figures, printed by conftest.py's summary
+
+
 def write_figures(cache_dir: Path, name: str, figures: dict[str, Any]) -> Path:
-    """Figures for `make soak`'s summary: one JSON file per test and store under .pytest_cache."""
+    """Figures for `make soak`'s summary: kept for the end-of-run summary and written as one JSON file
+    per test and store under .pytest_cache."""
+    RECORDED[name] = figures
     cache_dir.mkdir(parents=True, exist_ok=True)
     path = cache_dir / f"{name}.json"
     path.write_text(json.dumps(figures, ensure_ascii=False, indent=2, default=str), encoding="utf-8")

@@ -20,6 +20,7 @@ import pytest
 from domain.periods import Month
 from ledger.store import Database
 from tests.reliability.harness import (
+    RECORDED,
     SCOPE,
     bank_import_worker,
     build_ledger,
@@ -178,7 +179,11 @@ def test_two_operators_export_and_approve_the_same_batch_at_once(db: Database, t
         _no_tracebacks(exports + approvals)
         history = _batch_history(db, batch_hex)
         events = Counter(event for event, _ in history)
-        seen[name] = ([_rule(e) for e in exports], [_rule(a) for a in approvals], dict(events))
+        seen[name] = {
+            "exports": [_rule(e) for e in exports],
+            "approvals": [_rule(a) for a in approvals],
+            "events": dict(events),
+        }
 
         assert {_rule(e) for e in exports} <= {"ok", "ConcurrentChange"}, exports
         assert events["Exported"] == sum(1 for e in exports if e[0] == "ok") >= 1
@@ -205,6 +210,7 @@ def test_two_operators_export_and_approve_the_same_batch_at_once(db: Database, t
     catch_up(db)
     findings = check_store(db, exports_dir=out)
     print(f"\n{db.kind}: export and approve at once: {seen}; mismatches {findings.mismatches}")
+    RECORDED[f"concurrent-{db.kind}-export-and-approve"] = {"outcomes": seen, **findings.counts()}
     assert findings.clean, "\n".join(findings.examples)
 
 
@@ -295,7 +301,7 @@ def test_two_operators_import_the_same_bank_file_at_once(db: Database, tmp_path:
         _no_tracebacks(outcomes)
         assert [status for status, _ in outcomes] == ["ok", "ok"], outcomes
         applied = sorted(detail["already_imported"] for _, detail in outcomes)
-        seen["interleaved" if interleave else "natural"] = applied
+        seen["interleaved" if interleave else "natural"] = ["already imported" if a else "applied" for a in applied]
         assert applied == [False, True], outcomes  # one applied it; the other was told it was imported before
 
     # Two different files for the same batch at once (each half of it): one applies, the other is
@@ -331,4 +337,5 @@ def test_two_operators_import_the_same_bank_file_at_once(db: Database, tmp_path:
     assert len(facts.batches[batches[2]].result_events_per_file) == 2
     findings = check_store(db, exports_dir=tmp_path / "exports")
     print(f"\n{db.kind}: the same bank file at once: {seen}; mismatches {findings.mismatches}")
+    RECORDED[f"concurrent-{db.kind}-bank-import"] = {"outcomes": seen, **findings.counts()}
     assert findings.clean, "\n".join(findings.examples)

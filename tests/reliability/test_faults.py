@@ -355,6 +355,32 @@ def test_a_write_failing_at_any_point_of_an_export_leaves_nothing_and_a_rerun_co
     assert len(exports_of(db, batch_hex)) == 1
 
 
+def test_the_temporary_file_of_a_killed_export_is_removed_by_the_rerun(tmp_path: Path) -> None:
+    """kill -9 between writing and renaming leaves `.NAME.PID.xxxx.part`; the next export of that name
+    removes it once its writer is gone, and leaves alone one whose writer still runs."""
+    db, batch_hex = exported_ledger(tmp_path)
+    out = tmp_path / "out"
+    with opened(db) as (registry, disbursement):
+        _, files = export_batch(disbursement, registry.policy(), batch_hex, fmt="pain001", out=out, actor="maker")
+    (name,) = [f.path.name for f in files]
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+        dead = out / f".{name}.{int(child.stdout)}.k2v8.part"
+        alive = out / f".{name}.{sleeper.pid}.x9q1.part"
+        other = out / f".other.xml.{int(child.stdout)}.zz00.part"  # another file's: not this export's to sweep
+        for path in (dead, alive, other):
+            path.write_bytes(b"<half")
+        with opened(db) as (registry, disbursement):
+            export_batch(disbursement, registry.policy(), batch_hex, fmt="pain001", out=out, actor="maker")
+        assert not dead.exists()
+        assert alive.exists() and other.exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert sorted(p.name for p in out.iterdir()) == sorted([name, alive.name, other.name])
+
+
 def test_a_full_disk_under_the_database_fails_the_month_end_cleanly_and_a_rerun_completes(
     tmp_path: Path, reference: dict[tuple[str, str, str], int]
 ) -> None:

@@ -63,6 +63,7 @@ from ledger.store import database_from_url
 from tests.conftest import POLICY
 from tests.exporters.builders import header_for
 from tests.ledger.helpers import HEADER, LI, WANG, resident_id
+from tests.reliability.harness import RECORDED
 
 SOAK = os.environ.get("YIKATONG_SOAK") == "1"
 FUZZ_INPUTS = int(os.environ.get("YIKATONG_FUZZ_INPUTS") or (10_000 if SOAK else 300))
@@ -417,6 +418,7 @@ def test_mutated_files_are_read_or_refused_with_the_documented_error_only(
             failures.append(f"{target.name} input {number} ({how}): {type(e).__name__}: {str(e)[:300]} [{kept}]")
         slowest = max(slowest, (time.perf_counter() - began, f"{target.name} input {number}: {how}"))
     FIGURES["fuzz inputs"] += FUZZ_INPUTS
+    RECORDED["hostile-files"] = {**FIGURES, "xml attacks": len(XML_ATTACK_BYTES), "fuzz seed": FUZZ_SEED}
     with capsys.disabled():
         print(
             f"\nhostile files: {FUZZ_INPUTS} fuzz inputs tried (seed {FUZZ_SEED}) in "
@@ -790,6 +792,7 @@ def test_formula_looking_names_imported_from_a_roster_are_neutralised_in_the_exp
 
 def test_print_the_figures(capsys: pytest.CaptureFixture[str]) -> None:
     """Last in this file (pytest keeps file order): how much hostile input was tried."""
+    RECORDED["hostile-files"] = {**FIGURES, "xml attacks": len(XML_ATTACK_BYTES), "fuzz seed": FUZZ_SEED}
     with capsys.disabled():
         print(
             f"\nhostile files: {FIGURES['fuzz inputs']} fuzz inputs, {FIGURES['property examples']} property "

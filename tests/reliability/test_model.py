@@ -58,6 +58,7 @@ from ledger.roster import RosterRejected, read_roster
 from ledger.store import database_from_url
 from tests.conftest import POLICY
 from tests.ledger.helpers import HEADER, resident_id
+from tests.reliability.harness import RECORDED
 
 SOAK = os.environ.get("YIKATONG_SOAK") == "1"
 EXAMPLES = int(os.environ.get("YIKATONG_MODEL_EXAMPLES") or (2000 if SOAK else 200))
@@ -802,6 +803,13 @@ def test_the_ledger_agrees_with_its_model_after_every_step(capsys: pytest.Captur
     )
     seconds = time.perf_counter() - started
     stats = LedgerMachine.stats
+    RECORDED["model"] = {
+        **{k: v for k, v in stats.items() if k not in ("examples", "steps")},
+        "examples": stats["examples"],
+        "steps": stats["steps"],
+        "max_steps": STEPS,
+        "seconds": round(seconds),
+    }
     with capsys.disabled():
         print(
             f"\nmodel test: {stats['examples']} examples run, {stats['steps']} checked states "
