@@ -240,8 +240,9 @@ def roster() -> None:
 
 @roster.command("import")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="counts and warnings as JSON")
 @pass_context
-def roster_import(c: Context, file: Path) -> None:
+def roster_import(c: Context, file: Path, as_json: bool) -> None:
     """Import a roster CSV: all rows or none; every bad row is reported with its line number."""
     from ledger.roster import read_roster
 
@@ -252,6 +253,9 @@ def roster_import(c: Context, file: Path) -> None:
         with progress("importing roster", len(rows)) as advance:
             summary = registry.import_roster(rows, file.name, c.actor, advance)
         record_checkpoint(registry)
+        if as_json:
+            click.echo(json.dumps(_import_json(file, summary), ensure_ascii=False))
+            return
         for warning in summary.warnings[:50]:
             click.echo(f"warning: {warning}", err=True)
         if len(summary.warnings) > 50:
@@ -260,6 +264,17 @@ def roster_import(c: Context, file: Path) -> None:
             f"imported {summary.enrolled} enrolments ({summary.households} households, {summary.persons} persons)"
             + (f"; {summary.unchanged} already enrolled, unchanged" if summary.unchanged else "")
         )
+
+
+def _import_json(file: Path, summary: Any) -> dict[str, Any]:
+    return {
+        "file": file.name,
+        "enrolled": summary.enrolled,
+        "unchanged": summary.unchanged,
+        "households": summary.households,
+        "persons": summary.persons,
+        "warnings": list(summary.warnings),
+    }
 
 
 @main.command()
@@ -465,28 +480,34 @@ def batch_export(c: Context, batch_ref: str, fmt: str, out: Path, profile: str, 
 
 @batch.command("approve")
 @click.argument("batch_ref", metavar="BATCH")
+@click.option("--json", "as_json", is_flag=True, help="the approved batch as `batch list --json` shows it")
 @pass_context
-def batch_approve(c: Context, batch_ref: str) -> None:
+def batch_approve(c: Context, batch_ref: str, as_json: bool) -> None:
     """Approve an exported batch: by anyone but the person who exported it. Approval freezes it."""
     from ledger.exports import approve_batch
 
-    with refusals():
-        _, disbursement = c.apps()
-        approved = approve_batch(disbursement, batch_ref, c.actor)
-        click.echo(f"batch {approved.id.hex[:12]} approved by {c.actor}")
+    _batch_step(c, batch_ref, as_json, approve_batch, "approved")
 
 
 @batch.command("submit")
 @click.argument("batch_ref", metavar="BATCH")
+@click.option("--json", "as_json", is_flag=True, help="the submitted batch as `batch list --json` shows it")
 @pass_context
-def batch_submit(c: Context, batch_ref: str) -> None:
+def batch_submit(c: Context, batch_ref: str, as_json: bool) -> None:
     """Mark an approved batch as handed to the bank."""
     from ledger.exports import submit_batch
 
+    _batch_step(c, batch_ref, as_json, submit_batch, "submitted")
+
+
+def _batch_step(c: Context, batch_ref: str, as_json: bool, step: Callable[..., Any], done: str) -> None:
     with refusals():
         _, disbursement = c.apps()
-        submitted = submit_batch(disbursement, batch_ref, c.actor)
-        click.echo(f"batch {submitted.id.hex[:12]} submitted by {c.actor}")
+        changed = step(disbursement, batch_ref, c.actor)
+        if as_json:
+            click.echo(json.dumps(batch_row(changed), ensure_ascii=False))
+        else:
+            click.echo(f"batch {changed.id.hex[:12]} {done} by {c.actor}")
 
 
 @main.group()

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -34,6 +35,7 @@ from domain.eligibility import UnknownEnrolment, person_id
 from domain.money import format_yuan
 from domain.periods import Period
 from exporters.rows import reason_zh
+from ledger.disbursement import BATCH_REGISTER_ID, PaymentView
 from ledger.store import first_event_states
 
 REISSUE_GENERATIONS_MAX = 100  # a payment returned and re-issued more often than this is our mistake
@@ -180,8 +182,6 @@ def batch_keys(disbursement: Any) -> set[tuple[str, str]]:
 
 def drafted_batches(disbursement: Any) -> dict[str, dict[str, Any]]:
     """Batch id (hex) → its `Drafted` payload, for every batch in the register."""
-    from ledger.disbursement import BATCH_REGISTER_ID
-
     ids = []
     for stored in disbursement.recorder.select_events(BATCH_REGISTER_ID):
         if stored.topic.endswith(".Registered"):
@@ -194,6 +194,8 @@ def _decoded(disbursement: Any, states: dict[UUID, bytes]) -> dict[str, dict[str
 
 
 def _entry_payment(pid: str, data: dict[str, Any]) -> dict[str, Any]:
+    """A payment as `PaymentView` reads it (the one reading of a `Payment.Accrued` payload), with the
+    event's time and actor; the person's own id is the history's subject, not repeated per entry."""
     entry = _base(
         data,
         "reissued" if data.get("reissue_of") else "payment_accrued",
@@ -201,20 +203,8 @@ def _entry_payment(pid: str, data: dict[str, Any]) -> dict[str, Any]:
         programme=data["programme"],
         period=data["period"],
     )
-    entry.update(
-        payment_id=pid,
-        amount_fen=data["amount_fen"],
-        persons=data["persons"],
-        region=data["region"],
-        due_date=data["due_date"],
-        late=data["late"],
-        batch_id=data["batch_id"],
-        run_month=data["run_month"],
-        name=data["name"],
-        bank_code=data["bank_code"],
-        account=data["account"],
-        reissue_of=data.get("reissue_of", ""),
-    )
+    view = asdict(PaymentView.from_payload(pid, data))
+    entry.update((k, v) for k, v in view.items() if k not in ("id_number", "programme", "period"))
     return entry
 
 

@@ -35,6 +35,8 @@ def test_the_walkthrough_month_end(ledger_url: str, tmp_path: Path) -> None:
     roster.write_text(HEADER + LI + WANG, encoding="utf-8")
     imported = yikatong(ledger_url, "roster", "import", str(roster))
     assert imported.stdout.strip() == "imported 2 enrolments (2 households, 5 persons)"
+    again = json.loads(yikatong(ledger_url, "roster", "import", str(roster), "--json").stdout)
+    assert again == {"file": "r.csv", "enrolled": 0, "unchanged": 2, "households": 2, "persons": 5, "warnings": []}
     assert yikatong(ledger_url, "run", "2017-01").returncode == 0
     balances = json.loads(yikatong(ledger_url, "report", "balances", "--json").stdout)
     assert [(r["programme"], r["period"], r["accrued_fen"], r["persons"]) for r in balances["rows"]] == [
@@ -107,8 +109,9 @@ def test_export_approve_and_bank_import_from_the_command_line(ledger_url: str, t
     assert Path(file["path"]).read_bytes().count(b"<CdtTrfTxInf>") == 1
     self_approval = yikatong(ledger_url, "batch", "approve", batch["id"][:12])
     assert self_approval.returncode == 1 and "ApproverMustDifferFromExporter" in self_approval.stderr
+    as_checker = [sys.executable, "-m", "ledger", "--db", ledger_url, "--as", "checker"]
     approved = subprocess.run(
-        [sys.executable, "-m", "ledger", "--db", ledger_url, "--as", "checker", "batch", "approve", batch["id"]],
+        [*as_checker, "batch", "approve", batch["id"], "--json"],
         capture_output=True,
         text=True,
         check=False,
@@ -117,6 +120,9 @@ def test_export_approve_and_bank_import_from_the_command_line(ledger_url: str, t
     message = f"YKT{batch['id'][:28]}"
     views = json.loads(yikatong(ledger_url, "batch", "list", "--json").stdout)
     assert views[0]["status"] == "approved" and views[0]["approved_by"] == "checker"
+    assert json.loads(approved.stdout) == views[0]  # --json prints the batch as `batch list --json` does
+    submitted = json.loads(yikatong(ledger_url, "batch", "submit", batch["id"][:12], "--json").stdout)
+    assert submitted["status"] == "submitted" and submitted["id"] == batch["id"]
     from ledger.apps import open_apps
     from ledger.store import database_from_url
 
