@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import socket
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -136,13 +138,15 @@ TEMPORARY_SUFFIX = ".part"
 def write_atomically(folder: Path, name: str, data: bytes) -> Path:
     """Write to a temporary file beside the target, fsync, then rename over the final name.
 
-    The temporary name carries the writer's process id (`.NAME.PID.xxxx.part`). A process killed between
-    writing and renaming leaves its temporary file behind; the next export of the same name removes the
-    ones whose writer is gone, so a rerun after a crash leaves the folder as a clean run would."""
+    The temporary name carries the writer's host and process id (`.NAME.HOST-PID.xxxx.part`). A process
+    killed between writing and renaming leaves its temporary file behind; the next export of the same
+    name on the same host removes the ones whose writer is gone, so a rerun after a crash leaves the
+    folder as a clean run would. Another host's temporary files are never touched (its pids are not
+    ours to judge)."""
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / name
     remove_abandoned_temporaries(folder, name)
-    handle, temporary = tempfile.mkstemp(prefix=f".{name}.{os.getpid()}.", suffix=TEMPORARY_SUFFIX, dir=folder)
+    handle, temporary = tempfile.mkstemp(prefix=f".{name}.{temporary_writer()}.", suffix=TEMPORARY_SUFFIX, dir=folder)
     try:
         with os.fdopen(handle, "wb") as f:
             f.write(data)
@@ -155,12 +159,19 @@ def write_atomically(folder: Path, name: str, data: bytes) -> Path:
     return target
 
 
+def temporary_writer(pid: int | None = None) -> str:
+    host = re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname()) or "host"
+    return f"{host}-{os.getpid() if pid is None else pid}"
+
+
 def remove_abandoned_temporaries(folder: Path, name: str) -> list[Path]:
-    """Delete `.NAME.PID.xxxx.part` files in `folder` whose writing process no longer runs."""
+    """Delete this host's `.NAME.HOST-PID.xxxx.part` files in `folder` whose process no longer runs."""
     removed = []
-    for path in folder.glob(f".{glob_escape(name)}.*{TEMPORARY_SUFFIX}"):
-        pid_text = path.name[len(name) + 2 :].split(".", 1)[0]
-        if pid_text.isdigit() and not _process_alive(int(pid_text)):
+    host = temporary_writer().rsplit("-", 1)[0]
+    for path in folder.glob(f".{glob_escape(name)}.{host}-*{TEMPORARY_SUFFIX}"):
+        writer = path.name[len(name) + 2 :].split(".", 1)[0]
+        pid_text = writer.rsplit("-", 1)[-1]
+        if pid_text.isdigit() and writer == temporary_writer(int(pid_text)) and not _process_alive(int(pid_text)):
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed

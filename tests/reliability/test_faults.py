@@ -40,7 +40,7 @@ import ledger.exports
 from domain.periods import Month
 from ledger.apps import open_apps
 from ledger.cli import main
-from ledger.exports import approve_batch, export_batch
+from ledger.exports import approve_batch, export_batch, temporary_writer
 from ledger.reports import balances_rows, catch_up
 from ledger.roster import read_roster
 from ledger.store import Database, database_from_url
@@ -356,8 +356,9 @@ def test_a_write_failing_at_any_point_of_an_export_leaves_nothing_and_a_rerun_co
 
 
 def test_the_temporary_file_of_a_killed_export_is_removed_by_the_rerun(tmp_path: Path) -> None:
-    """kill -9 between writing and renaming leaves `.NAME.PID.xxxx.part`; the next export of that name
-    removes it once its writer is gone, and leaves alone one whose writer still runs."""
+    """kill -9 between writing and renaming leaves `.NAME.HOST-PID.xxxx.part`; the next export of that
+    name removes it once its writer is gone, and leaves alone one whose writer still runs, another
+    file's, and another host's."""
     db, batch_hex = exported_ledger(tmp_path)
     out = tmp_path / "out"
     with opened(db) as (registry, disbursement):
@@ -366,19 +367,20 @@ def test_the_temporary_file_of_a_killed_export_is_removed_by_the_rerun(tmp_path:
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-        dead = out / f".{name}.{int(child.stdout)}.k2v8.part"
-        alive = out / f".{name}.{sleeper.pid}.x9q1.part"
-        other = out / f".other.xml.{int(child.stdout)}.zz00.part"  # another file's: not this export's to sweep
-        for path in (dead, alive, other):
+        dead = out / f".{name}.{temporary_writer(int(child.stdout))}.k2v8.part"
+        alive = out / f".{name}.{temporary_writer(sleeper.pid)}.x9q1.part"
+        other = out / f".other.xml.{temporary_writer(int(child.stdout))}.zz00.part"  # another file's: not this export's
+        elsewhere = out / f".{name}.otherhost-{int(child.stdout)}.aa11.part"  # another host's pids: not ours
+        for path in (dead, alive, other, elsewhere):
             path.write_bytes(b"<half")
         with opened(db) as (registry, disbursement):
             export_batch(disbursement, registry.policy(), batch_hex, fmt="pain001", out=out, actor="maker")
         assert not dead.exists()
-        assert alive.exists() and other.exists()
+        assert alive.exists() and other.exists() and elsewhere.exists()
     finally:
         sleeper.kill()
         sleeper.wait()
-    assert sorted(p.name for p in out.iterdir()) == sorted([name, alive.name, other.name])
+    assert sorted(p.name for p in out.iterdir()) == sorted([name, alive.name, other.name, elsewhere.name])
 
 
 def test_a_full_disk_under_the_database_fails_the_month_end_cleanly_and_a_rerun_completes(
