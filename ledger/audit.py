@@ -47,6 +47,7 @@ from eventsourcing.utils import get_topic
 
 from domain.eligibility import NAMESPACE
 from domain.errors import RuleBroken
+from ledger.store import LogRow, log_rows
 
 if TYPE_CHECKING:
     from eventsourcing.application import Application
@@ -127,14 +128,17 @@ _SEALED_TOPIC = "ledger.audit:AuditChain.Sealed"
 
 def event_sha256(position: int, originator_id: UUID, originator_version: int, topic: str, state: bytes) -> bytes:
     """The hash of one stored event as it sits in the table: every column, the position included."""
+    return _row_sha256(position, originator_id.bytes, originator_version, topic, state)
+
+
+def _row_sha256(position: int, originator: bytes, originator_version: int, topic: str, state: bytes) -> bytes:
     topic_bytes = topic.encode()
-    head = _HEAD.pack(position, originator_version, originator_id.bytes, len(topic_bytes))
-    return hashlib.sha256(head + topic_bytes + bytes(state)).digest()
+    head = _HEAD.pack(position, originator_version, originator, len(topic_bytes))
+    return hashlib.sha256(head + topic_bytes + state).digest()
 
 
-def _notification_sha256(n: Any) -> bytes:
-    originator = n.originator_id if isinstance(n.originator_id, UUID) else UUID(str(n.originator_id))
-    return event_sha256(n.id, originator, n.originator_version, n.topic, n.state)
+def _log_row_sha256(row: LogRow) -> bytes:
+    return _row_sha256(row.id, row.originator, row.originator_version, row.topic, row.state)
 
 
 # --- recording a checkpoint -------------------------------------------------------------------------
@@ -233,7 +237,7 @@ class _Sealer:
     def add(self, n: Any) -> None:
         if n.id != self.position + 1:
             self.skipped.append((self.position + 1, n.id - self.position - 1))
-        digest = _notification_sha256(n)
+        digest = _log_row_sha256(n)
         self.chain = hashlib.sha256(self.chain + digest).digest()
         self.digests += digest[:DIGEST_BYTES]
         self.position = n.id
@@ -260,10 +264,10 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _pages(app: Application[UUID], start: int, stop: int | None = None) -> Iterator[Sequence[Any]]:
-    """The log's notifications from `start` (to `stop`), AUDIT_PAGE at a time."""
+def _pages(app: Application[UUID], start: int, stop: int | None = None) -> Iterator[Sequence[LogRow]]:
+    """The log's stored events from `start` (to `stop`), AUDIT_PAGE at a time."""
     while True:
-        page = app.recorder.select_notifications(start=start, limit=AUDIT_PAGE, stop=stop)
+        page = log_rows(app.recorder, start, stop, AUDIT_PAGE)
         if not page:
             return
         yield page
@@ -483,7 +487,7 @@ class _Scan:
                     self._fail(due[2], Failure(due[0], "missing", "sealed here, no longer in the log (deleted)"))
                     self._after(due)
                     due = next(expected, None)
-                digest = _notification_sha256(n)
+                digest = _log_row_sha256(n)
                 self.chain = hashlib.sha256(self.chain + digest).digest()
                 self.events += 1
                 if due is not None and due[0] == n.id:
@@ -538,10 +542,9 @@ class _Scan:
             segment.failed_seals.add(failure.position)  # type: ignore[arg-type]
 
 
-def _what(n: Any) -> str:
+def _what(n: LogRow) -> str:
     topic = n.topic.rsplit(":", 1)[-1]
-    originator = n.originator_id.hex if isinstance(n.originator_id, UUID) else str(n.originator_id)
-    return f"{topic} of {originator} version {n.originator_version}"
+    return f"{topic} of {n.originator.hex()} version {n.originator_version}"
 
 
 def _first_failures(segments: list[_Segment], structural: list[Failure]) -> list[Failure]:

@@ -99,7 +99,7 @@ def refusals() -> Iterator[None]:
             click.echo(f"error: {e.rule}: {e}", err=True)
         sys.exit(1)
     except (OperationalError, PersistenceError) as e:
-        click.echo(f"error: storage: {e}", err=True)
+        click.echo(f"error: storage: {_storage_reason(e)}", err=True)
         sys.exit(1)
     except OSError as e:  # a full disk, a missing or unreadable file
         click.echo(f"error: {e}", err=True)
@@ -115,8 +115,31 @@ def refusals() -> Iterator[None]:
 
         if not isinstance(e, psycopg.Error | sqlite3.Error | SQLAlchemyError):
             raise
-        click.echo(f"error: storage: {str(e).strip().splitlines()[0]}", err=True)
+        click.echo(f"error: storage: {_storage_reason(e)}", err=True)
         sys.exit(1)
+
+
+def _storage_reason(e: Exception) -> str:
+    """The storage error's first line. When PostgreSQL refused something ("permission denied for
+    database/schema/table …", or a bare "pipeline aborted": a statement before it was refused and
+    psycopg does not always say which), the reason asked of the database: the ledger tables this role
+    may not write, i.e. a SELECT-only auditor's role trying to change the ledger."""
+    reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if "pipeline aborted" not in reason and "permission denied" not in reason:
+        return reason
+    ctx = click.get_current_context(silent=True)
+    c = ctx.find_object(Context) if ctx is not None else None
+    if c is None:
+        return reason
+    from ledger.roles import tables_not_writable
+
+    try:
+        user, tables = tables_not_writable(c.db)
+    except Exception:  # the diagnosis is a courtesy: never let it hide the error it explains
+        return reason
+    if tables:
+        return f"permission denied for table {', '.join(tables)}: role {user} may only read this ledger"
+    return reason
 
 
 @click.group()

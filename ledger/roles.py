@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from domain.errors import RuleBroken
-from ledger.store import Database
+from ledger.store import EVENT_TABLES, Database
 
 CLERK, APPROVER, AUDITOR = "clerk", "approver", "auditor"
 ROLES = (CLERK, APPROVER, AUDITOR)
@@ -231,6 +231,31 @@ def grant_auditor(db: Database, role: str) -> list[str]:
         for statement in statements:
             conn.execute(statement)
         return [statement.as_string(conn) for statement in statements]
+
+
+def tables_not_writable(db: Database) -> tuple[str, list[str]]:
+    """PostgreSQL: the connecting role and the ledger's event tables it may not INSERT into.
+
+    Why this exists: eventsourcing's PostgreSQL recorder sends its LOCK and INSERT in one pipeline, and
+    when a SELECT-only role tries to write, psycopg reports either the first refusal ("permission
+    denied for table …") or only that the pipeline was aborted, at random. The CLI asks the database
+    which it was, so an auditor always reads the same clear message."""
+    if db.kind != "postgres":
+        return "", []
+    import psycopg
+
+    from ledger.store import postgres_conninfo
+
+    schema = db.env.get("POSTGRES_SCHEMA") or "public"
+    with psycopg.connect(postgres_conninfo(db), connect_timeout=5) as conn:
+        user_row = conn.execute("SELECT current_user").fetchone()
+        rows = conn.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname = ANY(%s) AND NOT has_table_privilege(c.oid, 'INSERT') "
+            "ORDER BY c.relname",
+            (schema, [*EVENT_TABLES]),
+        ).fetchall()
+    return (str(user_row[0]) if user_row else ""), [str(r[0]) for r in rows]
 
 
 def command_action(ctx: Any) -> str:

@@ -15,6 +15,7 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import NamedTuple
 from urllib.parse import parse_qs, unquote, urlparse
 from uuid import UUID
 
@@ -27,6 +28,7 @@ DEFAULT_DB = "sqlite:///yikatong.db"
 SQLITE_LOCK_TIMEOUT_S = 60
 SQLITE_CACHE_KIB = 256 * 1024  # page cache of the connection writing a month-end
 IDS_PER_QUERY = 900  # below SQLite's bound-parameter limit
+EVENT_TABLES = ("registry_events", "disbursement_events")  # one per application (eventsourcing: NAME_events)
 
 
 class BadDatabaseUrl(RuleBroken):
@@ -227,6 +229,51 @@ def first_event_states(recorder: object, ids: Iterable[UUID], *, with_state: boo
                 curs.execute(statement, (part,))
                 found.update((_as_uuid(row["originator_id"]), row["state"]) for row in curs.fetchall())
     return found
+
+
+class LogRow(NamedTuple):
+    """One stored event with its notification id, as the table holds it (originator id as 16 bytes)."""
+
+    id: int
+    originator: bytes
+    originator_version: int
+    topic: str
+    state: bytes
+
+
+def log_rows(recorder: object, start: int, stop: int | None, limit: int) -> list[LogRow]:
+    """Stored events with notification ids in [start, stop], at most `limit`, in id order.
+
+    What `select_notifications` returns, without building a `Notification` and parsing a `UUID` per
+    row: the audit seal and verification hash every event, and the objects cost more than the hashing
+    (10⁵ events: 2.1 s of a 3.7 s seal).
+    """
+    table = recorder.events_table_name  # type: ignore[attr-defined]
+    datastore = recorder.datastore  # type: ignore[attr-defined]
+    upper = stop if stop is not None else 2**63 - 1
+    if isinstance(datastore, SQLiteDatastore):
+        statement = (
+            f"SELECT rowid, originator_id, originator_version, topic, state FROM {table} "
+            "WHERE rowid>=? AND rowid<=? ORDER BY rowid LIMIT ?"
+        )
+        with datastore.transaction(commit=False) as c:
+            c.execute(statement, (start, upper, limit))
+            return [
+                LogRow(row[0], bytes.fromhex(row[1].replace("-", "")), row[2], row[3], bytes(row[4]))
+                for row in c.fetchall()
+            ]
+    from psycopg import sql
+
+    query = sql.SQL(
+        "SELECT notification_id, uuid_send(originator_id) AS originator, originator_version, topic, state "
+        "FROM {schema}.{table} WHERE notification_id>=%s AND notification_id<=%s ORDER BY notification_id LIMIT %s"
+    ).format(schema=sql.Identifier(datastore.schema), table=sql.Identifier(table))
+    with datastore.transaction(commit=False) as curs:
+        curs.execute(query, (start, upper, limit))
+        return [
+            LogRow(r["notification_id"], bytes(r["originator"]), r["originator_version"], r["topic"], bytes(r["state"]))
+            for r in curs.fetchall()
+        ]
 
 
 def _as_uuid(value: object) -> UUID:
