@@ -431,10 +431,9 @@ def test_mutated_files_are_read_or_refused_with_the_documented_error_only(
 @pytest.mark.parametrize("attack", sorted(XML_ATTACK_BYTES))
 def test_xml_entity_attacks_are_refused_without_expanding_or_fetching_anything(attack: str) -> None:
     data = XML_ATTACK_BYTES[attack]
-    began = time.perf_counter()
+    # A hang guard, not a speed target: expanding a billion laughs never finishes within it.
     with time_limit(INPUT_SECONDS_MAX), pytest.raises(ResultFileRejected) as refused:
         read_pain002(data, "attack.xml")
-    assert time.perf_counter() - began < 2, "refused quickly, not after expanding entities"
     message = str(refused.value)
     assert "root:" not in message and "lollollol" not in message, "nothing expanded or read into the message"
     # And through the bank import's reader: the ledger's own refusal, naming the file.
