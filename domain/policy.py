@@ -17,7 +17,7 @@ parsed policy back into that shape so the ledger can record exactly what was loa
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from fractions import Fraction
@@ -25,7 +25,7 @@ from typing import Any
 
 from domain.errors import BadAmount, RuleBroken
 from domain.money import format_yuan, parse_ratio, parse_yuan, part_fen, round_half_up_fen
-from domain.periods import CADENCES, Month
+from domain.periods import CADENCES, Month, Period
 from domain.regions import is_region_code
 
 UNITS = ("household", "person")
@@ -556,3 +556,34 @@ def month_amount_fen(
     if override_fen is not None:
         return override_fen
     return month_rate(policy, programme, month).amount_for(age, household)
+
+
+def repriced_periods(old: Policy, new: Policy, accrued: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    """Programme → the already-accrued periods (names) whose standard differs between `old` and `new`.
+
+    A policy loaded later may change a standard from a date in the past (提标 announced after the
+    months it covers). Payments already accrued keep their amounts: the month-end never pays a period
+    twice, and re-pricing with adjustment payments is not built (docs/month-end.md). This names what
+    the new policy would have priced otherwise, so the clerk is told on `policy load` instead of the
+    difference going unnoticed (seed 000 三: 擅自升降发放标准 is an audit finding either way). A period
+    compares month by month through `month_rate`, so household uplift and age tiers count too; a
+    programme the new policy drops, or a standard one side has and the other not, counts as a change.
+    """
+    changed: dict[str, set[str]] = {}
+    for key, period_name in accrued:
+        period = Period.parse(period_name)
+        for month in period.month_list():
+            if _rate_or_none(old, key, month) != _rate_or_none(new, key, month):
+                changed.setdefault(key, set()).add(period.name)
+                break
+    return {key: sorted(periods) for key, periods in sorted(changed.items())}
+
+
+def _rate_or_none(policy: Policy, key: str, month: Month) -> MonthRate | None:
+    programme = policy.programmes.get(key)
+    if programme is None:
+        return None
+    try:
+        return month_rate(policy, programme, month)
+    except NoStandardInForce:
+        return None

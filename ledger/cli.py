@@ -182,13 +182,30 @@ def policy() -> None:
 @pass_context
 def policy_load(c: Context, file: Path) -> None:
     """Load a policy TOML file (all or nothing)."""
+    from domain.policy import repriced_periods
+    from ledger.apps import NoPolicy
+    from ledger.history import batch_keys
+
     with refusals():
         text = _read_text(file)
-        registry, _ = c.apps()
+        registry, disbursement = c.apps()
+        try:
+            before = registry.policy()
+        except NoPolicy:
+            before = None
         loaded = registry.load_policy(text, file.name, c.actor)
         click.echo(
             f"loaded policy for {loaded.region_name} ({loaded.region_code}): {len(loaded.programmes)} programmes"
         )
+        if before is not None:
+            for key, periods in repriced_periods(before, loaded, batch_keys(disbursement)).items():
+                shown = ", ".join(periods[:12]) + (f" … ({len(periods)} periods)" if len(periods) > 12 else "")
+                click.echo(
+                    f"warning: {key}: the standard for {shown}, already accrued, differs in this policy; "
+                    "those payments keep the amounts accrued (yikatong does not re-price them), so any "
+                    "difference is to be settled outside this run",
+                    err=True,
+                )
 
 
 @policy.command("show")

@@ -23,6 +23,7 @@ from domain.policy import (
     UnknownProgramme,
     month_amount_fen,
     parse_policy,
+    repriced_periods,
 )
 
 DATA = Path(__file__).resolve().parents[2] / "ledger" / "data"
@@ -408,3 +409,62 @@ def test_an_annual_standard_that_does_not_divide_by_12_still_sums_to_the_year(
     policy = parse_policy(ulanqab_doc)
     months = [_month(policy, "youfu_topup", Month(2017, m)) for m in range(1, 13)]
     assert sum(months) == 100001
+
+
+# --- a later policy that changes standards of periods already accrued ------------------------------------
+
+
+ACCRUED_2017_Q1 = [
+    ("urban_dibao", "2017-01"),
+    ("urban_dibao", "2017-02"),
+    ("urban_dibao", "2017-03"),
+    ("rural_dibao", "2017-Q1"),
+    ("tekun_rural_dispersed", "2017-01"),
+    ("sanmin", "2017-01"),
+]
+
+
+def test_a_policy_loaded_again_unchanged_reprices_nothing(ulanqab_doc: dict[str, Any]) -> None:
+    before, after = parse_policy(ulanqab_doc), parse_policy(copy.deepcopy(ulanqab_doc))
+    assert repriced_periods(before, after, ACCRUED_2017_Q1) == {}
+
+
+def test_a_standard_raised_from_a_past_month_names_the_accrued_periods_it_covers(ulanqab_doc: dict[str, Any]) -> None:
+    before = parse_policy(copy.deepcopy(ulanqab_doc))
+    ulanqab_doc["programmes"]["urban_dibao"]["standards"].append(
+        {"from": "2017-02-01", "amount": "580.00", "per": "month"}
+    )
+    ulanqab_doc["programmes"]["sanmin"]["standards"][0].pop("expect", None)
+    after = parse_policy(ulanqab_doc)
+    # urban dibao from February, and sanmin, derived from it (联动), only from February too: January keeps.
+    assert repriced_periods(before, after, ACCRUED_2017_Q1) == {"urban_dibao": ["2017-02", "2017-03"]}
+    assert repriced_periods(before, after, [("sanmin", "2017-02")]) == {"sanmin": ["2017-02"]}
+
+
+def test_a_rural_dibao_change_in_march_reprices_the_first_quarter_and_tekun_which_follows_it(
+    ulanqab_doc: dict[str, Any],
+) -> None:
+    before = parse_policy(copy.deepcopy(ulanqab_doc))
+    ulanqab_doc["programmes"]["rural_dibao"]["standards"].append(
+        {"from": "2017-03-01", "amount": "4200.00", "per": "year"}
+    )
+    for entry in ulanqab_doc["programmes"]["tekun_rural_dispersed"]["standards"]:
+        entry.pop("expect", None)
+    after = parse_policy(ulanqab_doc)
+    accrued = [*ACCRUED_2017_Q1, ("tekun_rural_dispersed", "2017-03")]
+    assert repriced_periods(before, after, accrued) == {
+        "rural_dibao": ["2017-Q1"],  # one month of the quarter is enough
+        "tekun_rural_dispersed": ["2017-03"],
+    }
+
+
+def test_the_household_uplift_and_a_dropped_programme_count_as_changes(ulanqab_doc: dict[str, Any]) -> None:
+    before = parse_policy(copy.deepcopy(ulanqab_doc))
+    ulanqab_doc["settings"]["special_member_uplift"] = "0.10"
+    del ulanqab_doc["programmes"]["sanmin"]
+    after = parse_policy(ulanqab_doc)
+    assert repriced_periods(before, after, ACCRUED_2017_Q1) == {
+        "rural_dibao": ["2017-Q1"],
+        "sanmin": ["2017-01"],
+        "urban_dibao": ["2017-01", "2017-02", "2017-03"],
+    }

@@ -161,3 +161,28 @@ def test_audit_verify_passes_on_an_intact_ledger_and_names_an_edited_event(ledge
     tampered = yikatong(ledger_url, "audit", "verify")
     assert tampered.returncode == 1
     assert f"position {rowid}" in tampered.stdout + tampered.stderr
+
+
+def test_a_policy_that_changes_accrued_months_warns_and_later_months_take_the_new_standard(
+    ledger_url: str, tmp_path: Path
+) -> None:
+    roster = tmp_path / "r.csv"
+    roster.write_text(HEADER + LI, encoding="utf-8")
+    yikatong(ledger_url, "roster", "import", str(roster))
+    yikatong(ledger_url, "run", "2017-02")
+    raised = tmp_path / "raised.toml"
+    text = POLICY.read_text(encoding="utf-8")
+    old = 'standards = [{ from = "2017-01-01", amount = "555.00", per = "month" }]'
+    assert text.count(old) == 1
+    raised.write_text(
+        text.replace(old, old[:-1] + ', { from = "2017-02-01", amount = "580.00", per = "month" }]'), encoding="utf-8"
+    )
+    loaded = yikatong(ledger_url, "policy", "load", str(raised))
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stderr.startswith("warning: urban_dibao: the standard for 2017-02, already accrued, differs")
+    assert yikatong(ledger_url, "policy", "load", str(raised)).stderr == ""  # the same policy again: nothing
+    yikatong(ledger_url, "run", "2017-03")
+    rows = json.loads(yikatong(ledger_url, "report", "balances", "--json").stdout)["rows"]
+    by_period = {r["period"]: r["accrued_fen"] for r in rows if r["programme"] == "urban_dibao"}
+    # LI: 2 members, income 300 元: 2 × 555 − 300 = 810 元 as accrued; March 2 × 580 − 300 = 860 元.
+    assert by_period == {"2017-01": 81000, "2017-02": 81000, "2017-03": 86000}
