@@ -126,12 +126,8 @@ _STARTED_TOPIC = "ledger.audit:AuditChain.Started"
 _SEALED_TOPIC = "ledger.audit:AuditChain.Sealed"
 
 
-def event_sha256(position: int, originator_id: UUID, originator_version: int, topic: str, state: bytes) -> bytes:
-    """The hash of one stored event as it sits in the table: every column, the position included."""
-    return _row_sha256(position, originator_id.bytes, originator_version, topic, state)
-
-
 def _row_sha256(position: int, originator: bytes, originator_version: int, topic: str, state: bytes) -> bytes:
+    """The hash of one stored event as it sits in the table: every column, the position included."""
     topic_bytes = topic.encode()
     head = _HEAD.pack(position, originator_version, originator, len(topic_bytes))
     return hashlib.sha256(head + topic_bytes + state).digest()
