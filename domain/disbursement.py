@@ -4,7 +4,12 @@ Consistency boundary (issue 3): one `Payment` aggregate per enrolment × period,
 that natural key, holding exactly one stored event (`Payment.Accrued`). The event store's primary key
 (originator_id, originator_version) therefore refuses a second payment for the same enrolment and
 period: no check-then-insert decides it. A month-end of N payments stores N payment events plus one
-`Batch.PaymentsAdded` event per batch per chunk, ≈ 1.0 events per payment.
+`Batch.PaymentsAdded` event per batch per chunk (per PAYMENT_IDS_PER_EVENT ids), ≈ 1.0 events per payment.
+
+Every event stays small (ledger.store.EVENT_BYTES_MAX): a batch's payment ids arrive in `PaymentsAdded`
+events of at most PAYMENT_IDS_PER_EVENT ids, and a bank file's results in `ResultsRecorded` events of
+at most RESULTS_PER_EVENT results, all saved in one transaction. Ledgers written before these bounds hold
+larger events of the same shape and read the same.
 
 A `Batch` groups payments by the policy's region × programme × period × run month (DESIGN.md), plus a
 sequence number: once a batch has left `drafted` it is frozen, and later payments for the same key go
@@ -20,7 +25,7 @@ arrears (补发) are found without re-checking every past period of every person
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -34,6 +39,9 @@ from domain.identity import age_on
 from domain.periods import Month, Period, periods_starting_between
 from domain.policy import MonthRate, NoStandardInForce, Policy, Programme, month_rate
 from domain.regions import region_contains
+
+PAYMENT_IDS_PER_EVENT = 4_000  # 32-hex ids: ≈ 140 KB of JSON per PaymentsAdded
+RESULTS_PER_EVENT = 2_000  # (id, status, reason, date): ≈ 130 KB of JSON per ResultsRecorded
 
 DRAFTED, EXPORTED, APPROVED, SUBMITTED, SETTLED = "drafted", "exported", "approved", "submitted", "settled"
 BATCH_STATUSES = (DRAFTED, EXPORTED, APPROVED, SUBMITTED, SETTLED)
@@ -280,7 +288,8 @@ class Batch(Aggregate):
         new = tuple(r for r in results if r[0] not in self.results)
         if not new:
             return False
-        self._results_recorded(bank_file=bank_file, results=new, actor=actor)
+        for start in range(0, len(new), RESULTS_PER_EVENT):
+            self._results_recorded(bank_file=bank_file, results=new[start : start + RESULTS_PER_EVENT], actor=actor)
         return True
 
     @event("ResultsRecorded")
@@ -292,10 +301,13 @@ class Batch(Aggregate):
         if len(self.results) >= len(self.payment_ids):
             self.status = SETTLED
 
-    def add_payments(self, payment_ids: tuple[str, ...], total_fen: int) -> None:
+    def add_payments(self, payments: Sequence[tuple[str, int]]) -> None:
+        """Add (payment id hex, amount in fen) pairs, PAYMENT_IDS_PER_EVENT to an event."""
         if self.status != DRAFTED:
             raise BatchFrozen(f"batch {self.id} is {self.status}; payments go to a new batch")
-        self._payments_added(payment_ids=payment_ids, total_fen=total_fen)
+        for start in range(0, len(payments), PAYMENT_IDS_PER_EVENT):
+            part = payments[start : start + PAYMENT_IDS_PER_EVENT]
+            self._payments_added(payment_ids=tuple(p for p, _ in part), total_fen=sum(a for _, a in part))
 
     @event("PaymentsAdded")
     def _payments_added(self, payment_ids: tuple[str, ...], total_fen: int) -> None:

@@ -57,7 +57,9 @@ if TYPE_CHECKING:
     from ledger.store import Database
 
 AUDIT_PAGE = 10_000  # notifications per query when hashing a log
-SEGMENT_EVENTS_MAX = 100_000  # digests per Sealed event (≈ 1.1 MB of base64): a seal of 10⁶ events is 10
+SEGMENT_EVENTS_MAX = 16_384  # digests per Sealed event (≈ 175 KB of base64, under ledger.store.EVENT_BYTES_MAX)
+SEGMENT_SKIPPED_RUNS_MAX = 1_000  # absent-id runs per Sealed event (≈ 25 KB at most)
+SEGMENT_EVENTS_MAX_V1 = 100_000  # what release 88ba6cb and earlier sealed per event (≈ 1.1 MB), still verified
 DIGEST_BYTES = 8  # per-event digest kept in the seal: enough to tell which event changed (see docs/audit.md)
 CHECKPOINT_ATTEMPTS_MAX = 20  # concurrent checkpoints tolerated before giving up loudly
 FAILURES_MAX = 100  # failures kept per check; the first is the one that matters
@@ -108,7 +110,28 @@ class AuditChain(Aggregate):
         self.position = 0
         self.chain_sha256 = genesis_sha256
 
-    @event("Sealed")
+    class Sealed(Aggregate.Event):
+        """Format 2 (this release): at most `events_max` digests, so every seal is a bounded event.
+
+        Format 1 (release 88ba6cb and earlier) had no `events_max` and up to 100 000 digests; it is read
+        as format 2 with that bound (eventsourcing's upcasting), and verifies as it always did.
+        """
+
+        class_version = 2
+
+        after_position: int
+        position: int
+        events: int
+        skipped: tuple[tuple[int, int], ...]
+        digests: str
+        chain_sha256: str
+        events_max: int
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["events_max"] = SEGMENT_EVENTS_MAX_V1
+
+    @event(Sealed)
     def _sealed(
         self,
         after_position: int,
@@ -117,6 +140,7 @@ class AuditChain(Aggregate):
         skipped: tuple[tuple[int, int], ...],
         digests: str,
         chain_sha256: str,
+        events_max: int,
     ) -> None:
         self.position = position
         self.chain_sha256 = chain_sha256
@@ -207,7 +231,7 @@ def _seal_new_events(app: Application[UUID], last: Checkpoint) -> tuple[list[Sto
     for page in _pages(app, last.position + 1, stop):
         for n in page:
             sealer.add(n)
-            if sealer.events >= SEGMENT_EVENTS_MAX:
+            if sealer.events >= SEGMENT_EVENTS_MAX or len(sealer.skipped) >= SEGMENT_SKIPPED_RUNS_MAX:
                 version += 1
                 pending.append(sealer.sealed(chain_id, version))
                 sealer = sealer.next()
@@ -250,6 +274,7 @@ class _Sealer:
             skipped=tuple(self.skipped),
             digests=base64.b64encode(bytes(self.digests)).decode(),
             chain_sha256=self.chain.hex(),
+            events_max=SEGMENT_EVENTS_MAX,
         )
 
     def next(self) -> _Sealer:
@@ -411,6 +436,8 @@ def _decode_segment(app: Application[UUID], segment: _Segment, topic: str, state
         span = sealed.position - sealed.after_position
         if len(digests) != DIGEST_BYTES * sealed.events or span - sum(b for _, b in skipped) != sealed.events:
             raise ValueError("digests, skipped ids and the range disagree")
+        if sealed.events > sealed.events_max:
+            raise ValueError(f"{sealed.events} digests, more than the {sealed.events_max} its format allows")
         if not _runs_in_order(skipped, sealed.after_position, sealed.position):
             raise ValueError("skipped ids out of order or outside the sealed range")
         chain = bytes.fromhex(sealed.chain_sha256)
@@ -802,7 +829,7 @@ def compare_with_rebuild(db: Database) -> list[str] | None:
 @contextmanager
 def _scratch_copy(db: Database, position: int) -> Iterator[Database]:
     from ledger.keys import with_key_of
-    from ledger.store import database_from_url, postgres_conninfo
+    from ledger.store import connect_postgres, database_from_url
 
     if db.kind == "sqlite":
         with tempfile.TemporaryDirectory() as folder:
@@ -821,8 +848,6 @@ def _scratch_copy(db: Database, position: int) -> Iterator[Database]:
     # PostgreSQL: the log up to `position` is copied into a scratch SQLite file (rowid = notification id),
     # which needs nothing but SELECT: an auditor's read-only role can run it, and the production database
     # gets no DDL.
-    import psycopg
-
     live_schema = db.env.get("POSTGRES_SCHEMA", "public")
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "scratch.db"
@@ -836,7 +861,7 @@ def _scratch_copy(db: Database, position: int) -> Iterator[Database]:
                 "INSERT INTO disbursement_events (rowid, originator_id, originator_version, topic, state) "
                 "VALUES (?, ?, ?, ?, ?)"
             )
-            with psycopg.connect(postgres_conninfo(db)) as conn, conn.cursor(name="audit_scratch_copy") as cursor:
+            with connect_postgres(db, autocommit=False) as conn, conn.cursor(name="audit_scratch_copy") as cursor:
                 cursor.itersize = SCRATCH_COPY_PAGE
                 cursor.execute(
                     f'SELECT notification_id, originator_id, originator_version, topic, state FROM "{live_schema}"'

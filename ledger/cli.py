@@ -125,10 +125,13 @@ def _storage_reason(e: Exception) -> str:
     psycopg does not always say which), the reason asked of the database: the ledger tables this role
     may not write, i.e. a SELECT-only auditor's role trying to change the ledger."""
     reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    if "pipeline aborted" not in reason and "permission denied" not in reason:
-        return reason
     ctx = click.get_current_context(silent=True)
     c = ctx.find_object(Context) if ctx is not None else None
+    waited = _deadline_reason(reason, c)
+    if waited is not None:
+        return waited
+    if "pipeline aborted" not in reason and "permission denied" not in reason:
+        return reason
     if c is None:
         return reason
     from ledger.roles import tables_not_writable
@@ -140,6 +143,32 @@ def _storage_reason(e: Exception) -> str:
     if tables:
         return f"permission denied for table {', '.join(tables)}: role {user} may only read this ledger"
     return reason
+
+
+def _deadline_reason(reason: str, c: Context | None) -> str | None:
+    """What a wait that ran out of time waited for, with the setting that bounds it (ledger.postgres)."""
+    from ledger import postgres
+
+    try:
+        env = c.db.env if c is not None else {}
+    except RuleBroken:  # a URL that does not parse has no settings to quote
+        env = {}
+    if "database is locked" in reason:  # SQLite's busy timeout
+        seconds = env.get("SQLITE_LOCK_TIMEOUT", "?")
+        return (
+            f"waited {seconds} s for another command's write to this ledger to finish (lock_timeout); "
+            "nothing was recorded, run it again when that command has finished"
+        )
+    if "lock timeout" in reason:
+        seconds = env.get(postgres.LOCK_TIMEOUT_ENV, str(postgres.LOCK_TIMEOUT_S))
+        return (
+            f"waited {seconds} s for a lock another command holds (lock_timeout); nothing was recorded, "
+            "run it again when that command has finished"
+        )
+    if "statement timeout" in reason:
+        seconds = env.get(postgres.STATEMENT_TIMEOUT_ENV, str(postgres.STATEMENT_TIMEOUT_S))
+        return f"the database did not finish within {seconds} s (statement_timeout); nothing was recorded"
+    return None
 
 
 @click.group()

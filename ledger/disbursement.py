@@ -355,7 +355,7 @@ class _ChunkWriter:
         touched = []
         for key, dues in groups.items():
             batch = self._open_batch(key, dues[0], register)
-            batch.add_payments(tuple(d.payment_id.hex for d in dues), sum(d.amount_fen for d in dues))
+            batch.add_payments([(d.payment_id.hex, d.amount_fen) for d in dues])
             touched.append(batch)
             payments.extend(self._accrued(due, batch.id) for due in dues)
         batch_events: list[Any] = []

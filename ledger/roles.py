@@ -200,16 +200,15 @@ def grant_auditor(db: Database, role: str) -> list[str]:
         )
     if not _ROLE_NAME.match(role):
         raise BadRoleName(f"{role!r}: use lower-case letters, digits and _ (at most 63), starting with a letter or _")
-    import psycopg
     from psycopg import sql
 
-    from ledger.store import ensure_postgres_schema, postgres_conninfo
+    from ledger.store import connect_postgres, ensure_postgres_schema
 
     ensure_postgres_schema(db)
     schema = db.env.get("POSTGRES_SCHEMA") or "public"
     name, where = sql.Identifier(role), sql.Identifier(schema)
     statements = []
-    with psycopg.connect(postgres_conninfo(db)) as conn, conn.transaction():
+    with connect_postgres(db, autocommit=False) as conn, conn.transaction():
         found = conn.execute(
             "SELECT rolsuper OR rolcreaterole OR rolcreatedb OR rolreplication OR rolbypassrls "
             "FROM pg_roles WHERE rolname = %s",
@@ -242,12 +241,10 @@ def tables_not_writable(db: Database) -> tuple[str, list[str]]:
     which it was, so an auditor always reads the same clear message."""
     if db.kind != "postgres":
         return "", []
-    import psycopg
-
-    from ledger.store import postgres_conninfo
+    from ledger.store import connect_postgres
 
     schema = db.env.get("POSTGRES_SCHEMA") or "public"
-    with psycopg.connect(postgres_conninfo(db), connect_timeout=5) as conn:
+    with connect_postgres(db, autocommit=False) as conn:
         user_row = conn.execute("SELECT current_user").fetchone()
         rows = conn.execute(
             "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "

@@ -6,6 +6,12 @@ tables in that schema (created if missing), which is how tests isolate themselve
 
 Each application gets its own events table (`registry_events`, `disbursement_events`), so the month-end
 reads the registry without scanning millions of payments.
+
+Every stored event is at most EVENT_BYTES_MAX (256 KiB) as stored: events that could grow with a
+ledger (audit seals, a bank file's results, a batch's payment ids) are cut into several bounded events
+by their aggregates, and a write of a larger event is refused before anything is sent. PostgreSQL
+access lives in ledger.postgres; deadlines on waits: `?lock_timeout=S` (both stores, default 60 s) and
+`?statement_timeout=S` (PostgreSQL, default 600 s) on the URL.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import parse_qs, unquote, urlparse
 from uuid import UUID
 
@@ -23,9 +29,11 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
 
 from domain.errors import RuleBroken
+from ledger import postgres
 
 DEFAULT_DB = "sqlite:///yikatong.db"
 SQLITE_LOCK_TIMEOUT_S = 60
+EVENT_BYTES_MAX = 256 * 1024  # one stored event's state, as stored (encrypted): see the module's docstring
 SQLITE_CACHE_KIB = 256 * 1024  # page cache of the connection writing a month-end
 IDS_PER_QUERY = 900  # below SQLite's bound-parameter limit
 EVENT_TABLES = ("registry_events", "disbursement_events")  # one per application (eventsourcing: NAME_events)
@@ -33,6 +41,20 @@ EVENT_TABLES = ("registry_events", "disbursement_events")  # one per application
 
 class BadDatabaseUrl(RuleBroken):
     """The --db / YIKATONG_DB value is not a sqlite:/// or postgresql:// URL."""
+
+
+class EventTooLarge(RuleBroken):
+    """A stored event larger than EVENT_BYTES_MAX; nothing of the write was recorded."""
+
+
+def check_event_sizes(stored_events: Iterable[StoredEvent]) -> None:
+    """Refuse the whole write when one of its events is larger than EVENT_BYTES_MAX."""
+    for e in stored_events:
+        if len(e.state) > EVENT_BYTES_MAX:
+            raise EventTooLarge(
+                f"{e.topic} of {e.originator_id} version {e.originator_version} is {len(e.state)} bytes, "
+                f"more than the {EVENT_BYTES_MAX} a stored event may hold; nothing was recorded"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +67,8 @@ class Database:
         env = dict(self.env)
         if self.kind == "sqlite":
             env["APPLICATION_RECORDER_TOPIC"] = f"ledger.store:{app_name}SQLiteRecorder"
+        else:
+            env["APPLICATION_RECORDER_TOPIC"] = "ledger.postgres:LedgerPostgresRecorder"
         return env
 
 
@@ -60,7 +84,7 @@ def database_from_url(url: str | None) -> Database:
         env = {
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
             "SQLITE_DBNAME": path,
-            "SQLITE_LOCK_TIMEOUT": str(SQLITE_LOCK_TIMEOUT_S),
+            "SQLITE_LOCK_TIMEOUT": str(_timeout(url, parse_qs(parsed.query), "lock_timeout", SQLITE_LOCK_TIMEOUT_S)),
         }
         return _with_key(Database(url=url, kind="sqlite", env=env))
     if parsed.scheme in ("postgresql", "postgres"):
@@ -68,20 +92,38 @@ def database_from_url(url: str | None) -> Database:
         dbname = parsed.path.lstrip("/")
         if not dbname:
             raise BadDatabaseUrl(f"{url}: no database name (postgresql://USER@HOST:PORT/DB)")
+        lock_timeout = _timeout(url, query, "lock_timeout", postgres.LOCK_TIMEOUT_S)
+        statement_timeout = _timeout(url, query, "statement_timeout", postgres.STATEMENT_TIMEOUT_S)
         env = {
-            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "PERSISTENCE_MODULE": "ledger.postgres:Factory",
             "POSTGRES_DBNAME": dbname,
             "POSTGRES_HOST": parsed.hostname or "127.0.0.1",
             "POSTGRES_PORT": str(parsed.port or 5432),
             "POSTGRES_USER": unquote(parsed.username or os.environ.get("USER", "postgres")),
             "POSTGRES_PASSWORD": unquote(parsed.password or ""),
-            "POSTGRES_LOCK_TIMEOUT": "30",
+            "POSTGRES_LOCK_TIMEOUT": str(lock_timeout),
+            "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": str(statement_timeout),
             "POSTGRES_POOL_SIZE": "4",
+            postgres.LOCK_TIMEOUT_ENV: str(lock_timeout),
+            postgres.STATEMENT_TIMEOUT_ENV: str(statement_timeout),
         }
         if "schema" in query:
             env["POSTGRES_SCHEMA"] = query["schema"][0]
         return _with_key(Database(url=url, kind="postgres", env=env))
     raise BadDatabaseUrl(f"{url}: use sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
+
+
+TIMEOUT_S_MAX = 7 * 24 * 3600
+
+
+def _timeout(url: str, query: dict[str, list[str]], name: str, default: int) -> int:
+    """A deadline in whole seconds from the URL's query (`?lock_timeout=60`), or the default."""
+    if name not in query:
+        return default
+    text = query[name][0]
+    if not (text.isascii() and text.isdigit() and 1 <= int(text) <= TIMEOUT_S_MAX):
+        raise BadDatabaseUrl(f"{url}: {name}={text!r} is not a whole number of seconds from 1 to {TIMEOUT_S_MAX}")
+    return int(text)
 
 
 def _with_key(db: Database) -> Database:
@@ -97,10 +139,9 @@ def ensure_postgres_schema(db: Database) -> None:
     schema = db.env.get("POSTGRES_SCHEMA")
     if db.kind != "postgres" or not schema:
         return
-    import psycopg
     from psycopg import sql
 
-    with psycopg.connect(postgres_conninfo(db), autocommit=True) as conn:
+    with connect_postgres(db) as conn:
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
 
 
@@ -118,9 +159,8 @@ def schema_lock(db: Database) -> Iterator[None]:
     if db.kind != "postgres":
         yield
         return
-    import psycopg
-
-    with psycopg.connect(postgres_conninfo(db), autocommit=True) as conn:
+    waits = postgres.deadlines("creating the tables", _statement_timeout(db), _lock_timeout(db))
+    with connect_postgres(db) as conn, waits:
         conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK_KEY,))
         try:
             yield
@@ -141,12 +181,33 @@ def postgres_conninfo(db: Database) -> str:
     return " ".join(parts)
 
 
-class RegistrySQLiteRecorder(SQLiteApplicationRecorder):
+def connect_postgres(db: Database, *, autocommit: bool = True) -> Any:
+    """A direct psycopg connection to `db` with the ledger's deadlines (ledger.postgres)."""
+    return postgres.connect(postgres_conninfo(db), autocommit=autocommit, env=db.env)
+
+
+def _lock_timeout(db: Database) -> int:
+    return int(db.env.get(postgres.LOCK_TIMEOUT_ENV) or postgres.LOCK_TIMEOUT_S)
+
+
+def _statement_timeout(db: Database) -> int:
+    return int(db.env.get(postgres.STATEMENT_TIMEOUT_ENV) or postgres.STATEMENT_TIMEOUT_S)
+
+
+class _BoundedSQLiteRecorder(SQLiteApplicationRecorder):
+    """The stock recorder, refusing events larger than EVENT_BYTES_MAX before anything is written."""
+
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        check_event_sizes(stored_events)
+        return super().insert_events(stored_events, **kwargs)
+
+
+class RegistrySQLiteRecorder(_BoundedSQLiteRecorder):
     def __init__(self, datastore: SQLiteDatastore, events_table_name: str = "registry_events") -> None:
         super().__init__(datastore, events_table_name)
 
 
-class DisbursementSQLiteRecorder(SQLiteApplicationRecorder):
+class DisbursementSQLiteRecorder(_BoundedSQLiteRecorder):
     """The stock recorder plus `bulk_insert_events` for the month-end (see that function)."""
 
     def __init__(self, datastore: SQLiteDatastore, events_table_name: str = "disbursement_events") -> None:
@@ -159,34 +220,23 @@ def bulk_insert_events(recorder: object, stored_events: Sequence[StoredEvent]) -
     Same table, same uniqueness, same all-or-nothing as the recorder's `insert_events`; what differs is
     that no notification ids are returned, which lets each backend use its bulk path:
     - SQLite: one `executemany` instead of one `execute` per row to collect `lastrowid`;
-    - PostgreSQL: `COPY … FROM STDIN (FORMAT BINARY)` after the recorder's own table lock and NOTIFY,
-      so notification ids stay in commit order for followers. psycopg's pipelined `executemany` with
-      `RETURNING`, which the stock recorder uses, stalls on chunks of about 10⁴ rows here.
+    - PostgreSQL: `COPY … FROM STDIN (FORMAT BINARY)` after the table lock and NOTIFY
+      (ledger.postgres.LedgerPostgresRecorder.bulk_insert_events), so notification ids stay in commit
+      order for followers.
     A duplicate (originator_id, originator_version) raises eventsourcing's IntegrityError and nothing
     of the chunk is kept.
     """
-    datastore = recorder.datastore  # type: ignore[attr-defined]
-    table = recorder.events_table_name  # type: ignore[attr-defined]
-    if isinstance(datastore, SQLiteDatastore):
-        params = [(e.originator_id.hex, e.originator_version, e.topic, e.state) for e in stored_events]
-        with datastore.transaction(commit=True) as c:
-            # Payment ids are uniformly random keys: a larger page cache keeps the primary-key index's
-            # inner pages in memory as it grows past a million rows (the default is 2 MB).
-            c.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
-            c.executemany(recorder.insert_events_statement, params)  # type: ignore[attr-defined]
+    if isinstance(recorder, postgres.LedgerPostgresRecorder):
+        recorder.bulk_insert_events(stored_events)
         return
-    from psycopg import sql
-
-    copy_statement = sql.SQL(
-        "COPY {schema}.{table} (originator_id, originator_version, topic, state) FROM STDIN (FORMAT BINARY)"
-    ).format(schema=sql.Identifier(datastore.schema), table=sql.Identifier(table))
-    with datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
-        recorder._lock_table(curs)  # type: ignore[attr-defined]
-        recorder._notify_channel(curs)  # type: ignore[attr-defined]
-        with curs.copy(copy_statement) as copy:
-            copy.set_types(["uuid", "int8", "text", "bytea"])
-            for e in stored_events:
-                copy.write_row((e.originator_id, e.originator_version, e.topic, e.state))
+    check_event_sizes(stored_events)
+    datastore = recorder.datastore  # type: ignore[attr-defined]
+    params = [(e.originator_id.hex, e.originator_version, e.topic, e.state) for e in stored_events]
+    with datastore.transaction(commit=True) as c:
+        # Payment ids are uniformly random keys: a larger page cache keeps the primary-key index's
+        # inner pages in memory as it grows past a million rows (the default is 2 MB).
+        c.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
+        c.executemany(recorder.insert_events_statement, params)  # type: ignore[attr-defined]
 
 
 def existing_originators(recorder: object, ids: Iterable[UUID]) -> set[UUID]:
@@ -203,31 +253,22 @@ def first_event_states(recorder: object, ids: Iterable[UUID], *, with_state: boo
     A payment is exactly one event at version 1, so this loads payments in bulk without building one
     aggregate per query.
     """
+    id_list = list(ids)
+    if isinstance(recorder, postgres.LedgerPostgresRecorder):
+        return recorder.first_event_states(id_list, with_state)
     table = recorder.events_table_name  # type: ignore[attr-defined]
     datastore = recorder.datastore  # type: ignore[attr-defined]
     column = "state" if with_state else "NULL"
     found: dict[UUID, bytes] = {}
-    id_list = list(ids)
     for start in range(0, len(id_list), IDS_PER_QUERY):
         part = id_list[start : start + IDS_PER_QUERY]
-        if isinstance(datastore, SQLiteDatastore):
-            marks = ",".join("?" * len(part))
-            statement = (
-                f"SELECT originator_id, {column} FROM {table} WHERE originator_version=1 AND originator_id IN ({marks})"
-            )
-            with datastore.transaction(commit=False) as c:
-                c.execute(statement, [i.hex for i in part])
-                found.update((UUID(row[0]), row[1]) for row in c.fetchall())
-        else:
-            from psycopg import sql
-
-            statement = sql.SQL(
-                "SELECT originator_id, {column} AS state FROM {schema}.{table} "
-                "WHERE originator_version=1 AND originator_id = ANY(%s)"
-            ).format(column=sql.SQL(column), schema=sql.Identifier(datastore.schema), table=sql.Identifier(table))
-            with datastore.transaction(commit=False) as curs:
-                curs.execute(statement, (part,))
-                found.update((_as_uuid(row["originator_id"]), row["state"]) for row in curs.fetchall())
+        marks = ",".join("?" * len(part))
+        statement = (
+            f"SELECT originator_id, {column} FROM {table} WHERE originator_version=1 AND originator_id IN ({marks})"
+        )
+        with datastore.transaction(commit=False) as c:
+            c.execute(statement, [i.hex for i in part])
+            found.update((UUID(row[0]), row[1]) for row in c.fetchall())
     return found
 
 
@@ -248,36 +289,21 @@ def log_rows(recorder: object, start: int, stop: int | None, limit: int) -> list
     row: the audit seal and verification hash every event, and the objects cost more than the hashing
     (10⁵ events: 2.1 s of a 3.7 s seal).
     """
+    upper = stop if stop is not None else 2**63 - 1
+    if isinstance(recorder, postgres.LedgerPostgresRecorder):
+        return [LogRow(*row) for row in recorder.log_rows(start, upper, limit)]
     table = recorder.events_table_name  # type: ignore[attr-defined]
     datastore = recorder.datastore  # type: ignore[attr-defined]
-    upper = stop if stop is not None else 2**63 - 1
-    if isinstance(datastore, SQLiteDatastore):
-        statement = (
-            f"SELECT rowid, originator_id, originator_version, topic, state FROM {table} "
-            "WHERE rowid>=? AND rowid<=? ORDER BY rowid LIMIT ?"
-        )
-        with datastore.transaction(commit=False) as c:
-            c.execute(statement, (start, upper, limit))
-            return [
-                LogRow(row[0], bytes.fromhex(row[1].replace("-", "")), row[2], row[3], bytes(row[4]))
-                for row in c.fetchall()
-            ]
-    from psycopg import sql
-
-    query = sql.SQL(
-        "SELECT notification_id, uuid_send(originator_id) AS originator, originator_version, topic, state "
-        "FROM {schema}.{table} WHERE notification_id>=%s AND notification_id<=%s ORDER BY notification_id LIMIT %s"
-    ).format(schema=sql.Identifier(datastore.schema), table=sql.Identifier(table))
-    with datastore.transaction(commit=False) as curs:
-        curs.execute(query, (start, upper, limit))
+    statement = (
+        f"SELECT rowid, originator_id, originator_version, topic, state FROM {table} "
+        "WHERE rowid>=? AND rowid<=? ORDER BY rowid LIMIT ?"
+    )
+    with datastore.transaction(commit=False) as c:
+        c.execute(statement, (start, upper, limit))
         return [
-            LogRow(r["notification_id"], bytes(r["originator"]), r["originator_version"], r["topic"], bytes(r["state"]))
-            for r in curs.fetchall()
+            LogRow(row[0], bytes.fromhex(row[1].replace("-", "")), row[2], row[3], bytes(row[4]))
+            for row in c.fetchall()
         ]
-
-
-def _as_uuid(value: object) -> UUID:
-    return value if isinstance(value, UUID) else UUID(str(value))
 
 
 @contextmanager

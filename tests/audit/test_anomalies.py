@@ -115,7 +115,7 @@ def plant_payment(
     )
     register.register(batch)
     pid = payment_id(row.id_number, programme, period)
-    batch.add_payments((pid.hex,), amount_fen)
+    batch.add_payments([(pid.hex, amount_fen)])
     payment = Payment(
         id_number=row.id_number,
         programme=programme,
