@@ -11,6 +11,11 @@
    scratch table of the same shape in the same database with one `executemany` in one transaction.
 Prints payments/s, events per payment, peak RSS and the run's time as a multiple of the floor.
 
+With `--operations`, every other big command then runs on the same ledger, each as the real command in
+a child process, timed with its peak RSS: a second month-end (`run 2017-02`), `projections rebuild`,
+`audit verify`, the largest batch's pain.001 export, its approval and submission, and the import of a
+pain.002 answering every payment of it (generated here, as the bank would send it).
+
 Targets (issue 3), N = 1 000 000 on 2 cores: ≤ 60 s SQLite, ≤ 90 s PostgreSQL, ≤ 5× the floor,
 ≤ 1.1 events per payment, peak RSS ≤ 2 GB.
 """
@@ -44,11 +49,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", default="sqlite:///bench.db", help="an EMPTY store: sqlite:///PATH or postgresql://…")
     parser.add_argument("--fresh", action="store_true", help="delete the SQLite file / drop the ?schema= first")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--operations", action="store_true", help="then time every other big command on it")
     args = parser.parse_args(argv)
     db = database_from_url(args.db)
     if args.fresh:
         _fresh(db)
     figures = measure(db, args.payments)
+    if args.operations:
+        figures.update(measure_operations(db))
     if args.json:
         print(json.dumps(figures))
     else:
@@ -96,6 +104,67 @@ def measure(db: Database, count: int) -> dict[str, Any]:
         "run_over_floor": round(run_s / floor_s, 2) if floor_s else None,
         "month_end_over_floor": round(result["month_end_s"] / floor_s, 2) if floor_s else None,
     }
+
+
+def measure_operations(db: Database) -> dict[str, Any]:
+    """Each big command after the month-end, as a user runs it: seconds and peak RSS (MB) of each."""
+    import tempfile
+    from datetime import UTC, datetime, timedelta
+
+    from exporters.pain002 import render_pain002
+    from ledger.exports import message_id
+
+    figures: dict[str, Any] = {}
+
+    def timed(name: str, *args: str) -> dict[str, Any]:
+        seconds, rss_mb, out = _time_cli(db, *args)
+        figures[f"{name}_s"] = round(seconds, 2)
+        figures[f"{name}_rss_mb"] = rss_mb
+        return out
+
+    second = timed("second_run", "run", "2017-02", "--json")
+    figures["second_run_payments"] = second["payments"]
+    timed("rebuild", "projections", "rebuild", "--json")
+    verified = timed("verify", "audit", "verify", "--json")
+    figures["verify_ok"] = verified["ok"]
+    _, disbursement = open_apps(db)
+    largest = max(disbursement.batches(), key=lambda b: b.count)
+    figures["largest_batch_payments"] = largest.count
+    with tempfile.TemporaryDirectory() as folder:
+        timed("export_pain001", "batch", "export", largest.id.hex, "--format", "pain001", "--out", folder, "--json")
+        figures["export_rows_per_s"] = round(largest.count / figures["export_pain001_s"])
+        _time_cli(db, "batch", "approve", largest.id.hex, "--json", actor="bench-checker")
+        _time_cli(db, "batch", "submit", largest.id.hex, "--json")
+        views = disbursement.payment_views(largest.payment_ids)
+        outcomes = [(p, "ACSC", "", views[p].amount_fen) for p in largest.payment_ids]
+        credited = datetime.combine(largest.due_date - timedelta(days=2), datetime.min.time(), tzinfo=UTC)
+        answer = Path(folder) / f"{message_id(largest)}.pain002.xml"
+        answer.write_bytes(render_pain002(message_id(largest), message_id(largest), outcomes, created_at=credited))
+        disbursement.close()
+        imported = timed("bank_import", "bank", "import", str(answer), "--json")
+        figures["bank_import_paid"] = imported["paid"]
+        figures["bank_import_rows_per_s"] = round(largest.count / figures["bank_import_s"])
+    return figures
+
+
+def _time_cli(db: Database, *args: str, actor: str = "bench") -> tuple[float, int, dict[str, Any]]:
+    """Run one `yikatong` command in a child process: seconds, the child's peak RSS in MB, its JSON."""
+    import tempfile
+
+    command = [sys.executable, "-m", "ledger", "--db", db.url, "--as", actor, *args]
+    # Output to files, not pipes: nothing reads a pipe while this process waits for the child.
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        started = time.perf_counter()
+        child = subprocess.Popen(command, stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(child.pid, 0)
+        elapsed = time.perf_counter() - started
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(args)} failed: {stderr.strip()}")
+    lines = stdout.strip().splitlines()
+    return elapsed, round(usage.ru_maxrss / 1024), json.loads(lines[-1]) if lines else {}
 
 
 def _time_cli_run(db: Database) -> tuple[float, int, dict[str, Any]]:

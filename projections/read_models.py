@@ -183,11 +183,21 @@ def open_engine(db: Any) -> Iterator[Engine]:
     if db.kind == "sqlite":
         # One pooled connection for the whole run: closing SQLite's last connection checkpoints the WAL,
         # which a connection per page would pay for every page.
-        engine = create_engine(url, pool_size=1, connect_args={"timeout": SQLITE_LOCK_TIMEOUT_S})
+        timeout = int(db.env.get("SQLITE_LOCK_TIMEOUT") or SQLITE_LOCK_TIMEOUT_S)
+        engine = create_engine(url, pool_size=1, connect_args={"timeout": timeout})
         _sqlite_transactions(engine)
     else:
         schema = schema_of(db)
-        engine = create_engine(url, pool_size=2).execution_options(schema_translate_map={None: schema})
+        # The ledger's deadlines on every wait (docs/deployment-postgres.md), as ledger.postgres sets them.
+        statement_ms = int(db.env.get("YIKATONG_STATEMENT_TIMEOUT") or 600) * 1000
+        lock_ms = int(db.env.get("YIKATONG_LOCK_TIMEOUT") or 60) * 1000
+        options = (
+            f"-c statement_timeout={statement_ms} -c lock_timeout={lock_ms} "
+            f"-c idle_in_transaction_session_timeout={statement_ms}"
+        )
+        engine = create_engine(url, pool_size=2, connect_args={"options": options}).execution_options(
+            schema_translate_map={None: schema}
+        )
     try:
         yield engine
     finally:

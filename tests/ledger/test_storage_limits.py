@@ -279,3 +279,20 @@ def test_a_deadline_on_the_url_must_be_whole_seconds(tmp_path: Path) -> None:
     bad = yikatong(f"sqlite:///{tmp_path / 'x.db'}?lock_timeout=soon", "init")
     assert bad.returncode == 1
     assert "lock_timeout='soon' is not a whole number of seconds" in bad.stderr
+
+
+def test_every_connection_starts_with_the_deadlines(db: Database) -> None:
+    if db.kind == "sqlite":
+        pytest.skip("PostgreSQL session settings")
+    from projections.read_models import open_engine
+
+    patient = database_from_url(_with_query(db.url, "statement_timeout=7&lock_timeout=3"))
+    _, disbursement = open_apps(patient)
+    with disbursement.recorder.datastore.transaction(commit=False) as curs:
+        curs.execute("SELECT current_setting('statement_timeout') AS s, current_setting('lock_timeout') AS l, "
+                     "current_setting('idle_in_transaction_session_timeout') AS i")  # fmt: skip
+        assert tuple(curs.fetchone().values()) == ("7s", "3s", "7s")
+    with connect_postgres(patient) as conn:
+        assert conn.execute("SHOW statement_timeout").fetchone() == ("7s",)
+    with open_engine(patient) as engine, engine.connect() as conn:
+        assert conn.exec_driver_sql("SHOW lock_timeout").scalar() == "3s"

@@ -67,13 +67,17 @@ EXPORTED = "domain.disbursement:Batch.Exported"
 IMPORTED = "domain.disbursement:BankFile.Imported"
 SEALED = "ledger.audit:AuditChain.Sealed"
 
-# The child: a smaller month-end chunk, optionally random payment ids (the store's uniqueness switched
-# off, for the sensitivity test), then the real command line.
+# The child: a smaller month-end chunk, smaller seal segments when $YIKATONG_TEST_SEAL_SEGMENT says so
+# (a large backlog's seal as many Sealed events in one transaction), optionally random payment ids (the
+# store's uniqueness switched off, for the sensitivity test), then the real command line.
 CHILD_CODE = """
-import json, sys
+import json, os, sys
 options = json.loads(sys.argv[2])
 import ledger.disbursement
 ledger.disbursement.PAYMENTS_PER_CHUNK = options["chunk"]
+if os.environ.get("YIKATONG_TEST_SEAL_SEGMENT"):
+    import ledger.audit
+    ledger.audit.SEGMENT_EVENTS_MAX = int(os.environ["YIKATONG_TEST_SEAL_SEGMENT"])
 if options["random_ids"]:
     import uuid
     import domain.disbursement
@@ -336,6 +340,10 @@ def month_end_phase(topics: Counter[str]) -> str:
     if topics[ACCRUED]:
         return "month-end partly written"
     return "before the first chunk committed"
+
+
+def seal_phase(topics: Counter[str]) -> str:
+    return "backlog sealed: read models catching up" if topics[SEALED] else "before the seal committed"
 
 
 def export_phase(topics: Counter[str]) -> str:
