@@ -15,10 +15,9 @@ from pathlib import Path
 
 from benchmarks.month_end import _fresh
 from domain.periods import Month
-from ledger.apps import open_apps
+from ledger.bootstrap import database_from_url, open_apps
 from ledger.demo import shipped_policy_text
 from ledger.exports import export_batch
-from ledger.store import database_from_url
 from ledger.synthetic import synthetic_rows
 
 

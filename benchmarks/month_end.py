@@ -31,11 +31,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ledger.apps import open_apps
 from ledger.audit import record_checkpoint
+from ledger.bootstrap import database_from_url, open_apps
 from ledger.demo import shipped_policy_text
 from ledger.progress import progress
-from ledger.store import Database, database_from_url, ensure_postgres_schema, postgres_conninfo
+from ledger.storage import Database, ensure_schema, postgres_conninfo
 from ledger.synthetic import synthetic_rows
 
 # A child's peak RSS, measured from a small process: a child forked straight from this one would report at
@@ -255,7 +255,7 @@ def _fresh(db: Database) -> None:
 
     with psycopg.connect(postgres_conninfo(db), autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    ensure_postgres_schema(db)
+    ensure_schema(db)
 
 
 if __name__ == "__main__":

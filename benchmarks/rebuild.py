@@ -22,8 +22,8 @@ import sys
 import time
 from typing import Any
 
-from ledger.apps import open_apps
-from ledger.store import Database, database_from_url
+from ledger.bootstrap import database_from_url, open_apps
+from ledger.storage import Database
 from projections import runner
 from projections.read_models import create_read_models, drop_read_models, open_engine
 from projections.runner import PAGE_SIZE, RunStats, catch_up, rebuild

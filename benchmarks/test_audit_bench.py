@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from domain.periods import Month
-from ledger.apps import open_apps
 from ledger.audit import audit_chain_id, record_checkpoint, verify_log
-from ledger.store import Database
+from ledger.bootstrap import open_apps
+from ledger.storage import Database
 from ledger.synthetic import synthetic_rows
 
 PAYMENTS = 10_000

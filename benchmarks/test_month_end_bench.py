@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from domain.periods import Month
-from ledger.apps import open_apps
-from ledger.store import Database, database_from_url
+from ledger.bootstrap import database_from_url, open_apps
+from ledger.storage import Database
 from ledger.synthetic import synthetic_rows
 
 PAYMENTS = 10_000

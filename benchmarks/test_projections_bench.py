@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from domain.periods import Month
-from ledger.apps import open_apps
+from ledger.bootstrap import open_apps
 from ledger.reports import balances_rows
-from ledger.store import Database
+from ledger.storage import Database
 from ledger.synthetic import synthetic_rows
 from projections.runner import rebuild
 

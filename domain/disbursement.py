@@ -6,7 +6,7 @@ that natural key, holding exactly one stored event (`Payment.Accrued`). The even
 period: no check-then-insert decides it. A month-end of N payments stores N payment events plus one
 `Batch.PaymentsAdded` event per batch per chunk (per PAYMENT_IDS_PER_EVENT ids), ≈ 1.0 events per payment.
 
-Every event stays small (ledger.store.EVENT_BYTES_MAX): a batch's payment ids arrive in `PaymentsAdded`
+Every event stays small (ledger.storage.EVENT_BYTES_MAX): a batch's payment ids arrive in `PaymentsAdded`
 events of at most PAYMENT_IDS_PER_EVENT ids, and a bank file's results in `ResultsRecorded` events of
 at most RESULTS_PER_EVENT results, all saved in one transaction. Ledgers written before these bounds hold
 larger events of the same shape and read the same.

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tomllib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -37,7 +37,7 @@ from domain.eligibility import (
 from domain.errors import RuleBroken
 from domain.policy import HouseholdFacts, Policy, PolicyRejected, parse_policy
 from ledger.roster import RosterRejected, RosterRow
-from ledger.store import Database, collector_paused, existing_originators
+from ledger.storage import collector_paused, existing_originators
 
 REGISTRY_PAGE = 20_000  # notifications read per query when folding the registry
 ROSTER_CHUNK = 2_000  # persons saved per transaction during an import (≈ 2 events each)
@@ -371,32 +371,4 @@ def _enrolment_fields(row: RosterRow) -> dict[str, Any]:
     }
 
 
-def open_apps(db: Database, *, read_only: bool = False) -> tuple[Registry, Disbursement]:
-    """Both applications on `db`, encrypted with its key when one is configured (ledger.keys).
-
-    `read_only` opens without DDL (no CREATE SCHEMA, no CREATE TABLE): all a SELECT-only PostgreSQL
-    auditor role (ledger.roles.grant_auditor) may do. The tables must exist already.
-    """
-    from ledger.keys import check_key, with_cipher
-    from ledger.roles import read_only_env
-    from ledger.store import ensure_postgres_schema, schema_lock
-
-    db = with_cipher(db)
-    if read_only:
-        registry = Registry(env=read_only_env(db.env_for("Registry")))
-        disbursement = Disbursement(env=read_only_env(db.env_for("Disbursement")))
-    else:
-        with schema_lock(db):
-            ensure_postgres_schema(db)
-            registry = Registry(env=db.env_for("Registry"))
-            disbursement = Disbursement(env=db.env_for("Disbursement"))
-    check_key(registry)
-    check_key(disbursement)
-    return registry, disbursement
-
-
-# Imported late to keep the month-end machinery in its own module.
-from ledger.disbursement import Disbursement  # noqa: E402
-
-__all__ = ["Disbursement", "Registry", "open_apps"]
-_ = (Iterable,)
+__all__ = ["Registry"]

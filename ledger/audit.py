@@ -29,9 +29,7 @@ from __future__ import annotations
 import base64
 import bisect
 import hashlib
-import sqlite3
 import struct
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -42,22 +40,21 @@ from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import IntegrityError, StoredEvent
-from eventsourcing.sqlite import SQLiteDatastore
 from eventsourcing.utils import get_topic
 
 from domain.eligibility import NAMESPACE
 from domain.errors import RuleBroken
-from ledger.store import LogRow, log_rows
+from ledger.storage import LogRow, log_rows, originator_rows, parse_database_url, scratch_copy_of_disbursement_log
 
 if TYPE_CHECKING:
     from eventsourcing.application import Application
 
     from domain.policy import Policy
     from ledger.disbursement import Disbursement
-    from ledger.store import Database
+    from ledger.storage import Database
 
 AUDIT_PAGE = 10_000  # notifications per query when hashing a log
-SEGMENT_EVENTS_MAX = 16_384  # digests per Sealed event (≈ 175 KB of base64, under ledger.store.EVENT_BYTES_MAX)
+SEGMENT_EVENTS_MAX = 16_384  # digests per Sealed event (≈ 175 KB of base64, under ledger.storage.EVENT_BYTES_MAX)
 SEGMENT_SKIPPED_RUNS_MAX = 1_000  # absent-id runs per Sealed event (≈ 25 KB at most)
 SEGMENT_EVENTS_MAX_V1 = 100_000  # what release 88ba6cb and earlier sealed per event (≈ 1.1 MB), still verified
 DIGEST_BYTES = 8  # per-event digest kept in the seal: enough to tell which event changed (see docs/audit.md)
@@ -465,27 +462,7 @@ def _runs_in_order(runs: tuple[tuple[int, int], ...], after: int, position: int)
 
 def _chain_rows(app: Application[UUID]) -> list[tuple[int, int, str, bytes]]:
     """The chain's stored events with their notification ids (the recorder's API omits the ids)."""
-    recorder: Any = app.recorder
-    datastore = recorder.datastore
-    table = recorder.events_table_name
-    chain_id = audit_chain_id(app.name)
-    if isinstance(datastore, SQLiteDatastore):
-        statement = (
-            f"SELECT rowid, originator_version, topic, state FROM {table} "
-            "WHERE originator_id = ? ORDER BY originator_version"
-        )
-        with datastore.transaction(commit=False) as c:
-            c.execute(statement, [chain_id.hex])
-            return [(row[0], row[1], row[2], bytes(row[3])) for row in c.fetchall()]
-    from psycopg import sql
-
-    query = sql.SQL(
-        "SELECT notification_id, originator_version, topic, state FROM {schema}.{table} "
-        "WHERE originator_id = %s ORDER BY originator_version"
-    ).format(schema=sql.Identifier(datastore.schema), table=sql.Identifier(table))
-    with datastore.transaction(commit=False) as curs:
-        curs.execute(query, (chain_id,))
-        return [(r["notification_id"], r["originator_version"], r["topic"], bytes(r["state"])) for r in curs.fetchall()]
+    return originator_rows(app.recorder, audit_chain_id(app.name))
 
 
 class _Scan:
@@ -828,60 +805,11 @@ def compare_with_rebuild(db: Database) -> list[str] | None:
 
 @contextmanager
 def _scratch_copy(db: Database, position: int) -> Iterator[Database]:
+    """The disbursement log up to `position` as a scratch SQLite ledger, read with `db`'s key."""
     from ledger.keys import with_key_of
-    from ledger.store import connect_postgres, database_from_url
 
-    if db.kind == "sqlite":
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / "scratch.db"
-            source = sqlite3.connect(db.env["SQLITE_DBNAME"])
-            target = sqlite3.connect(path)
-            try:
-                source.backup(target)
-                target.execute("DELETE FROM disbursement_events WHERE rowid > ?", (position,))
-                target.commit()
-            finally:
-                source.close()
-                target.close()
-            yield with_key_of(database_from_url(f"sqlite:///{path}"), db)
-        return
-    # PostgreSQL: the log up to `position` is copied into a scratch SQLite file (rowid = notification id),
-    # which needs nothing but SELECT: an auditor's read-only role can run it, and the production database
-    # gets no DDL.
-    live_schema = db.env.get("POSTGRES_SCHEMA", "public")
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "scratch.db"
-        target = sqlite3.connect(path)
-        try:
-            target.execute(
-                "CREATE TABLE disbursement_events (originator_id TEXT, originator_version INTEGER, topic TEXT, "
-                "state BLOB, PRIMARY KEY (originator_id, originator_version))"
-            )
-            insert = (
-                "INSERT INTO disbursement_events (rowid, originator_id, originator_version, topic, state) "
-                "VALUES (?, ?, ?, ?, ?)"
-            )
-            with connect_postgres(db, autocommit=False) as conn, conn.cursor(name="audit_scratch_copy") as cursor:
-                cursor.itersize = SCRATCH_COPY_PAGE
-                cursor.execute(
-                    f'SELECT notification_id, originator_id, originator_version, topic, state FROM "{live_schema}"'
-                    ".disbursement_events WHERE notification_id <= %s ORDER BY notification_id",
-                    (position,),
-                )
-                page: list[tuple[Any, ...]] = []
-                for notification_id, originator_id, version, topic, state in cursor:
-                    page.append((notification_id, originator_id.hex, version, topic, bytes(state)))
-                    if len(page) >= SCRATCH_COPY_PAGE:
-                        target.executemany(insert, page)
-                        page = []
-                target.executemany(insert, page)
-            target.commit()
-        finally:
-            target.close()
-        yield with_key_of(database_from_url(f"sqlite:///{path}"), db)
-
-
-SCRATCH_COPY_PAGE = 10_000
+    with scratch_copy_of_disbursement_log(db, position) as path:
+        yield with_key_of(parse_database_url(f"sqlite:///{path}"), db)
 
 
 def _row_differences(live: dict[str, list[dict[str, Any]]], rebuilt: dict[str, list[dict[str, Any]]]) -> list[str]:

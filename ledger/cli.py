@@ -26,8 +26,8 @@ from domain.errors import RuleBroken
 from domain.money import format_yuan, parse_yuan
 from domain.periods import Month
 from ledger.audit import record_checkpoint
+from ledger.bootstrap import database_from_url
 from ledger.progress import progress
-from ledger.store import database_from_url
 
 F = TypeVar("F", bound=Callable[..., Any])
 DECISIONS = ("suspend", "resume", "terminate", "adjust", "phase-out")
@@ -56,7 +56,7 @@ class Context:
 
     def apps(self) -> Any:
         if self._apps is None:
-            from ledger.apps import open_apps
+            from ledger.bootstrap import open_apps
 
             self.authorise()
             self._apps = open_apps(self.db, read_only=self.read_only)
@@ -105,15 +105,13 @@ def refusals() -> Iterator[None]:
         click.echo(f"error: {e}", err=True)
         sys.exit(1)
     except Exception as e:
-        # The storage libraries' own errors, raised outside eventsourcing's wrappers: psycopg from direct
-        # connections (schema, grants, a read-only role), sqlite3 from the connection pool (a read-only
-        # file system, a full disk), SQLAlchemy from the read models.
-        import sqlite3
-
-        import psycopg
+        # The drivers' own errors, raised outside eventsourcing's wrappers (ledger.storage.DRIVER_ERRORS),
+        # and SQLAlchemy's from the read models.
         from sqlalchemy.exc import SQLAlchemyError
 
-        if not isinstance(e, psycopg.Error | sqlite3.Error | SQLAlchemyError):
+        from ledger.storage import DRIVER_ERRORS
+
+        if not isinstance(e, (*DRIVER_ERRORS, SQLAlchemyError)):
             raise
         click.echo(f"error: storage: {_storage_reason(e)}", err=True)
         sys.exit(1)
@@ -146,8 +144,8 @@ def _storage_reason(e: Exception) -> str:
 
 
 def _deadline_reason(reason: str, c: Context | None) -> str | None:
-    """What a wait that ran out of time waited for, with the setting that bounds it (ledger.postgres)."""
-    from ledger import postgres
+    """What a wait that ran out of time waited for, with the setting that bounds it (ledger.storage.postgres)."""
+    from ledger.storage import postgres
 
     try:
         env = c.db.env if c is not None else {}
@@ -188,7 +186,7 @@ pass_context = click.make_pass_decorator(Context)
 @pass_context
 def init(c: Context) -> None:
     """Create the event store's tables and, for a new ledger, its key file (personal data encrypted)."""
-    from ledger.keys import init_key
+    from ledger.bootstrap import init_key
 
     with refusals():
         c.authorise()

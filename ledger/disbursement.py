@@ -45,13 +45,7 @@ from domain.eligibility import NAMESPACE, person_id
 from domain.errors import RuleBroken
 from domain.periods import Month, Period
 from domain.regions import region_contains
-from ledger.store import (
-    bulk_insert_events,
-    chunked,
-    collector_paused,
-    existing_originators,
-    first_event_states,
-)
+from ledger.storage import bulk_insert_events, chunked, collector_paused, existing_originators, first_event_states
 from projections.balances import BalanceFold
 
 PAYMENTS_PER_CHUNK = 10_000  # payments per insert transaction

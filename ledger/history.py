@@ -5,7 +5,7 @@ Guarantees:
   found by their deterministic ids, not by scanning: a payment is `payment_id(ID number, programme,
   period)` and lies in a batch of that programme and period, so the candidates are that id for every
   (programme, period) any batch was drafted for; every candidate is looked up by primary key in bulk
-  (ledger.store.first_event_states). This finds payments the person's enrolments would not explain
+  (ledger.storage.first_event_states). This finds payments the person's enrolments would not explain
   (planted, or imported before a rule existed), which is what an auditor looks for. Re-issues (补发)
   are found the same way, `reissue_id(returned payment)`, until a generation has none.
 - Batch events (exports with file names and SHA-256, approval, submission, bank results) are read from
@@ -36,7 +36,7 @@ from domain.money import format_yuan
 from domain.periods import Period
 from exporters.rows import reason_zh
 from ledger.disbursement import BATCH_REGISTER_ID, PaymentView
-from ledger.store import first_event_states
+from ledger.storage import first_event_states
 
 REISSUE_GENERATIONS_MAX = 100  # a payment returned and re-issued more often than this is our mistake
 

@@ -37,7 +37,7 @@ from typing import Any
 from eventsourcing.cipher import AESCipher
 
 from domain.errors import RuleBroken
-from ledger.store import Database
+from ledger.storage import Database
 
 CIPHER_TOPIC = "ledger.keys:AESGCMCipher"  # eventsourcing's AESCipher, with a faster backend when installed
 KEY_BYTES = 32  # AES-256
@@ -239,37 +239,6 @@ class KeyStatus:
             "warning: this ledger already holds events in plain text; no key created, personal data stays "
             "unencrypted (docs/personal-data.md)"
         )
-
-
-def init_key(db: Database) -> KeyStatus:
-    """Make sure a new ledger is encrypted: create its key file when no key is configured and the store
-    holds no events yet. A ledger that already holds plain-text events keeps running without a key."""
-    if os.environ.get(KEY_ENV):
-        configured_key(db)
-        return KeyStatus("environment", None, created=False)
-    path = key_path_for(db)
-    if load_key(path) is not None:
-        return KeyStatus("file", path, created=False)
-    if store_has_events(db):
-        return KeyStatus("none", None, created=False)
-    create_key(path)
-    return KeyStatus("file", path, created=True)
-
-
-def store_has_events(db: Database) -> bool:
-    from ledger.store import ensure_postgres_schema
-
-    ensure_postgres_schema(db)
-    from ledger.apps import Disbursement, Registry
-
-    for app_class in (Registry, Disbursement):
-        app = app_class(env=db.env_for(app_class.name))
-        try:
-            if app.recorder.max_notification_id():
-                return True
-        finally:
-            app.close()
-    return False
 
 
 def check_key(app: Any) -> None:

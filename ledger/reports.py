@@ -26,7 +26,7 @@ from domain.errors import RuleBroken
 from domain.money import format_yuan
 from domain.periods import Month, Period
 from domain.policy import NoStandardInForce, Policy
-from ledger.store import Database
+from ledger.storage import Database
 from projections.balances import BALANCE_KEYS
 from projections.read_models import PAID, balances, open_engine, payments, reading
 from projections.runner import RunStats
@@ -83,7 +83,7 @@ def balances_rows(
 def _balances_as_of(db: Database, as_of: datetime, disbursement: Any, **filters: Any) -> list[dict[str, Any]]:
     if disbursement is not None:
         return disbursement.balances(as_of).rows(**filters)  # type: ignore[no-any-return]
-    from ledger.apps import open_apps
+    from ledger.bootstrap import open_apps
 
     registry, opened = open_apps(db)
     try:

@@ -40,7 +40,10 @@ from pathlib import Path
 from typing import Any
 
 from domain.errors import RuleBroken
-from ledger.store import EVENT_TABLES, Database
+from ledger import storage
+from ledger.storage import Database
+from ledger.storage import GrantNeedsPostgres as GrantNeedsPostgres  # re-exported: raised here
+from ledger.storage import RoleHasMorePrivileges as RoleHasMorePrivileges
 
 CLERK, APPROVER, AUDITOR = "clerk", "approver", "auditor"
 ROLES = (CLERK, APPROVER, AUDITOR)
@@ -89,16 +92,8 @@ class OnlyClerksRecord(RuleBroken):
     """Commands that change the ledger (other than approval) need the clerk role."""
 
 
-class GrantNeedsPostgres(RuleBroken):
-    """A database role can only be created on PostgreSQL."""
-
-
 class BadRoleName(RuleBroken):
     """A database role name must be a plain lower-case identifier."""
-
-
-class RoleHasMorePrivileges(RuleBroken):
-    """An existing role that is superuser or may create roles or databases cannot be an auditor role."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,43 +188,9 @@ def grant_auditor(db: Database, role: str) -> list[str]:
       revoked, so what it ends up with is SELECT.
     Returns the statements run, for the CLI to show. Idempotent.
     """
-    if db.kind != "postgres":
-        raise GrantNeedsPostgres(
-            "SQLite has no database users: give an auditor a read-only copy of the file, or read-only file "
-            "permissions (the operating system's job); `db grant-auditor` is for PostgreSQL"
-        )
     if not _ROLE_NAME.match(role):
         raise BadRoleName(f"{role!r}: use lower-case letters, digits and _ (at most 63), starting with a letter or _")
-    from psycopg import sql
-
-    from ledger.store import connect_postgres, ensure_postgres_schema
-
-    ensure_postgres_schema(db)
-    schema = db.env.get("POSTGRES_SCHEMA") or "public"
-    name, where = sql.Identifier(role), sql.Identifier(schema)
-    statements = []
-    with connect_postgres(db, autocommit=False) as conn, conn.transaction():
-        found = conn.execute(
-            "SELECT rolsuper OR rolcreaterole OR rolcreatedb OR rolreplication OR rolbypassrls "
-            "FROM pg_roles WHERE rolname = %s",
-            (role,),
-        ).fetchone()
-        if found is not None and found[0]:
-            raise RoleHasMorePrivileges(f"role {role} exists and is superuser or may create roles or databases")
-        if found is None:
-            create = "CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
-            statements.append(sql.SQL(create).format(name))
-        statements.extend(
-            [
-                sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(where, name),
-                sql.SQL("REVOKE ALL ON ALL TABLES IN SCHEMA {} FROM {}").format(where, name),
-                sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(where, name),
-                sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA {} GRANT SELECT ON TABLES TO {}").format(where, name),
-            ]
-        )
-        for statement in statements:
-            conn.execute(statement)
-        return [statement.as_string(conn) for statement in statements]
+    return storage.grant_auditor(db, role)
 
 
 def tables_not_writable(db: Database) -> tuple[str, list[str]]:
@@ -239,20 +200,7 @@ def tables_not_writable(db: Database) -> tuple[str, list[str]]:
     when a SELECT-only role tries to write, psycopg reports either the first refusal ("permission
     denied for table …") or only that the pipeline was aborted, at random. The CLI asks the database
     which it was, so an auditor always reads the same clear message."""
-    if db.kind != "postgres":
-        return "", []
-    from ledger.store import connect_postgres
-
-    schema = db.env.get("POSTGRES_SCHEMA") or "public"
-    with connect_postgres(db, autocommit=False) as conn:
-        user_row = conn.execute("SELECT current_user").fetchone()
-        rows = conn.execute(
-            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = %s AND c.relname = ANY(%s) AND NOT has_table_privilege(c.oid, 'INSERT') "
-            "ORDER BY c.relname",
-            (schema, [*EVENT_TABLES]),
-        ).fetchall()
-    return (str(user_row[0]) if user_row else ""), [str(r[0]) for r in rows]
+    return storage.tables_not_writable(db)
 
 
 def command_action(ctx: Any) -> str:

@@ -52,7 +52,7 @@ from sqlalchemy.schema import CreateTable
 PROJECTION_NAME = "read_models"
 APPLICATION_NAME = "Disbursement"
 EVENTS_TABLE = "disbursement_events"
-SQLITE_LOCK_TIMEOUT_S = 60  # as ledger.store: wait this long for another writer before failing
+SQLITE_LOCK_TIMEOUT_S = 60  # as ledger.storage: wait this long for another writer before failing
 SQLITE_CACHE_KIB = 256 * 1024  # page cache of the projection's connection (default is 2 MB)
 
 ACCRUED, EXPORTED, PAID, RETURNED = "accrued", "exported", "paid", "returned"
@@ -151,7 +151,7 @@ READ_MODEL_TABLES = (balances, payments, batches, tracking)
 
 
 def sqlalchemy_url(kind: str, env: Mapping[str, str]) -> str:
-    """The SQLAlchemy URL of the store described by a `ledger.store.Database`'s kind and env."""
+    """The SQLAlchemy URL of the store described by a `ledger.storage.Database`'s kind and env."""
     if kind == "sqlite":
         return f"sqlite:///{env['SQLITE_DBNAME']}"
     if kind == "postgres":
@@ -174,7 +174,7 @@ def schema_of(db: Any) -> str | None:
 def open_engine(db: Any) -> Iterator[Engine]:
     """An engine on the event store's database, disposed of on exit.
 
-    `db` is a `ledger.store.Database` (anything with `kind` and `env`); projections do not import the
+    `db` is a `ledger.storage.Database` (anything with `kind` and `env`); projections do not import the
     ledger. On SQLite every transaction starts with `BEGIN IMMEDIATE` unless the connection's
     execution option `sqlite_begin` says `DEFERRED`: a projection page takes the write lock before it
     reads its tracking position, so two catch-ups serialise instead of colliding at commit.
@@ -188,7 +188,7 @@ def open_engine(db: Any) -> Iterator[Engine]:
         _sqlite_transactions(engine)
     else:
         schema = schema_of(db)
-        # The ledger's deadlines on every wait (docs/deployment-postgres.md), as ledger.postgres sets them.
+        # The ledger's deadlines on every wait (docs/deployment-postgres.md), as ledger.storage.postgres sets them.
         statement_ms = int(db.env.get("YIKATONG_STATEMENT_TIMEOUT") or 600) * 1000
         lock_ms = int(db.env.get("YIKATONG_LOCK_TIMEOUT") or 60) * 1000
         options = (

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from ledger.store import Database, database_from_url
+from ledger.bootstrap import database_from_url
+from ledger.storage import Database
 
 PG_URL = os.environ.get("YIKATONG_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 POLICY = Path(__file__).resolve().parent.parent / "ledger" / "data" / "ulanqab-2017.toml"

@@ -29,7 +29,7 @@ from ledger.anomalies import (
 from ledger.disbursement import BATCH_REGISTER_ID, BatchRegister
 from ledger.exports import approve_batch, export_batch, import_bank_file
 from ledger.roster import RosterRejected, RosterRow
-from ledger.store import Database
+from ledger.storage import Database
 from ledger.synthetic import luhn_complete, synthetic_rows
 from tests.ledger.helpers import ledger, resident_id
 
@@ -270,7 +270,7 @@ def _without_the_tekun_dibao_exclusion(policy_text: str) -> str:
 def test_duplicate_payment_by_excluded_programmes_is_found_in_data_imported_before_the_rule(
     db: Database, policy_text: str
 ) -> None:
-    from ledger.apps import open_apps
+    from ledger.bootstrap import open_apps
 
     registry, disbursement = open_apps(db)
     registry.load_policy(_without_the_tekun_dibao_exclusion(policy_text), "ulanqab-2016.toml", "clerk")

@@ -18,7 +18,7 @@ import pytest
 from domain.disbursement import payment_id
 from domain.periods import Month
 from ledger.anomalies import find_anomalies
-from ledger.apps import open_apps
+from ledger.bootstrap import database_from_url, init_key, open_apps
 from ledger.exports import approve_batch, export_batch, import_bank_file
 from ledger.history import person_history
 from ledger.keys import (
@@ -34,13 +34,12 @@ from ledger.keys import (
     check_key,
     create_key,
     env_with_cipher,
-    init_key,
     key_path_for,
     load_key,
     new_key,
     with_cipher,
 )
-from ledger.store import Database, database_from_url
+from ledger.storage import Database
 from tests.audit.test_anomalies import city, person, roster_row, run
 
 NEW_ACCOUNT = "6217002050123456797"

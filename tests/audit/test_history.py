@@ -14,7 +14,7 @@ from domain.eligibility import UnknownEnrolment
 from domain.periods import Month
 from ledger.exports import approve_batch, export_batch, import_bank_file, submit_batch
 from ledger.history import describe, person_history
-from ledger.store import Database
+from ledger.storage import Database
 from tests.audit.test_anomalies import city, decide, person, plant_payment, roster_row, run
 from tests.ledger.helpers import ledger
 

@@ -9,7 +9,7 @@ from sqlalchemy import text
 from domain.periods import Month
 from ledger.audit import compare_with_rebuild
 from ledger.reports import catch_up
-from ledger.store import Database
+from ledger.storage import Database
 from projections.read_models import open_engine
 from tests.ledger.helpers import LI, WANG, import_rows, ledger
 

@@ -13,7 +13,9 @@ from eventsourcing.persistence import PersistenceError
 from psycopg import errors, sql
 
 from domain.periods import Month
-from ledger.apps import Disbursement, Registry
+from ledger.apps import Registry
+from ledger.bootstrap import database_from_url
+from ledger.disbursement import Disbursement
 from ledger.roles import (
     READ_ONLY,
     ActorHasNoRole,
@@ -32,7 +34,7 @@ from ledger.roles import (
     roles_path_for,
     tables_not_writable,
 )
-from ledger.store import Database, database_from_url
+from ledger.storage import Database
 from tests.audit.test_anomalies import city, run
 from tests.ledger.helpers import ledger
 

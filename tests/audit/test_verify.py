@@ -17,7 +17,7 @@ import ledger.audit as audit
 from domain.periods import Month
 from ledger.audit import AuditFailed, audit_verify, record_checkpoint, verify_exports, verify_log, verify_read_models
 from ledger.exports import export_batch
-from ledger.store import Database
+from ledger.storage import Database
 from ledger.synthetic import synthetic_rows
 from tests.ledger.helpers import ledger
 
@@ -120,7 +120,7 @@ def test_a_checkpoint_hashes_only_the_events_recorded_since_the_last_one(db: Dat
 
 
 def test_a_checkpoint_of_an_empty_log_records_nothing(db: Database) -> None:
-    from ledger.apps import open_apps
+    from ledger.bootstrap import open_apps
 
     _, disbursement = open_apps(db)
     checkpoint = record_checkpoint(disbursement)
@@ -295,7 +295,7 @@ def test_an_export_is_regenerated_with_the_policy_in_force_when_it_was_made(
 
 
 def test_read_models_not_built_yet_are_reported_as_not_checked_never_as_passed(db: Database) -> None:
-    from ledger.apps import open_apps
+    from ledger.bootstrap import open_apps
 
     open_apps(db)
     result = verify_read_models(db)

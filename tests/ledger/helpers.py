@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ledger.apps import Disbursement, Registry, open_apps
+from ledger.apps import Registry
+from ledger.bootstrap import open_apps
+from ledger.disbursement import Disbursement
 from ledger.roster import read_roster
-from ledger.store import Database
+from ledger.storage import Database
 
 HEADER = (
     "id_number,name,region,programme,effective_from,members,monthly_income,special_members,"

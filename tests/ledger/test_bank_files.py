@@ -12,7 +12,7 @@ import pytest
 from domain.disbursement import ApproverMustDifferFromExporter, BatchNotExported, OnlyApprovedBatchesSubmit
 from domain.periods import Month
 from ledger.exports import ResultsRefused, approve_batch, export_batch, import_bank_file, submit_batch
-from ledger.store import Database
+from ledger.storage import Database
 from tests.ledger.helpers import LI, WANG, import_rows, ledger
 
 

@@ -123,8 +123,7 @@ def test_export_approve_and_bank_import_from_the_command_line(ledger_url: str, t
     assert json.loads(approved.stdout) == views[0]  # --json prints the batch as `batch list --json` does
     submitted = json.loads(yikatong(ledger_url, "batch", "submit", batch["id"][:12], "--json").stdout)
     assert submitted["status"] == "submitted" and submitted["id"] == batch["id"]
-    from ledger.apps import open_apps
-    from ledger.store import database_from_url
+    from ledger.bootstrap import database_from_url, open_apps
 
     _, disbursement = open_apps(database_from_url(ledger_url))
     (pid,) = disbursement.batch(batch["id"]).payment_ids

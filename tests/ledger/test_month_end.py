@@ -11,9 +11,9 @@ import pytest
 
 from domain.disbursement import Payment
 from domain.periods import Month
-from ledger.apps import Disbursement, open_apps
-from ledger.disbursement import _ChunkWriter
-from ledger.store import Database
+from ledger.bootstrap import open_apps
+from ledger.disbursement import Disbursement, _ChunkWriter
+from ledger.storage import Database
 from ledger.synthetic import synthetic_rows
 from tests.ledger.helpers import LI, WANG, import_rows, ledger
 
@@ -97,7 +97,7 @@ def test_fast_payment_events_read_back_as_the_mappers_own(db: Database, policy_t
 
 def _run_in_process(db_url: str, month: str, chunk: int, start: Any, result: Any) -> None:
     from ledger import disbursement as module
-    from ledger.store import database_from_url
+    from ledger.bootstrap import database_from_url
 
     module.PAYMENTS_PER_CHUNK = chunk
     registry, disbursement = open_apps(database_from_url(db_url))
@@ -168,7 +168,7 @@ def test_a_run_that_crashes_midway_is_completed_by_the_next_run(
 
 
 def _fresh(db: Database) -> Database:
-    from ledger.store import database_from_url
+    from ledger.bootstrap import database_from_url
 
     if db.kind == "sqlite":
         return database_from_url(db.url.replace("ledger.db", "clean.db"))

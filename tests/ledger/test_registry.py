@@ -9,9 +9,10 @@ import pytest
 
 from domain.eligibility import ACTIVE, ENDED, SUSPENDED
 from domain.policy import PolicyRejected
-from ledger.apps import ConcurrentChange, NoPolicy, RegionMismatch, open_apps
+from ledger.apps import ConcurrentChange, NoPolicy, RegionMismatch
+from ledger.bootstrap import open_apps
 from ledger.roster import RosterRejected
-from ledger.store import Database
+from ledger.storage import Database
 from tests.ledger.helpers import LI, WANG, import_rows, ledger, resident_id, row
 
 

@@ -1,7 +1,7 @@
 """Writes never hang, no stored event grows without bound, and every wait on the database has a deadline
 (issue 11). Each test runs on SQLite and on PostgreSQL.
 
-The hang: psycopg's pipeline mode stopped sending a large statement half-way (ledger.postgres explains
+The hang: psycopg's pipeline mode stopped sending a large statement half-way (ledger.storage.postgres explains
 it), so a seal of ten 1.1 MB segments in one INSERT waited for ever at a 10⁶ month-end. The regression
 test below writes 40 MB in one `insert_events` call in a child process with its own deadline: the
 stock recorder hangs on it, the ledger's finishes in about a second.
@@ -30,11 +30,10 @@ import ledger.audit
 from domain.disbursement import PAYMENT_IDS_PER_EVENT, RESULTS_PER_EVENT, Batch
 from domain.periods import Month
 from exporters.pain002 import render_pain002
-from ledger.apps import open_apps
 from ledger.audit import SEGMENT_EVENTS_MAX, SEGMENT_SKIPPED_RUNS_MAX, AuditChain, record_checkpoint, verify_log
+from ledger.bootstrap import database_from_url, init_key, open_apps
 from ledger.exports import approve_batch, export_batch, import_bank_file, message_id, submit_batch
-from ledger.keys import init_key
-from ledger.store import EVENT_BYTES_MAX, Database, EventTooLarge, connect_postgres, database_from_url
+from ledger.storage import EVENT_BYTES_MAX, Database, EventTooLarge, connect_postgres
 from ledger.synthetic import synthetic_rows
 from tests.conftest import POLICY
 from tests.ledger.test_cli import yikatong
@@ -45,8 +44,9 @@ _LARGE_WRITE = textwrap.dedent(
     """
     import os, sys, uuid
     from eventsourcing.persistence import StoredEvent
-    from ledger.apps import open_apps
-    from ledger.store import EVENT_BYTES_MAX, database_from_url
+    from ledger.bootstrap import open_apps
+    from ledger.storage import EVENT_BYTES_MAX
+    from ledger.bootstrap import database_from_url
 
     _, disbursement = open_apps(database_from_url(sys.argv[1]))
     events = [StoredEvent(uuid.uuid4(), 1, "test:Large", os.urandom(EVENT_BYTES_MAX)) for _ in range(160)]

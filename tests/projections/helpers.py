@@ -12,7 +12,7 @@ from typing import Any
 
 from domain.periods import Month
 from ledger.exports import approve_batch, export_batch, import_bank_file
-from ledger.store import Database
+from ledger.storage import Database
 from projections.read_models import all_read_model_rows, open_engine, reading
 from tests.ledger.helpers import LI, WANG, import_rows, ledger
 

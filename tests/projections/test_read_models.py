@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from ledger.reports import balances_rows
-from ledger.store import Database
+from ledger.storage import Database
 from ledger.synthetic import synthetic_rows
 from projections import runner
 from projections.read_models import (
@@ -152,7 +152,7 @@ def test_a_catch_up_interrupted_between_pages_resumes_and_equals_a_rebuild(
 
 
 def _catch_up_and_die(db_url: str, page_size: int) -> None:
-    from ledger.store import database_from_url
+    from ledger.bootstrap import database_from_url
 
     def die(pages: int, _position: int) -> None:
         if pages == 2:

@@ -20,7 +20,7 @@ from ledger.reports import (
     summary_rows,
     write_chart,
 )
-from ledger.store import Database
+from ledger.storage import Database
 from projections.balances import BALANCE_KEYS
 from tests.ledger.helpers import LI, WANG, resident_id, row
 from tests.projections.helpers import batch_of, history, january, run, send, settle
@@ -105,7 +105,7 @@ def test_summary_states_the_standard_the_caseload_and_the_amount_paid(
 
 
 def _policy(db: Database):  # type: ignore[no-untyped-def]
-    from ledger.apps import open_apps
+    from ledger.bootstrap import open_apps
 
     registry, _ = open_apps(db)
     return registry.policy()

@@ -44,7 +44,8 @@ from uuid import UUID
 from domain.disbursement import bank_file_id
 from domain.errors import RuleBroken
 from domain.periods import Month
-from ledger.store import Database, database_from_url
+from ledger.bootstrap import database_from_url
+from ledger.storage import Database
 
 PROJECT = Path(__file__).resolve().parents[2]
 POLICY = PROJECT / "ledger" / "data" / "ulanqab-2017.toml"
@@ -105,8 +106,8 @@ def derived(db: Database, suffix: str) -> Database:
 
 def build_ledger(db: Database, rows: int, seed: int = 2017) -> None:
     """Policy and a synthetic roster of `rows` enrolments, sealed and projected, as the CLI leaves it."""
-    from ledger.apps import open_apps
     from ledger.audit import record_checkpoint
+    from ledger.bootstrap import open_apps
     from ledger.reports import catch_up
     from ledger.synthetic import synthetic_rows
 
@@ -132,7 +133,7 @@ class Poller:
         else:
             import psycopg
 
-            from ledger.store import postgres_conninfo
+            from ledger.storage import postgres_conninfo
 
             self.conn = psycopg.connect(postgres_conninfo(db), autocommit=True)
             self.prefix = f'"{db.env["POSTGRES_SCHEMA"]}".'
@@ -386,7 +387,7 @@ class LedgerFacts:
 
 
 def ledger_facts(db: Database) -> LedgerFacts:
-    from ledger.apps import open_apps
+    from ledger.bootstrap import open_apps
     from ledger.disbursement import BATCH_REGISTER_ID
 
     registry, disbursement = open_apps(db)
@@ -608,8 +609,8 @@ def _check_read_models(db: Database, mine: LedgerFacts, clean: LedgerFacts | Non
 
 
 def _check_logs_and_exports(db: Database, exports_dir: Path | None, findings: Findings) -> None:
-    from ledger.apps import open_apps
     from ledger.audit import policy_history, verify_exports, verify_log
+    from ledger.bootstrap import open_apps
 
     registry, disbursement = open_apps(db)
     try:
@@ -639,7 +640,7 @@ def run_months() -> Iterator[str]:
 
 
 def largest_batch(db: Database, run_month: str) -> str:
-    from ledger.apps import open_apps
+    from ledger.bootstrap import open_apps
 
     registry, disbursement = open_apps(db)
     try:
@@ -654,7 +655,7 @@ def write_bank_answer(reference: Database, batch_hex: str, run_month: str, folde
     """A pain.002 for the whole batch: payments whose id ends in 0 returned (AC04), the rest paid.
     Returns the file and the id numbers of the returned payees."""
     from exporters.pain002 import render_pain002
-    from ledger.apps import open_apps
+    from ledger.bootstrap import open_apps
 
     registry, disbursement = open_apps(reference)
     try:
@@ -682,7 +683,7 @@ def write_bank_answer(reference: Database, batch_hex: str, run_month: str, folde
 
 def approve(db: Database, batch_hex: str) -> None:
     """The checker's approval: nothing to kill in it that the export and the import do not cover."""
-    from ledger.apps import open_apps
+    from ledger.bootstrap import open_apps
     from ledger.exports import approve_batch
 
     registry, disbursement = open_apps(db)
@@ -695,7 +696,7 @@ def approve(db: Database, batch_hex: str) -> None:
 
 def correct_accounts(db: Database, id_numbers: Sequence[str]) -> None:
     """New accounts for the returned payees, so the next month-end re-issues their payments (补发)."""
-    from ledger.apps import open_apps
+    from ledger.bootstrap import open_apps
 
     registry, disbursement = open_apps(db)
     try:
@@ -890,8 +891,8 @@ def month_end_worker(url: str, month: str, chunk: int, scope: str, barrier: Any,
     """What `yikatong run MONTH [--region SCOPE]` does, with every process released at the same moment."""
     try:
         import ledger.disbursement as month_end
-        from ledger.apps import open_apps
         from ledger.audit import record_checkpoint
+        from ledger.bootstrap import open_apps
         from ledger.reports import catch_up
 
         month_end.PAYMENTS_PER_CHUNK = chunk
@@ -935,7 +936,7 @@ def export_approve_worker(
     loaded it too, so both decide on the same version and exactly one save can land.
     """
     try:
-        from ledger.apps import open_apps
+        from ledger.bootstrap import open_apps
         from ledger.exports import approve_batch, export_batch
 
         registry, disbursement = open_apps(database_from_url(url))
@@ -958,7 +959,7 @@ def export_approve_worker(
 def bank_import_worker(url: str, path: str, actor: str, interleave: bool, barrier: Any, results: Any) -> None:
     """`yikatong bank import FILE`; with `interleave`, both processes load the batch before either saves."""
     try:
-        from ledger.apps import open_apps
+        from ledger.bootstrap import open_apps
         from ledger.exports import import_bank_file
 
         _, disbursement = open_apps(database_from_url(url))

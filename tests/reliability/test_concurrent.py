@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from domain.periods import Month
-from ledger.store import Database
+from ledger.storage import Database
 from tests.reliability.harness import (
     RECORDED,
     SCOPE,
@@ -41,7 +41,7 @@ OPERATOR_ROWS = 300
 
 
 def _month_end(db: Database, month: str = "2017-01") -> None:
-    from ledger.apps import open_apps
+    from ledger.bootstrap import open_apps
     from ledger.reports import catch_up
 
     registry, disbursement = open_apps(db)
@@ -120,7 +120,7 @@ def test_four_month_ends_at_once_pay_everyone_exactly_once(
 
 def _operator_ledger(db: Database) -> list[str]:
     """A month-end's batches, largest first."""
-    from ledger.apps import open_apps
+    from ledger.bootstrap import open_apps
 
     build_ledger(db, OPERATOR_ROWS)
     _month_end(db)
@@ -137,7 +137,7 @@ def _batch_history(db: Database, batch_hex: str) -> list[tuple[str, str]]:
     """(event name, actor) of the batch's events, in order."""
     from uuid import UUID
 
-    from ledger.apps import open_apps
+    from ledger.bootstrap import open_apps
 
     registry, disbursement = open_apps(db)
     try:
@@ -216,7 +216,7 @@ def test_two_operators_export_and_approve_the_same_batch_at_once(db: Database, t
 
 def test_an_approved_batch_cannot_be_exported_again_into_a_file_nobody_approved(db: Database, tmp_path: Path) -> None:
     """Found while designing the crossed-roles round: an approver can export after approving."""
-    from ledger.apps import open_apps
+    from ledger.bootstrap import open_apps
     from ledger.exports import approve_batch, export_batch
     from tests.reliability.harness import POLICY, outcome_of
 
@@ -248,7 +248,7 @@ def test_an_approved_batch_cannot_be_exported_again_into_a_file_nobody_approved(
 
 def _sent(db: Database, batch_hexes: list[str], out: Path) -> dict[str, dict[str, int]]:
     """Export (maker) and approve (checker) each batch; each batch's payment amounts by id."""
-    from ledger.apps import open_apps
+    from ledger.bootstrap import open_apps
     from ledger.exports import approve_batch, export_batch
 
     registry, disbursement = open_apps(db)
@@ -282,7 +282,7 @@ def _pain002(folder: Path, batch_hex: str, amounts: dict[str, int], name: str) -
 
 
 def test_two_operators_import_the_same_bank_file_at_once(db: Database, tmp_path: Path) -> None:
-    from ledger.apps import open_apps
+    from ledger.bootstrap import open_apps
     from ledger.exports import import_bank_file
     from ledger.reports import catch_up
 

@@ -38,12 +38,12 @@ from eventsourcing.persistence import OperationalError
 import ledger.disbursement
 import ledger.exports
 from domain.periods import Month
-from ledger.apps import open_apps
+from ledger.bootstrap import database_from_url, open_apps
 from ledger.cli import main
 from ledger.exports import approve_batch, export_batch, temporary_writer
 from ledger.reports import balances_rows, catch_up
 from ledger.roster import read_roster
-from ledger.store import Database, database_from_url
+from ledger.storage import Database
 from tests.conftest import PG_URL, POLICY
 from tests.ledger.helpers import HEADER, resident_id, row
 

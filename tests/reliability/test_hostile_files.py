@@ -55,11 +55,11 @@ from exporters.onecard import load_profile, profile_names, read_return_file, ren
 from exporters.pain002 import PAIN002_VERSIONS, read_pain002, render_pain002
 from exporters.rows import PaymentRow, ResultFileRejected
 from exporters.xlsx import render_notice, render_roster
-from ledger.apps import open_apps, parse_policy_text
+from ledger.apps import parse_policy_text
+from ledger.bootstrap import database_from_url, open_apps
 from ledger.cli import _read_text
 from ledger.exports import ResultsRefused, _read_results, approve_batch, export_batch
 from ledger.roster import RosterRejected, read_roster
-from ledger.store import database_from_url
 from tests.conftest import POLICY
 from tests.exporters.builders import header_for
 from tests.ledger.helpers import HEADER, LI, WANG, resident_id

@@ -24,9 +24,9 @@ from pathlib import Path
 import pytest
 
 from domain.periods import Month
-from ledger.apps import open_apps
 from ledger.audit import audit_chain_id, verify_log
-from ledger.store import Database
+from ledger.bootstrap import open_apps
+from ledger.storage import Database
 from tests.reliability.harness import (
     KILL_PAYMENTS,
     KILL_POINTS,

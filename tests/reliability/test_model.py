@@ -51,11 +51,10 @@ from domain.disbursement import reissue_id
 from domain.errors import RuleBroken
 from domain.periods import Month
 from exporters.pain002 import render_pain002
-from ledger.apps import open_apps
+from ledger.bootstrap import database_from_url, open_apps
 from ledger.exports import ResultsRefused, approve_batch, export_batch, import_bank_file
 from ledger.reports import balances_rows
 from ledger.roster import RosterRejected, read_roster
-from ledger.store import database_from_url
 from tests.conftest import POLICY
 from tests.ledger.helpers import HEADER, resident_id
 from tests.reliability.harness import RECORDED

@@ -1,5 +1,6 @@
 """All of the ledger's PostgreSQL access: the recorder the applications write through, the bulk writer of
-the month-end, raw reads of the log, direct connections, and the deadlines on every wait.
+the month-end, raw reads of the log, direct connections, schemas, auditor roles and grants, and the
+deadlines on every wait.
 
 Why the ledger has its own recorder (issue 11): eventsourcing's `PostgresApplicationRecorder.insert_events`
 writes through psycopg's pipeline mode, and psycopg 3.3's pipeline (`generators._pipeline_communicate`,
@@ -10,7 +11,7 @@ waits for the rest of the message (`ClientRead`) and the client waits for a resu
 ever, with the table lock held, so every later writer hangs behind it. The recorder here writes the same
 rows, under the same table lock and NOTIFY, in an ordinary transaction (psycopg's non-pipeline send
 flushes until libpq's buffer is empty), in statements of at most `STATEMENT_BYTES_MAX`, and every stored
-event is bounded by `EVENT_BYTES_MAX` (ledger.store) before anything is sent.
+event is bounded by `EVENT_BYTES_MAX` (ledger.storage.settings) before anything is sent.
 
 Deadlines (docs/deployment-postgres.md): every connection, pooled or direct, starts with
 `statement_timeout` (default 600 s) and `idle_in_transaction_session_timeout`; every lock wait of a
@@ -33,15 +34,21 @@ from eventsourcing.utils import Environment, retry
 from psycopg import errors, sql
 
 from domain.errors import RuleBroken
+from ledger.storage.settings import (
+    EVENT_TABLES,
+    LOCK_TIMEOUT_ENV,
+    LOCK_TIMEOUT_S,
+    STATEMENT_TIMEOUT_ENV,
+    STATEMENT_TIMEOUT_S,
+    Database,
+    check_event_sizes,
+    postgres_conninfo,
+)
 
-STATEMENT_TIMEOUT_S = 600  # one statement may run this long (a COPY of a chunk takes about a second)
-LOCK_TIMEOUT_S = 60  # one lock wait may last this long (writers hold the table lock for one chunk)
 STATEMENT_BYTES_MAX = 4 * 1024 * 1024  # parameters of one INSERT: far below any socket buffer trouble
 IDS_PER_QUERY = 900  # originator ids per lookup query
-
-# Settings the ledger reads from the environment of its applications (ledger.store puts them there).
-STATEMENT_TIMEOUT_ENV = "YIKATONG_STATEMENT_TIMEOUT"
-LOCK_TIMEOUT_ENV = "YIKATONG_LOCK_TIMEOUT"
+SCRATCH_COPY_PAGE = 10_000  # rows per page when an audit copies the log out
+SCHEMA_LOCK_KEY = 0x59_4B_54_00  # pg_advisory_lock key for creating tables ("YKT")
 
 
 class DatabaseWaitTimedOut(RuleBroken):
@@ -128,8 +135,6 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)  # a dropped connection, as stock
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
-        from ledger.store import check_event_sizes
-
         if not stored_events:
             return []
         check_event_sizes(stored_events)
@@ -149,8 +154,6 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         return ids
 
     def bulk_insert_events(self, stored_events: Sequence[StoredEvent]) -> None:
-        from ledger.store import check_event_sizes
-
         check_event_sizes(stored_events)
         with self._write_transaction("writing a month-end chunk") as curs, curs.copy(self.copy_statement) as copy:
             copy.set_types(["uuid", "int8", "text", "bytea"])
@@ -171,7 +174,7 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             curs.execute(self.notify_statement)
             yield curs
 
-    # --- raw reads of the log (ledger.store gives the store-independent signatures) -------------------
+    # --- raw reads of the log (ledger.storage gives the store-independent signatures) -----------------
 
     def first_event_states(self, ids: Sequence[UUID], with_state: bool) -> dict[UUID, bytes]:
         column = sql.SQL("state" if with_state else "NULL")
@@ -198,6 +201,18 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             ]
 
 
+    def originator_rows(self, originator_id: UUID) -> list[tuple[int, int, str, bytes]]:
+        """(notification id, version, topic, state) of one originator's events, in version order."""
+        statement = sql.SQL(
+            "SELECT notification_id, originator_version, topic, state FROM {} "
+            "WHERE originator_id = %s ORDER BY originator_version"
+        ).format(self.table)
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(statement, (originator_id,))
+            rows = curs.fetchall()
+        return [(r["notification_id"], r["originator_version"], r["topic"], bytes(r["state"])) for r in rows]
+
+
 def statement_parts(stored_events: Sequence[StoredEvent]) -> Iterator[Sequence[StoredEvent]]:
     """`stored_events` cut into runs whose states add up to at most STATEMENT_BYTES_MAX (at least one each)."""
     start = size = 0
@@ -214,10 +229,102 @@ def _as_uuid(value: object) -> UUID:
     return value if isinstance(value, UUID) else UUID(str(value))
 
 
-def connect(conninfo: str, *, autocommit: bool = True, env: dict[str, str] | None = None) -> psycopg.Connection[Any]:
-    """A direct connection (schema creation, grants, roles) with the same deadlines as the pool's."""
-    env = env or {}
-    options = session_options(
-        _seconds(env, STATEMENT_TIMEOUT_ENV, STATEMENT_TIMEOUT_S), _seconds(env, LOCK_TIMEOUT_ENV, LOCK_TIMEOUT_S)
-    )
-    return psycopg.connect(conninfo, autocommit=autocommit, options=options, connect_timeout=10)
+def connect(db: Database, *, autocommit: bool = True) -> psycopg.Connection[Any]:
+    """A direct connection to `db` (schemas, grants, roles, an audit's copy) with the pool's deadlines."""
+    options = session_options(db.statement_timeout_s, db.lock_timeout_s)
+    return psycopg.connect(postgres_conninfo(db), autocommit=autocommit, options=options, connect_timeout=10)
+
+
+def _schema(db: Database) -> str:
+    return db.env.get("POSTGRES_SCHEMA") or "public"
+
+
+def ensure_schema(db: Database) -> None:
+    """eventsourcing creates tables but not schemas; create the URL's schema when it is missing."""
+    schema = db.env.get("POSTGRES_SCHEMA")
+    if not schema:
+        return
+    with connect(db) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+
+
+@contextmanager
+def schema_lock(db: Database) -> Iterator[None]:
+    """Serialise table creation across processes.
+
+    eventsourcing creates its tables, types and functions with CREATE … IF NOT EXISTS / OR REPLACE when an
+    application starts; two processes doing it at the same moment fail with "tuple concurrently updated".
+    An advisory lock held while the applications are constructed makes the second wait instead.
+    """
+    with connect(db) as conn, deadlines("creating the tables", db.statement_timeout_s, db.lock_timeout_s):
+        conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK_KEY,))
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK_KEY,))
+
+
+def disbursement_log_pages(db: Database, position: int) -> Iterator[list[tuple[int, str, int, str, bytes]]]:
+    """The disbursement log up to `position`, in pages of (notification id, originator id hex, version,
+    topic, state), read with a server-side cursor: needs nothing but SELECT."""
+    statement = sql.SQL(
+        "SELECT notification_id, originator_id, originator_version, topic, state FROM {} "
+        "WHERE notification_id <= %s ORDER BY notification_id"
+    ).format(sql.Identifier(_schema(db), "disbursement_events"))
+    with connect(db, autocommit=False) as conn, conn.cursor(name="audit_scratch_copy") as cursor:
+        cursor.itersize = SCRATCH_COPY_PAGE
+        cursor.execute(statement, (position,))
+        page: list[tuple[int, str, int, str, bytes]] = []
+        for notification_id, originator_id, version, topic, state in cursor:
+            page.append((notification_id, originator_id.hex, version, topic, bytes(state)))
+            if len(page) >= SCRATCH_COPY_PAGE:
+                yield page
+                page = []
+        yield page
+
+
+class RoleHasMorePrivileges(RuleBroken):
+    """An existing role that is superuser or may create roles or databases cannot be an auditor role."""
+
+
+def grant_auditor(db: Database, role: str) -> list[str]:
+    """Create (or narrow) `role` so that it can log in and SELECT from the ledger's schema, nothing else
+    (ledger.roles.grant_auditor says why each statement); returns the statements run."""
+    ensure_schema(db)
+    name, where = sql.Identifier(role), sql.Identifier(_schema(db))
+    statements = []
+    with connect(db, autocommit=False) as conn, conn.transaction():
+        found = conn.execute(
+            "SELECT rolsuper OR rolcreaterole OR rolcreatedb OR rolreplication OR rolbypassrls "
+            "FROM pg_roles WHERE rolname = %s",
+            (role,),
+        ).fetchone()
+        if found is not None and found[0]:
+            raise RoleHasMorePrivileges(f"role {role} exists and is superuser or may create roles or databases")
+        if found is None:
+            create = "CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
+            statements.append(sql.SQL(create).format(name))
+        statements.extend(
+            [
+                sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(where, name),
+                sql.SQL("REVOKE ALL ON ALL TABLES IN SCHEMA {} FROM {}").format(where, name),
+                sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(where, name),
+                sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA {} GRANT SELECT ON TABLES TO {}").format(where, name),
+            ]
+        )
+        for statement in statements:
+            conn.execute(statement)
+        return [statement.as_string(conn) for statement in statements]
+
+
+def tables_not_writable(db: Database) -> tuple[str, list[str]]:
+    """The connecting role and the ledger's event tables it may not INSERT into."""
+    with connect(db, autocommit=False) as conn:
+        user_row = conn.execute("SELECT current_user").fetchone()
+        rows = conn.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname = ANY(%s) AND NOT has_table_privilege(c.oid, 'INSERT') "
+            "ORDER BY c.relname",
+            (_schema(db), [*EVENT_TABLES]),
+        ).fetchall()
+    return (str(user_row[0]) if user_row else ""), [str(r[0]) for r in rows]
