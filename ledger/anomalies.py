@@ -131,7 +131,7 @@ def scan_payments(disbursement: Any) -> Iterator[Attempt]:
         if not page:
             return
         for notification in page:
-            data = disbursement._payload(notification.state)
+            data = disbursement.payload(notification.state)
             name = data["period"]
             period = periods.get(name)
             if period is None:

@@ -12,11 +12,11 @@ Guarantees:
 from __future__ import annotations
 
 import hashlib
-import json
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from functools import cached_property
 from typing import Any
 from uuid import UUID, uuid5
 
@@ -38,6 +38,7 @@ from domain.errors import RuleBroken
 from domain.policy import HouseholdFacts, Policy, PolicyRejected, parse_policy
 from ledger.roster import RosterRejected, RosterRow
 from ledger.storage import collector_paused, existing_originators
+from projections.codec import PayloadCodec
 
 REGISTRY_PAGE = 20_000  # notifications read per query when folding the registry
 ROSTER_CHUNK = 2_000  # persons saved per transaction during an import (≈ 2 events each)
@@ -324,7 +325,7 @@ class Registry(Application[UUID]):
                         persons,
                         notification.originator_id,
                         topic[len(_PERSON_TOPIC_PREFIX) :],
-                        self._payload(notification.state),
+                        self.payload(notification.state),
                         notification.id,
                     )
                 elif topic.endswith(".Loaded"):
@@ -335,16 +336,15 @@ class Registry(Application[UUID]):
             start = page[-1].id + 1
         return RegistrySnapshot(policy, persons, position, policy_position)
 
-    def _payload(self, state: bytes) -> dict[str, Any]:
-        """A Person event's fields. They are JSON primitives by design (domain.eligibility), so the C
-        json decoder reads them without the transcoder's per-object hook; decryption and
-        decompression still go through the application's mapper settings."""
-        if self.mapper.cipher:
-            state = self.mapper.cipher.decrypt(state)
-        if self.mapper.compressor:
-            state = self.mapper.compressor.decompress(state)
-        # Decoding to str first skips json's pure-Python encoding detection on bytes.
-        return json.loads(state.decode())  # type: ignore[no-any-return]
+    def payload(self, state: bytes) -> dict[str, Any]:
+        """A stored event's fields (projections.codec), without building the event: a Person event's are
+        JSON primitives by design (domain.eligibility)."""
+        return self.codec.payload(state)
+
+    @cached_property
+    def codec(self) -> PayloadCodec:
+        """The mapper's cipher and compressor, undone the mapper's way (projections.codec)."""
+        return PayloadCodec.of_mapper(self.mapper)
 
 
 _PERSON_TOPIC_PREFIX = "domain.eligibility:Person."

@@ -12,6 +12,7 @@ from ledger.apps import Registry
 from ledger.disbursement import Disbursement
 from ledger.keys import KEY_ENV, KeyStatus, check_key, configured_key, create_key, key_path_for, load_key, with_cipher
 from ledger.roles import read_only_env
+from ledger.service import LedgerService
 from ledger.storage import DEFAULT_DB, Database, ensure_schema, parse_database_url, schema_lock
 
 
@@ -38,6 +39,12 @@ def open_apps(db: Database, *, read_only: bool = False) -> tuple[Registry, Disbu
     check_key(registry)
     check_key(disbursement)
     return registry, disbursement
+
+
+def open_service(db: Database, *, read_only: bool = False) -> LedgerService:
+    """The use cases (ledger.service) on both applications of `db`."""
+    registry, disbursement = open_apps(db, read_only=read_only)
+    return LedgerService(with_cipher(db), registry, disbursement)
 
 
 def init_key(db: Database) -> KeyStatus:

@@ -20,9 +20,10 @@ from rich.table import Table
 
 from domain.money import format_yuan
 from domain.periods import Month
-from ledger.audit import audit_verify, record_checkpoint
+from ledger.audit import audit_verify
 from ledger.deadlines import deadline_rows
 from ledger.roster import COLUMNS, read_roster
+from ledger.service import LedgerService
 from ledger.synthetic import check_digit, synthetic_rows
 
 
@@ -55,6 +56,7 @@ def write_roster(path: Path, households: int) -> None:
 def run_demo(c: Any, *, households: int, months: int) -> None:
     console = Console()
     registry, disbursement = c.apps()
+    service = LedgerService(c.db, registry, disbursement)
     policy = registry.load_policy(shipped_policy_text(), "ulanqab-2017.toml", c.actor)
     console.print(f"[bold]policy[/] {policy.region_name} ({policy.region_code}): {len(policy.programmes)} programmes")
     for key in ("urban_dibao", "rural_dibao", "tekun_rural_dispersed", "tekun_care_partial", "sanmin"):
@@ -84,25 +86,21 @@ def run_demo(c: Any, *, households: int, months: int) -> None:
                 console.print(f"[bold]decision[/] {line}")
         if month_index == 6:
             console.print(f"[bold]decision[/] {_enrol_late(registry, policy, c.actor)}")
-        result = disbursement.run_month_end(registry.read_registry(), month, scope=policy.region_code, actor=c.actor)
+        result = service.month_end(month, actor=c.actor).summary
         console.print(
             f"[bold]run {month}[/] {result.payments} payments, {format_yuan(result.total_fen)} 元, "
             f"{len(result.batches)} batches, {result.late} late"
             + (f", {result.reissued} re-issued" if result.reissued else "")
         )
         _bank_round_trip(console, registry, disbursement, policy, out, c.actor, month)
-        record_checkpoint(disbursement)
-        record_checkpoint(registry)
-    again = disbursement.run_month_end(
-        registry.read_registry(), Month(2017, months), scope=policy.region_code, actor=c.actor
-    )
+        service.seal()
+    again = service.month_end(Month(2017, months), actor=c.actor).summary
     console.print(f"[bold]run {Month(2017, months)} again[/] {again.payments} payments: nothing is paid twice")
     _print_batches(console, disbursement.batches())
     _print_balances(console, disbursement.balances().rows(year="2017"))
     _print_deadlines(console, deadline_rows(policy, disbursement.batches(), date(2017, 12, 20)))
-    from ledger.reports import catch_up, summary_rows, write_chart
+    from ledger.reports import summary_rows, write_chart
 
-    catch_up(c.db)
     for row in summary_rows(c.db, policy, 2017, Month(2017, months)):
         console.print(f"[bold]summary[/] {row['sentence']}", soft_wrap=True)
     chart = write_chart(c.db, policy, 2017, Path("demo-chart.png"))

@@ -17,10 +17,10 @@ How "exactly once" holds under re-runs, two runs at once and crashes:
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from functools import cached_property
 from typing import Any
 from uuid import UUID, uuid5
 
@@ -47,6 +47,7 @@ from domain.periods import Month, Period
 from domain.regions import region_contains
 from ledger.storage import bulk_insert_events, chunked, collector_paused, existing_originators, first_event_states
 from projections.balances import BalanceFold
+from projections.codec import PayloadCodec, datetime_json, json_string, stored_datetime
 
 PAYMENTS_PER_CHUNK = 10_000  # payments per insert transaction
 LOG_PAGE = 20_000  # notifications per query when folding the log
@@ -56,7 +57,6 @@ BATCH_REGISTER_ID = uuid5(NAMESPACE, "batch-register")
 _PAYMENT_TOPIC = get_topic(Payment)
 _ACCRUED_TOPIC = get_topic(Payment.Accrued)  # type: ignore[attr-defined]
 _BALANCE_TOPICS = ("domain.disbursement:Payment.", "domain.disbursement:Batch.")
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # one encoder, not one per call
 Advance = Callable[[int], None]
 
 
@@ -120,14 +120,14 @@ class Disbursement(Application[UUID]):
     ) -> RunSummary:
         policy = snapshot.policy
         summary = RunSummary(run_month=str(run_month), scope=scope)
-        run_log = self._get(run_log_id(scope)) or RunLog(scope=scope)
+        run_log = self.find(run_log_id(scope)) or RunLog(scope=scope)
         watermark = run_log.watermark_for(run_month)
         accrual = Accrual(policy, run_month)
         reissues = self._reissues_due(snapshot, scope, summary)
         dues = itertools.chain(
             accrual.due(snapshot.persons.items(), scope, watermark, snapshot.policy_position), reissues
         )
-        writer = _ChunkWriter(self, policy.region_code, str(run_month), summary)
+        writer = ChunkWriter(self, policy.region_code, str(run_month), summary)
         for chunk in chunked(dues, PAYMENTS_PER_CHUNK):
             writer.write(chunk)  # type: ignore[arg-type]
             if advance:
@@ -150,7 +150,7 @@ class Disbursement(Application[UUID]):
                 self.save(run_log)
                 return
             except IntegrityError:
-                run_log = self._get(run_log_id(scope)) or RunLog(scope=scope)
+                run_log = self.find(run_log_id(scope)) or RunLog(scope=scope)
         raise RunConflict("could not record the run's completion; run it again")
 
     def _reissues_due(self, snapshot: Any, scope: str, summary: RunSummary) -> list[PaymentDue]:
@@ -201,7 +201,7 @@ class Disbursement(Application[UUID]):
     # --- reading ---------------------------------------------------------------------------------
 
     def batches(self) -> list[Batch]:
-        register = self._get(BATCH_REGISTER_ID)
+        register = self.find(BATCH_REGISTER_ID)
         if register is None:
             return []
         return [self.repository.get(UUID(b)) for b in register.batch_ids]
@@ -214,7 +214,7 @@ class Disbursement(Application[UUID]):
         return matches[0]
 
     def batch_by_id(self, batch_hex: str) -> Batch:
-        found = self._get(UUID(batch_hex))
+        found = self.find(UUID(batch_hex))
         if not isinstance(found, Batch):
             raise UnknownBatch(f"batch {batch_hex}: no such batch")
         return found
@@ -225,7 +225,7 @@ class Disbursement(Application[UUID]):
     def payment_views(self, payment_ids: Iterable[str]) -> dict[str, PaymentView]:
         """Payments by id (hex), loaded in pages straight from their single stored event."""
         states = first_event_states(self.recorder, [UUID(p) for p in payment_ids])
-        return {pid.hex: PaymentView.from_payload(pid.hex, self._payload(state)) for pid, state in states.items()}
+        return {pid.hex: PaymentView.from_payload(pid.hex, self.payload(state)) for pid, state in states.items()}
 
     def balances(self, as_of: datetime | None = None) -> BalanceFold:
         """Balances folded from the log, counting only events recorded at or before `as_of`."""
@@ -238,22 +238,25 @@ class Disbursement(Application[UUID]):
             for notification in page:
                 if not notification.topic.startswith(_BALANCE_TOPICS):
                     continue  # run logs, registers and audit seals carry no money
-                data = self._payload(notification.state)
-                if as_of is not None and datetime.fromisoformat(data["timestamp"]["_data_"]) > as_of:
+                data = self.payload(notification.state)
+                if as_of is not None and stored_datetime(data["timestamp"]) > as_of:
                     continue
                 result.apply(notification.topic, notification.originator_id.hex, data)
             start = page[-1].id + 1
         return result
 
-    def _payload(self, state: bytes) -> dict[str, Any]:
-        """A payload of JSON primitives (see `_ChunkWriter._accrued`), through the mapper's cipher."""
-        if self.mapper.cipher:
-            state = self.mapper.cipher.decrypt(state)
-        if self.mapper.compressor:
-            state = self.mapper.compressor.decompress(state)
-        return json.loads(bytes(state).decode())  # type: ignore[no-any-return]
+    def payload(self, state: bytes) -> dict[str, Any]:
+        """A stored event's fields (projections.codec), without building the event: payments are JSON
+        primitives by design (see `ChunkWriter._accrued`)."""
+        return self.codec.payload(state)
 
-    def _get(self, aggregate_id: UUID) -> Any:
+    @cached_property
+    def codec(self) -> PayloadCodec:
+        """The mapper's cipher and compressor, undone the mapper's way (projections.codec)."""
+        return PayloadCodec.of_mapper(self.mapper)
+
+    def find(self, aggregate_id: UUID) -> Any:
+        """The aggregate with this id (a batch, the batch register, a bank file, a run log), or None."""
         try:
             return self.repository.get(aggregate_id)
         except AggregateNotFoundError:
@@ -305,7 +308,7 @@ class PaymentView:
         )
 
 
-class _ChunkWriter:
+class ChunkWriter:
     """Writes chunks of due payments with their batch events, one transaction per chunk."""
 
     def __init__(self, app: Disbursement, region: str, run_month: str, summary: RunSummary) -> None:
@@ -317,7 +320,7 @@ class _ChunkWriter:
         self.register: BatchRegister | None = None
         self.now = datetime.now(UTC)
         # The mapper's JSON form of a datetime (eventsourcing.persistence.DatetimeAsISO).
-        self.timestamp_json = _ENCODER.encode({"_type_": "datetime_iso", "_data_": self.now.isoformat()})
+        self.timestamp_json = datetime_json(self.now)
 
     def write(self, chunk: Sequence[PaymentDue]) -> None:
         pending = list(chunk)
@@ -374,7 +377,7 @@ class _ChunkWriter:
         payload = (
             f'{{"timestamp":{self.timestamp_json},"originator_topic":"{_PAYMENT_TOPIC}",'
             f'"id_number":"{due.id_number}","programme":"{due.programme}","period":"{due.period.name}",'
-            f'"name":{_ENCODER.encode(due.name)},"region":"{due.region}","amount_fen":{due.amount_fen},'
+            f'"name":{json_string(due.name)},"region":"{due.region}","amount_fen":{due.amount_fen},'
             f'"persons":{due.persons},"due_date":"{due.due_date.isoformat()}",'
             f'"late":{"true" if due.late else "false"},"batch_id":"{batch.hex}",'
             f'"bank_code":"{due.bank_code}","account":"{due.account}","run_month":"{self.run_month}",'
@@ -395,7 +398,7 @@ class _ChunkWriter:
         programme, period = key
         seq = 0
         while True:
-            found = self.app._get(batch_id(self.region, programme, period, self.run_month, seq))
+            found = self.app.find(batch_id(self.region, programme, period, self.run_month, seq))
             if found is None:
                 batch = Batch(
                     region=self.region,
@@ -416,7 +419,7 @@ class _ChunkWriter:
 
     def _register(self) -> BatchRegister:
         if self.register is None:
-            self.register = self.app._get(BATCH_REGISTER_ID) or BatchRegister()
+            self.register = self.app.find(BATCH_REGISTER_ID) or BatchRegister()
         return self.register
 
     def _committed(self, pending: Sequence[PaymentDue], touched: list[Batch], register: BatchRegister | None) -> None:

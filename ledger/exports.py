@@ -256,7 +256,7 @@ def import_bank_file(disbursement: Disbursement, path: Path, *, actor: str, prof
     except OSError as e:
         raise ResultsRefused([f"{path}: cannot read: {e.strerror}"]) from None
     sha = hashlib.sha256(data).hexdigest()
-    if disbursement._get(bank_file_id(sha)) is not None:
+    if disbursement.find(bank_file_id(sha)) is not None:
         return ImportOutcome(True, 0, 0, 0)
     file_format, original_message, results = _read_results(data, path.name, profile)
     views = disbursement.payment_views(r.payment_id for r in results)
@@ -294,7 +294,7 @@ def import_bank_file(disbursement: Disbursement, path: Path, *, actor: str, prof
     try:
         disbursement.save(record, *changed)  # one transaction: the file and every batch's results
     except IntegrityError:
-        if disbursement._get(bank_file_id(sha)) is not None:
+        if disbursement.find(bank_file_id(sha)) is not None:
             return ImportOutcome(True, 0, 0, 0)
         raise ResultsRefused(
             [f"{path.name}: a batch changed while importing; nothing applied, import it again"]

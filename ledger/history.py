@@ -37,6 +37,7 @@ from domain.periods import Period
 from exporters.rows import reason_zh
 from ledger.disbursement import BATCH_REGISTER_ID, PaymentView
 from ledger.storage import first_event_states
+from projections.codec import datetime_text
 
 REISSUE_GENERATIONS_MAX = 100  # a payment returned and re-issued more often than this is our mistake
 
@@ -66,7 +67,7 @@ def _person_entries(registry: Any, id_number: str) -> list[dict[str, Any]]:
     entries = []
     for stored in registry.recorder.select_events(person_id(id_number)):
         name = stored.topic[len(_PERSON) :] if stored.topic.startswith(_PERSON) else stored.topic
-        data = registry._payload(stored.state)
+        data = registry.payload(stored.state)
         entry = _PERSON_ENTRIES[name](data) if name in _PERSON_ENTRIES else _entry_unknown(name, data)
         entry["version"] = stored.originator_version
         entries.append(entry)
@@ -85,8 +86,7 @@ def _base(data: dict[str, Any], event: str, *, effective_on: str = "", programme
 
 
 def _recorded_at(data: dict[str, Any]) -> str:
-    stamp = data.get("timestamp")
-    return stamp["_data_"] if isinstance(stamp, dict) else str(stamp or "")
+    return datetime_text(data.get("timestamp"))
 
 
 def _enrolment(fields: dict[str, Any]) -> dict[str, Any]:
@@ -185,12 +185,12 @@ def drafted_batches(disbursement: Any) -> dict[str, dict[str, Any]]:
     ids = []
     for stored in disbursement.recorder.select_events(BATCH_REGISTER_ID):
         if stored.topic.endswith(".Registered"):
-            ids.append(UUID(disbursement._payload(stored.state)["batch_id"]))
+            ids.append(UUID(disbursement.payload(stored.state)["batch_id"]))
     return _decoded(disbursement, first_event_states(disbursement.recorder, ids))
 
 
 def _decoded(disbursement: Any, states: dict[UUID, bytes]) -> dict[str, dict[str, Any]]:
-    return {pid.hex: disbursement._payload(state) for pid, state in states.items()}
+    return {pid.hex: disbursement.payload(state) for pid, state in states.items()}
 
 
 def _entry_payment(pid: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -234,7 +234,7 @@ def _one_batch(disbursement: Any, batch_hex: str, pids: list[str], bank_files: s
         name = stored.topic[len(_BATCH) :]
         if name == "PaymentsAdded":
             continue  # the payments' own `Accrued` events say when each joined the batch
-        data = disbursement._payload(stored.state)
+        data = disbursement.payload(stored.state)
         if name == "Drafted":
             programme, period = data["programme"], data["period"]
             continue
@@ -281,7 +281,7 @@ def _results(data: dict[str, Any], mine: set[str], programme: str, period: str, 
 def _bank_file_names(disbursement: Any, shas: Iterable[str]) -> dict[str, str]:
     ids = {bank_file_id(sha): sha for sha in shas}
     states = first_event_states(disbursement.recorder, ids)
-    return {ids[i]: disbursement._payload(state)["name"] for i, state in states.items()}
+    return {ids[i]: disbursement.payload(state)["name"] for i, state in states.items()}
 
 
 # --- for people --------------------------------------------------------------------------------------------

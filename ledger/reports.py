@@ -81,16 +81,9 @@ def balances_rows(
 
 
 def _balances_as_of(db: Database, as_of: datetime, disbursement: Any, **filters: Any) -> list[dict[str, Any]]:
-    if disbursement is not None:
-        return disbursement.balances(as_of).rows(**filters)  # type: ignore[no-any-return]
-    from ledger.bootstrap import open_apps
-
-    registry, opened = open_apps(db)
-    try:
-        return opened.balances(as_of).rows(**filters)
-    finally:
-        registry.close()
-        opened.close()
+    if disbursement is None:
+        raise TypeError("balances as of a moment are folded from the log: pass the Disbursement application")
+    return disbursement.balances(as_of).rows(**filters)  # type: ignore[no-any-return]
 
 
 def periods_starting_in(month: Month) -> list[str]:

@@ -24,7 +24,6 @@ object; payloads go through the same cipher and compressor the application is co
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -36,6 +35,7 @@ from sqlalchemy import Connection, Engine, bindparam, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from domain.errors import RuleBroken
+from projections.codec import PayloadCodec, datetime_text
 from projections.read_models import (
     ACCRUED,
     APPLICATION_NAME,
@@ -173,31 +173,9 @@ def follow(
 
 def plaintext_reader(env: Mapping[str, str]) -> Plaintext | None:
     """Undo the Disbursement application's cipher and compressor, configured as the application is
-    (eventsourcing's CIPHER_TOPIC / CIPHER_KEY / COMPRESSOR_TOPIC, application-prefixed or not, from
-    the process environment overlaid with the database's)."""
-    from eventsourcing.utils import Environment, resolve_topic
-
-    environment = Environment(APPLICATION_NAME, {**os.environ, **env})
-    cipher_topic = environment.get("CIPHER_TOPIC")
-    if not cipher_topic and environment.get("CIPHER_KEY"):
-        cipher_topic = "eventsourcing.cipher:AESCipher"
-    cipher = resolve_topic(cipher_topic)(environment) if cipher_topic else None
-    compressor_topic = environment.get("COMPRESSOR_TOPIC")
-    compressor = None
-    if compressor_topic:
-        found = resolve_topic(compressor_topic)
-        compressor = found() if isinstance(found, type) else found
-    if cipher is None and compressor is None:
-        return None
-
-    def plaintext(state: bytes) -> bytes:
-        if cipher is not None:
-            state = cipher.decrypt(state)
-        if compressor is not None:
-            state = compressor.decompress(state)
-        return state
-
-    return plaintext
+    (projections.codec); None when the log is stored as plain JSON."""
+    codec = PayloadCodec.from_env(APPLICATION_NAME, env)
+    return None if codec.is_plain else codec.plaintext
 
 
 # --- the runner ------------------------------------------------------------------------------------
@@ -535,7 +513,7 @@ class Page:
             self._set_batch(batch, status=SUBMITTED, submitted_by=data["actor"])
         elif name == "ResultsRecorded":
             self.flush()
-            self._results(batch, data["results"], data["timestamp"]["_data_"][:10])
+            self._results(batch, data["results"], datetime_text(data["timestamp"])[:10])
 
     def _drafted(self, batch: str, data: dict[str, Any]) -> None:
         self.drafted_regions[batch] = data["region"]

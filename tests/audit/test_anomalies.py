@@ -109,7 +109,7 @@ def plant_payment(
     programme = programme or row.programme
     parsed = Period.parse(period)
     due = parsed.due_date(10).isoformat()
-    register = disbursement._get(BATCH_REGISTER_ID) or BatchRegister()
+    register = disbursement.find(BATCH_REGISTER_ID) or BatchRegister()
     batch = Batch(
         region="150900", programme=programme, period=period, run_month=str(parsed.start), seq=seq, due_date=due
     )

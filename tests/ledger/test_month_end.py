@@ -12,7 +12,7 @@ import pytest
 from domain.disbursement import Payment
 from domain.periods import Month
 from ledger.bootstrap import open_apps
-from ledger.disbursement import Disbursement, _ChunkWriter
+from ledger.disbursement import ChunkWriter, Disbursement
 from ledger.storage import Database
 from ledger.synthetic import synthetic_rows
 from tests.ledger.helpers import LI, WANG, import_rows, ledger
@@ -145,20 +145,20 @@ def test_a_run_that_crashes_midway_is_completed_by_the_next_run(
 ) -> None:
     registry, disbursement = _synthetic_ledger(db, policy_text, 600)
     monkeypatch.setattr("ledger.disbursement.PAYMENTS_PER_CHUNK", 100)
-    original = _ChunkWriter.write
+    original = ChunkWriter.write
     calls = {"n": 0}
 
-    def crash_on_third_chunk(self: _ChunkWriter, chunk: Any) -> None:
+    def crash_on_third_chunk(self: ChunkWriter, chunk: Any) -> None:
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt("power cut")
         original(self, chunk)
 
-    monkeypatch.setattr(_ChunkWriter, "write", crash_on_third_chunk)
+    monkeypatch.setattr(ChunkWriter, "write", crash_on_third_chunk)
     with pytest.raises(KeyboardInterrupt):
         disbursement.run_month_end(registry.read_registry(), Month(2017, 1), scope="150900", actor="clerk")
     assert len(_payments(disbursement)) == 200
-    monkeypatch.setattr(_ChunkWriter, "write", original)
+    monkeypatch.setattr(ChunkWriter, "write", original)
     disbursement.run_month_end(registry.read_registry(), Month(2017, 1), scope="150900", actor="clerk")
 
     _, clean = _synthetic_ledger(_fresh(db), policy_text, 600)

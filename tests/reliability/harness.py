@@ -393,11 +393,11 @@ def ledger_facts(db: Database) -> LedgerFacts:
     registry, disbursement = open_apps(db)
     try:
         payments = _payment_facts(disbursement)
-        register = disbursement._get(BATCH_REGISTER_ID)
+        register = disbursement.find(BATCH_REGISTER_ID)
         registered = list(register.batch_ids) if register is not None else []
         batches = {b: _batch_fact(disbursement, UUID(b)) for b in dict.fromkeys(registered)}
         bank_files = {b.hex for b in (bank_file_id(sha) for f in batches.values() for sha in f.result_events_per_file)}
-        found_files = {h for h in bank_files if disbursement._get(UUID(h)) is not None}
+        found_files = {h for h in bank_files if disbursement.find(UUID(h)) is not None}
     finally:
         registry.close()
         disbursement.close()
@@ -891,23 +891,18 @@ def month_end_worker(url: str, month: str, chunk: int, scope: str, barrier: Any,
     """What `yikatong run MONTH [--region SCOPE]` does, with every process released at the same moment."""
     try:
         import ledger.disbursement as month_end
-        from ledger.audit import record_checkpoint
-        from ledger.bootstrap import open_apps
-        from ledger.reports import catch_up
+        from ledger.bootstrap import open_service
 
         month_end.PAYMENTS_PER_CHUNK = chunk
-        db = database_from_url(url)
-        registry, disbursement = open_apps(db)
-        snapshot = registry.read_registry()
+        service = open_service(database_from_url(url))
+        snapshot = service.registry.read_registry()
         barrier.wait(timeout=BARRIER_TIMEOUT_S)
         figures: dict[str, int] = {}
 
         def run() -> None:
-            summary = disbursement.run_month_end(snapshot, Month.parse(month), scope=scope, actor=f"p{os.getpid()}")
+            done = service.month_end(Month.parse(month), actor=f"p{os.getpid()}", region=scope, snapshot=snapshot)
+            summary = done.summary
             figures.update(payments=summary.payments, conflicts=summary.conflicts, already=summary.already_accrued)
-            record_checkpoint(disbursement)
-            record_checkpoint(registry)
-            catch_up(db)
 
         status, detail = outcome_of(run)
         results.put((status, detail, figures))

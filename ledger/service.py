@@ -1,0 +1,106 @@
+"""The use cases a user performs, as one service over both applications: what the CLI, the demo, the
+reliability harness and (next) the web server call, so none of them types a use case out again.
+
+`LedgerService.month_end` is the month-end as `yikatong run` has always done it: read the registry,
+accrue and write every payment due (ledger.disbursement), seal both logs (ledger.audit: from here on,
+any edit to what the month-end read or wrote is detected), and catch the read models up before it
+returns (docs/projections.md). Methods take plain arguments and the acting identity, and return plain
+result objects; rendering them is the caller's business.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from domain.errors import RuleBroken
+from domain.periods import Month
+from domain.regions import region_contains
+from ledger.apps import Registry, RegistrySnapshot
+from ledger.audit import record_checkpoint
+from ledger.disbursement import Disbursement, RunSummary
+from ledger.reports import catch_up
+from ledger.storage import Database
+
+Advance = Callable[[int], None]
+Progress = Callable[[str, int | None], AbstractContextManager[Advance]]
+
+
+class RegionOutsidePolicy(RuleBroken):
+    """A month-end's --region must lie inside the region the ledger's policy serves."""
+
+
+@contextmanager
+def no_progress(_label: str, _total: int | None) -> Iterator[Advance]:
+    yield lambda _n: None
+
+
+@dataclass(frozen=True, slots=True)
+class MonthEndResult:
+    """What a month-end did (`run --json` prints `as_json()`), with the time of each phase."""
+
+    summary: RunSummary
+    month_end_s: float  # read the registry, accrue, write every payment
+    seal_s: float  # seal both logs
+    projections_s: float  # catch the read models up
+
+    def as_json(self) -> dict[str, Any]:
+        s = self.summary
+        return {
+            "month": s.run_month,
+            "scope": s.scope,
+            "payments": s.payments,
+            "total_fen": s.total_fen,
+            "late": s.late,
+            "batches": len(s.batches),
+            "already_accrued": s.already_accrued,
+            "reissued": s.reissued,
+            "awaiting_account": s.awaiting_account,
+            "month_end_s": round(self.month_end_s, 3),
+            "seal_s": round(self.seal_s, 3),
+            "projections_s": round(self.projections_s, 3),
+        }
+
+
+class LedgerService:
+    """Both applications of one ledger and the database they live in."""
+
+    def __init__(self, db: Database, registry: Registry, disbursement: Disbursement) -> None:
+        self.db = db
+        self.registry = registry
+        self.disbursement = disbursement
+
+    def month_end(
+        self,
+        month: Month,
+        *,
+        actor: str,
+        region: str | None = None,
+        progress: Progress = no_progress,
+        snapshot: RegistrySnapshot | None = None,
+    ) -> MonthEndResult:
+        """Accrue everything payable in `month` for `region` (default: the policy's whole region), seal,
+        and catch the read models up. Running it again accrues nothing new. `snapshot`, when given, is
+        the registry as already read (two processes released at the same moment read it first)."""
+        started = time.perf_counter()
+        if snapshot is None:
+            with progress("reading registry", None) as advance:
+                snapshot = self.registry.read_registry(advance)
+        scope = region or snapshot.policy.region_code
+        if not region_contains(snapshot.policy.region_code, scope):
+            raise RegionOutsidePolicy(f"region {scope} is outside the policy's region {snapshot.policy.region_code}")
+        with progress(f"month-end {month}", None) as advance:
+            summary = self.disbursement.run_month_end(snapshot, month, scope=scope, actor=actor, advance=advance)
+        accrued_at = time.perf_counter()
+        self.seal()
+        sealed_at = time.perf_counter()
+        catch_up(self.db)
+        return MonthEndResult(summary, accrued_at - started, sealed_at - accrued_at, time.perf_counter() - sealed_at)
+
+    def seal(self) -> None:
+        """Seal both logs up to their ends (ledger.audit), the disbursement log first as a month-end does."""
+        record_checkpoint(self.disbursement)
+        record_checkpoint(self.registry)
