@@ -497,3 +497,28 @@ class Accrual:
         if found is None:
             found = self._due_dates[key] = period.due_date(programme.due_day)
         return found
+
+
+BATCH_REGISTER_ID = uuid5(NAMESPACE, "batch-register")
+
+
+class BatchRegister(Aggregate):
+    """Every batch ever drafted, in order: `batch list` reads this one aggregate, not the whole log.
+
+    Stored topic: events written before this class moved here carry `ledger.disbursement:BatchRegister.…`,
+    registered to this class in ledger.topics."""
+
+    @staticmethod
+    def create_id(**_: Any) -> UUID:  # type: ignore[override]
+        return BATCH_REGISTER_ID
+
+    @event("Opened")
+    def __init__(self) -> None:
+        self.batch_ids: list[str] = []
+
+    def register(self, batch: Batch) -> None:
+        self._registered(batch_id=batch.id.hex, run_month=batch.run_month, period=batch.period)
+
+    @event("Registered")
+    def _registered(self, batch_id: str, run_month: str, period: str) -> None:
+        self.batch_ids.append(batch_id)

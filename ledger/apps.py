@@ -11,21 +11,19 @@ Guarantees:
 
 from __future__ import annotations
 
-import hashlib
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import cached_property
 from typing import Any
-from uuid import UUID, uuid5
+from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.domain import Aggregate, event
+from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
 from domain.eligibility import (
-    NAMESPACE,
     Person,
     PersonRecord,
     apply_person_event,
@@ -36,6 +34,8 @@ from domain.eligibility import (
 )
 from domain.errors import RuleBroken
 from domain.policy import HouseholdFacts, Policy, PolicyRejected, parse_policy
+from domain.policy_log import POLICY_ID, PolicyLog
+from ledger import topics  # noqa: F401  (stored topics of moved classes)
 from ledger.roster import RosterRejected, RosterRow
 from ledger.storage import collector_paused, existing_originators
 from projections.codec import PayloadCodec
@@ -50,41 +50,6 @@ class ConcurrentChange(RuleBroken):
 
 class NoPolicy(RuleBroken):
     """No policy has been loaded into this ledger yet (`yikatong policy load FILE.toml`)."""
-
-
-class RegionMismatch(RuleBroken):
-    """One ledger serves one region: a policy for another region is refused."""
-
-
-POLICY_ID = uuid5(NAMESPACE, "policy")
-
-
-class PolicyLog(Aggregate):
-    """Every policy file loaded, verbatim, so an auditor can see which rules were in force when."""
-
-    @staticmethod
-    def create_id(**_: Any) -> UUID:  # type: ignore[override]
-        return POLICY_ID
-
-    @event("Started")
-    def __init__(self) -> None:
-        self.toml_text = ""
-        self.region_code = ""
-        self.sha256 = ""
-
-    def load(self, *, toml_text: str, source: str, region_code: str, actor: str) -> None:
-        if self.region_code and region_code != self.region_code:
-            raise RegionMismatch(f"this ledger serves region {self.region_code}; {source} is for {region_code}")
-        sha = hashlib.sha256(toml_text.encode()).hexdigest()
-        if sha == self.sha256:
-            return  # the same file again: nothing new to record
-        self._loaded(toml_text=toml_text, source=source, sha256=sha, region_code=region_code, actor=actor)
-
-    @event("Loaded")
-    def _loaded(self, toml_text: str, source: str, sha256: str, region_code: str, actor: str) -> None:
-        self.toml_text = toml_text
-        self.region_code = region_code
-        self.sha256 = sha256
 
 
 def parse_policy_text(toml_text: str, source: str) -> Policy:

@@ -738,7 +738,8 @@ def _format_of(label: str) -> tuple[str, str, str]:
 
 def policy_history(registry: Any) -> PolicyAt:
     """The policy in force at a moment: the last `PolicyLog.Loaded` recorded at or before it."""
-    from ledger.apps import POLICY_ID, PolicyLog, parse_policy_text
+    from domain.policy_log import POLICY_ID, PolicyLog
+    from ledger.apps import parse_policy_text
 
     loaded = [
         (e.timestamp, e.toml_text)

@@ -22,18 +22,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import cached_property
 from typing import Any
-from uuid import UUID, uuid5
+from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.utils import get_topic
 
 from domain.disbursement import (
+    BATCH_REGISTER_ID,
     DRAFTED,
     Accrual,
     Batch,
     BatchFrozen,
+    BatchRegister,
     Payment,
     PaymentDue,
     RunLog,
@@ -41,10 +42,11 @@ from domain.disbursement import (
     reissue_id,
     run_log_id,
 )
-from domain.eligibility import NAMESPACE, person_id
+from domain.eligibility import person_id
 from domain.errors import RuleBroken
 from domain.periods import Month, Period
 from domain.regions import region_contains
+from ledger import topics  # noqa: F401  (stored topics of moved classes)
 from ledger.storage import bulk_insert_events, chunked, collector_paused, existing_originators, first_event_states
 from projections.balances import BalanceFold
 from projections.codec import PayloadCodec, datetime_json, json_string, stored_datetime
@@ -52,7 +54,6 @@ from projections.codec import PayloadCodec, datetime_json, json_string, stored_d
 PAYMENTS_PER_CHUNK = 10_000  # payments per insert transaction
 LOG_PAGE = 20_000  # notifications per query when folding the log
 CHUNK_ATTEMPTS_MAX = 50  # conflicts tolerated on one chunk before giving up loudly
-BATCH_REGISTER_ID = uuid5(NAMESPACE, "batch-register")
 
 _PAYMENT_TOPIC = get_topic(Payment)
 _ACCRUED_TOPIC = get_topic(Payment.Accrued)  # type: ignore[attr-defined]
@@ -62,25 +63,6 @@ Advance = Callable[[int], None]
 
 class RunConflict(RuleBroken):
     """The month-end kept colliding with another writer and stopped; run it again to finish."""
-
-
-class BatchRegister(Aggregate):
-    """Every batch ever drafted, in order: `batch list` reads this one aggregate, not the whole log."""
-
-    @staticmethod
-    def create_id(**_: Any) -> UUID:  # type: ignore[override]
-        return BATCH_REGISTER_ID
-
-    @event("Opened")
-    def __init__(self) -> None:
-        self.batch_ids: list[str] = []
-
-    def register(self, batch: Batch) -> None:
-        self._registered(batch_id=batch.id.hex, run_month=batch.run_month, period=batch.period)
-
-    @event("Registered")
-    def _registered(self, batch_id: str, run_month: str, period: str) -> None:
-        self.batch_ids.append(batch_id)
 
 
 @dataclass(slots=True)

@@ -30,12 +30,12 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from domain.disbursement import bank_file_id, payment_id, reissue_id
+from domain.disbursement import BATCH_REGISTER_ID, bank_file_id, payment_id, reissue_id
 from domain.eligibility import UnknownEnrolment, person_id
 from domain.money import format_yuan
 from domain.periods import Period
 from exporters.rows import reason_zh
-from ledger.disbursement import BATCH_REGISTER_ID, PaymentView
+from ledger.disbursement import PaymentView
 from ledger.storage import first_event_states
 from projections.codec import datetime_text
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from domain.disbursement import Batch, Payment, payment_id, reissue_id
+from domain.disbursement import BATCH_REGISTER_ID, Batch, BatchRegister, Payment, payment_id, reissue_id
 from domain.eligibility import person_id
 from domain.identity import check_resident_id
 from domain.periods import Month, Period
@@ -26,7 +26,6 @@ from ledger.anomalies import (
     PAID_WHILE_NOT_PAYABLE,
     find_anomalies,
 )
-from ledger.disbursement import BATCH_REGISTER_ID, BatchRegister
 from ledger.exports import approve_batch, export_batch, import_bank_file
 from ledger.roster import RosterRejected, RosterRow
 from ledger.storage import Database

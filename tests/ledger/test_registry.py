@@ -9,7 +9,8 @@ import pytest
 
 from domain.eligibility import ACTIVE, ENDED, SUSPENDED
 from domain.policy import PolicyRejected
-from ledger.apps import ConcurrentChange, NoPolicy, RegionMismatch
+from domain.policy_log import RegionMismatch
+from ledger.apps import ConcurrentChange, NoPolicy
 from ledger.bootstrap import open_apps
 from ledger.roster import RosterRejected
 from ledger.storage import Database

@@ -387,8 +387,8 @@ class LedgerFacts:
 
 
 def ledger_facts(db: Database) -> LedgerFacts:
+    from domain.disbursement import BATCH_REGISTER_ID
     from ledger.bootstrap import open_apps
-    from ledger.disbursement import BATCH_REGISTER_ID
 
     registry, disbursement = open_apps(db)
     try:
