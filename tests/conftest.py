@@ -10,13 +10,26 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlparse, urlunparse
 
 import pytest
 
 from ledger.bootstrap import database_from_url
-from ledger.storage import Database
+from ledger.storage import Database, parse_database_url, postgres_conninfo
 
+# The one place the tests learn where PostgreSQL is: $YIKATONG_TEST_PG, a URL without ?schema= (tests add
+# their own schemas). PG_ADMIN is the same server as a libpq conninfo, for tests that connect directly.
 PG_URL = os.environ.get("YIKATONG_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+PG_ADMIN = postgres_conninfo(parse_database_url(PG_URL))
+
+
+def pg_url(schema: str, *, user: str | None = None) -> str:
+    """PG_URL with `?schema=` (and another login role, when `user` is given)."""
+    url = PG_URL
+    if user is not None:
+        parsed = urlparse(url)
+        url = urlunparse(parsed._replace(netloc=f"{user}@{parsed.hostname}:{parsed.port or 5432}"))
+    return f"{url}?schema={schema}"
 POLICY = Path(__file__).resolve().parent.parent / "ledger" / "data" / "ulanqab-2017.toml"
 
 
@@ -24,7 +37,7 @@ def _pg_available() -> str | None:
     try:
         import psycopg
 
-        with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", connect_timeout=3):
+        with psycopg.connect(PG_ADMIN, connect_timeout=3):
             return None
     except Exception as e:  # any failure to connect is the reason
         return str(e)
@@ -48,10 +61,10 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
         return
     request.getfixturevalue("pg_reachable")
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    yield database_from_url(f"{PG_URL}?schema={schema}")
+    yield database_from_url(pg_url(schema))
     import psycopg
 
-    with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True) as conn:
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         # The test's schema and any it derived from it (e.g. a second, clean ledger).
         names = conn.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE %s", (schema + "%",)).fetchall()
         for (name,) in names:

@@ -41,6 +41,7 @@ from ledger.keys import (
 )
 from ledger.storage import Database
 from tests.audit.test_anomalies import city, person, roster_row, run
+from tests.conftest import PG_ADMIN
 
 NEW_ACCOUNT = "6217002050123456797"
 
@@ -100,11 +101,11 @@ def _raw_store(db: Database) -> bytes:
         return b"".join(Path(base + suffix).read_bytes() for suffix in ("", "-wal") if Path(base + suffix).exists())
     schema = db.env["POSTGRES_SCHEMA"]
     if shutil.which("pg_dump"):
-        dump = ["pg_dump", "-h", "127.0.0.1", "-p", "5432", "-U", "postgres", "-n", schema, "test"]
+        dump = ["pg_dump", "-d", PG_ADMIN, "-n", schema]
         return subprocess.run(dump, check=True, capture_output=True, timeout=120).stdout
     import psycopg  # no pg_dump on PATH: every stored state, as the server prints it
 
-    with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test") as conn:
+    with psycopg.connect(PG_ADMIN) as conn:
         return b"".join(
             bytes(row[0])
             for table in ("registry_events", "disbursement_events")

@@ -36,6 +36,7 @@ from ledger.roles import (
 )
 from ledger.storage import Database
 from tests.audit.test_anomalies import city, run
+from tests.conftest import PG_ADMIN, pg_url
 from tests.ledger.helpers import ledger
 
 ROLES = """
@@ -45,7 +46,7 @@ li = "approver"
 zhao = ["clerk", "approver"]
 sun = "auditor"
 """
-ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
+ADMIN = PG_ADMIN
 
 
 def test_without_a_roles_file_everyone_may_do_everything(tmp_path: Path) -> None:
@@ -120,7 +121,7 @@ def test_sqlite_has_no_database_roles_and_says_so(tmp_path: Path) -> None:
 @pytest.fixture
 def pg(pg_reachable: None, tmp_path: Path) -> Iterator[Database]:
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    yield database_from_url(f"postgresql://postgres@127.0.0.1:5432/test?schema={schema}")
+    yield database_from_url(pg_url(schema))
     with psycopg.connect(ADMIN, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
@@ -170,7 +171,7 @@ def test_an_auditor_connecting_as_the_role_reads_the_ledger_and_cannot_write_it(
     run(registry, disbursement, Month(2017, 1))
     expected = disbursement.balances().rows()
     grant_auditor(pg, role_name)
-    as_auditor = database_from_url(f"postgresql://{role_name}@127.0.0.1:5432/test?schema={pg.env['POSTGRES_SCHEMA']}")
+    as_auditor = database_from_url(pg_url(pg.env["POSTGRES_SCHEMA"], user=role_name))
     auditor_registry = Registry(env=read_only_env(as_auditor.env_for("Registry")))
     auditor_disbursement = Disbursement(env=read_only_env(as_auditor.env_for("Disbursement")))
     assert auditor_disbursement.balances().rows() == expected
@@ -198,7 +199,7 @@ def test_an_auditor_writing_from_the_command_line_is_told_permission_denied_ever
     registry.close()
     disbursement.close()
     grant_auditor(pg, role_name)
-    url = f"postgresql://{role_name}@127.0.0.1:5432/test?schema={pg.env['POSTGRES_SCHEMA']}"
+    url = pg_url(pg.env["POSTGRES_SCHEMA"], user=role_name)
     edited = tmp_path / "edited.toml"
     edited.write_text(policy_text.replace('乌兰察布市"', '乌兰察布市 "'), encoding="utf-8")
     for _ in range(6):  # psycopg's own report varies from run to run; the message must not
@@ -273,7 +274,7 @@ def test_an_auditor_role_can_run_the_whole_audit_verify(pg: Database, policy_tex
         record_checkpoint(app)
     catch_up(pg)
     grant_auditor(pg, role_name)
-    as_auditor = database_from_url(f"postgresql://{role_name}@127.0.0.1:5432/test?schema={pg.env['POSTGRES_SCHEMA']}")
+    as_auditor = database_from_url(pg_url(pg.env["POSTGRES_SCHEMA"], user=role_name))
     auditor_registry = Registry(env=read_only_env(as_auditor.env_for("Registry")))
     auditor_disbursement = Disbursement(env=read_only_env(as_auditor.env_for("Disbursement")))
     report = audit_verify(as_auditor, auditor_registry, auditor_disbursement)

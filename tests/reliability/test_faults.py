@@ -44,7 +44,7 @@ from ledger.exports import approve_batch, export_batch, temporary_writer
 from ledger.reports import balances_rows, catch_up
 from ledger.roster import read_roster
 from ledger.storage import Database
-from tests.conftest import PG_URL, POLICY
+from tests.conftest import PG_ADMIN, PG_URL, POLICY
 from tests.ledger.helpers import HEADER, resident_id, row
 
 REGION = "150900"
@@ -428,7 +428,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Mo
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
-_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test application_name=ykt-fault-admin"
+_ADMIN = f"{PG_ADMIN} application_name=ykt-fault-admin"
 
 
 def cut_connections() -> int:
