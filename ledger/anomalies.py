@@ -42,6 +42,7 @@ from domain.eligibility import ACTIVE, PENDING, Enrolment, PersonRecord
 from domain.money import format_yuan
 from domain.periods import Month, Period
 from domain.policy import NoStandardInForce, Policy
+from ledger.storage import notification_pages
 
 SCAN_PAGE = 20_000  # payment events read per query
 FINDINGS_DETAIL_PERIODS_MAX = 12  # periods named in one finding's detail text (all are in `periods`)
@@ -123,13 +124,8 @@ def find_anomalies(registry: Any, disbursement: Any) -> list[dict[str, Any]]:
 
 def scan_payments(disbursement: Any) -> Iterator[Attempt]:
     """Every `Payment.Accrued` in log order, read in pages of that topic only."""
-    recorder = disbursement.recorder
-    start = 1
     periods: dict[str, Period] = {}
-    while True:
-        page = recorder.select_notifications(start=start, limit=SCAN_PAGE, topics=(_ACCRUED_TOPIC,))
-        if not page:
-            return
+    for page in notification_pages(disbursement, SCAN_PAGE, topics=(_ACCRUED_TOPIC,)):
         for notification in page:
             data = disbursement.payload(notification.state)
             name = data["period"]
@@ -146,7 +142,6 @@ def scan_payments(disbursement: Any) -> Iterator[Attempt]:
                 account=data["account"],
                 reissue_of=data.get("reissue_of", ""),
             )
-        start = page[-1].id + 1
 
 
 def group_obligations(attempts: Iterable[Attempt]) -> list[Obligation]:

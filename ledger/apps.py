@@ -37,7 +37,7 @@ from domain.policy import HouseholdFacts, Policy, PolicyRejected, parse_policy
 from domain.policy_log import POLICY_ID, PolicyLog
 from ledger import topics  # noqa: F401  (stored topics of moved classes)
 from ledger.roster import RosterRejected, RosterRow
-from ledger.storage import collector_paused, existing_originators
+from ledger.storage import collector_paused, existing_originators, notification_pages
 from projections.codec import PayloadCodec
 
 REGISTRY_PAGE = 20_000  # notifications read per query when folding the registry
@@ -278,11 +278,7 @@ class Registry(Application[UUID]):
         policy = self.policy()
         persons: dict[UUID, PersonRecord] = {}
         position = policy_position = 0
-        start = 1
-        while True:
-            page = self.recorder.select_notifications(start=start, limit=REGISTRY_PAGE)
-            if not page:
-                break
+        for page in notification_pages(self, REGISTRY_PAGE):
             for notification in page:
                 topic = notification.topic
                 if topic.startswith(_PERSON_TOPIC_PREFIX):
@@ -298,7 +294,6 @@ class Registry(Application[UUID]):
                 position = notification.id
             if advance:
                 advance(len(page))
-            start = page[-1].id + 1
         return RegistrySnapshot(policy, persons, position, policy_position)
 
     def payload(self, state: bytes) -> dict[str, Any]:

@@ -44,7 +44,7 @@ from eventsourcing.utils import get_topic
 
 from domain.eligibility import NAMESPACE
 from domain.errors import RuleBroken
-from ledger.storage import LogRow, log_rows, originator_rows, parse_database_url, scratch_copy_of_disbursement_log
+from ledger.storage import LogRow, log_row_pages, originator_rows, parse_database_url, scratch_copy_of_disbursement_log
 
 if TYPE_CHECKING:
     from eventsourcing.application import Application
@@ -284,12 +284,7 @@ def _now() -> datetime:
 
 def _pages(app: Application[UUID], start: int, stop: int | None = None) -> Iterator[Sequence[LogRow]]:
     """The log's stored events from `start` (to `stop`), AUDIT_PAGE at a time."""
-    while True:
-        page = log_rows(app.recorder, start, stop, AUDIT_PAGE)
-        if not page:
-            return
-        yield page
-        start = page[-1].id + 1
+    return log_row_pages(app.recorder, AUDIT_PAGE, start, stop)
 
 
 # --- verifying a log --------------------------------------------------------------------------------

@@ -47,7 +47,14 @@ from domain.errors import RuleBroken
 from domain.periods import Month, Period
 from domain.regions import region_contains
 from ledger import topics  # noqa: F401  (stored topics of moved classes)
-from ledger.storage import bulk_insert_events, chunked, collector_paused, existing_originators, first_event_states
+from ledger.storage import (
+    bulk_insert_events,
+    chunked,
+    collector_paused,
+    existing_originators,
+    first_event_states,
+    notification_pages,
+)
 from projections.balances import BalanceFold
 from projections.codec import PayloadCodec, datetime_json, json_string, stored_datetime
 
@@ -212,11 +219,7 @@ class Disbursement(Application[UUID]):
     def balances(self, as_of: datetime | None = None) -> BalanceFold:
         """Balances folded from the log, counting only events recorded at or before `as_of`."""
         result = BalanceFold()
-        start = 1
-        while True:
-            page = self.recorder.select_notifications(start=start, limit=LOG_PAGE)
-            if not page:
-                break
+        for page in notification_pages(self, LOG_PAGE):
             for notification in page:
                 if not notification.topic.startswith(_BALANCE_TOPICS):
                     continue  # run logs, registers and audit seals carry no money
@@ -224,7 +227,6 @@ class Disbursement(Application[UUID]):
                 if as_of is not None and stored_datetime(data["timestamp"]) > as_of:
                     continue
                 result.apply(notification.topic, notification.originator_id.hex, data)
-            start = page[-1].id + 1
         return result
 
     def payload(self, state: bytes) -> dict[str, Any]:

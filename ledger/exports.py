@@ -31,6 +31,7 @@ from domain.disbursement import BankFile, Batch, bank_file_id
 from domain.errors import RuleBroken
 from domain.policy import Policy
 from exporters.rows import BankResult, BatchHeader, ExportRefused, PaymentRow, ResultFileRejected
+from ledger.apps import ConcurrentChange
 from ledger.disbursement import Disbursement, PaymentView
 
 FORMATS = ("onecard", "pain001", "xlsx", "notice")
@@ -348,7 +349,6 @@ def _check_against_ledger(
 
 
 def _save(disbursement: Disbursement, *aggregates: Any) -> None:
-    from ledger.apps import ConcurrentChange
 
     try:
         disbursement.save(*aggregates)

@@ -14,15 +14,23 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
 from typing import Any
 
+from domain.disbursement import Batch
+from domain.eligibility import Person
 from domain.errors import RuleBroken
 from domain.periods import Month
+from domain.policy import Policy
 from domain.regions import region_contains
-from ledger.apps import Registry, RegistrySnapshot
+from ledger import exports
+from ledger.apps import ImportSummary, Registry, RegistrySnapshot
 from ledger.audit import record_checkpoint
 from ledger.disbursement import Disbursement, RunSummary
+from ledger.exports import ExportedFile, ImportOutcome
 from ledger.reports import catch_up
+from ledger.roster import read_roster
 from ledger.storage import Database
 
 Advance = Callable[[int], None]
@@ -99,6 +107,76 @@ class LedgerService:
         sealed_at = time.perf_counter()
         catch_up(self.db)
         return MonthEndResult(summary, accrued_at - started, sealed_at - accrued_at, time.perf_counter() - sealed_at)
+
+    # --- the registry -----------------------------------------------------------------------------------
+
+    def load_policy(self, toml_text: str, source: str, *, actor: str) -> Policy:
+        return self.registry.load_policy(toml_text, source, actor)
+
+    def import_roster(self, path: Path, *, actor: str, progress: Progress = no_progress) -> ImportSummary:
+        """A roster CSV, read whole and checked against the policy before anything is recorded, then sealed."""
+        policy = self.registry.policy()
+        rows = read_roster(path, region=policy.region_code, programmes=policy.programmes.keys())
+        with progress("importing roster", len(rows)) as advance:
+            summary = self.registry.import_roster(rows, path.name, actor, advance)
+        record_checkpoint(self.registry)
+        return summary
+
+    def decide(
+        self, *, kind: str, id_number: str, programme: str, on: date, actor: str, reason: str, amount_fen: int | None
+    ) -> Person:
+        return self.registry.decide(
+            kind=kind,
+            id_number=id_number,
+            programme=programme,
+            on=on,
+            actor=actor,
+            reason=reason,
+            amount_fen=amount_fen,
+        )
+
+    def set_account(self, *, id_number: str, bank_code: str, account: str, reason: str, actor: str) -> bool:
+        return self.registry.set_account(
+            id_number=id_number, bank_code=bank_code, account=account, reason=reason, actor=actor
+        )
+
+    # --- batches and the bank -----------------------------------------------------------------------------
+
+    def export_batch(
+        self,
+        batch_ref: str,
+        *,
+        fmt: str,
+        out: Path,
+        actor: str,
+        profile: str = "generic",
+        version: str = "001.001.09",
+    ) -> tuple[Batch, list[ExportedFile]]:
+        """Write a batch's file and record the export with its SHA-256, then seal (ledger.exports)."""
+        done = exports.export_batch(
+            self.disbursement,
+            self.registry.policy(),
+            batch_ref,
+            fmt=fmt,
+            out=out,
+            profile=profile,
+            version=version,
+            actor=actor,
+        )
+        record_checkpoint(self.disbursement)
+        return done
+
+    def approve_batch(self, batch_ref: str, *, actor: str) -> Batch:
+        return exports.approve_batch(self.disbursement, batch_ref, actor)
+
+    def submit_batch(self, batch_ref: str, *, actor: str) -> Batch:
+        return exports.submit_batch(self.disbursement, batch_ref, actor)
+
+    def import_bank_file(self, path: Path, *, actor: str, profile: str = "generic") -> ImportOutcome:
+        """A bank's result file, applied whole or not at all, then sealed (ledger.exports)."""
+        outcome = exports.import_bank_file(self.disbursement, path, actor=actor, profile=profile)
+        record_checkpoint(self.disbursement)
+        return outcome
 
     def seal(self) -> None:
         """Seal both logs up to their ends (ledger.audit), the disbursement log first as a month-end does."""

@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from uuid import UUID
 
+from eventsourcing.application import LocalNotificationLog
 from eventsourcing.persistence import StoredEvent
+from eventsourcing.system import NotificationLogReader
 
 from domain.errors import RuleBroken
 from ledger.storage import postgres, sqlite
@@ -59,7 +61,9 @@ __all__ = [
     "existing_originators",
     "first_event_states",
     "grant_auditor",
+    "log_row_pages",
     "log_rows",
+    "notification_pages",
     "originator_rows",
     "parse_database_url",
     "postgres_conninfo",
@@ -160,6 +164,24 @@ def scratch_copy_of_disbursement_log(db: Database, position: int) -> Iterator[st
         else:
             sqlite.write_scratch_log(path, postgres.disbursement_log_pages(db, position))
         yield str(path)
+
+
+def notification_pages(app: Any, page_size: int, *, start: int = 1, topics: Sequence[str] = ()) -> Iterator[Any]:
+    """The application's notification log from `start`, in pages of `page_size` notifications (only
+    `topics` when given): eventsourcing's own pager (`NotificationLogReader.select` over a
+    `LocalNotificationLog` whose sections are that size)."""
+    log = LocalNotificationLog(app.recorder, section_size=page_size)
+    return NotificationLogReader(log, section_size=page_size).select(start=start, topics=topics)
+
+
+def log_row_pages(recorder: object, page_size: int, start: int, stop: int | None = None) -> Iterator[list[LogRow]]:
+    """`log_rows` from `start` (to `stop`), `page_size` at a time: the raw-row pager of the audit."""
+    while True:
+        page = log_rows(recorder, start, stop, page_size)
+        if not page:
+            return
+        yield page
+        start = page[-1].id + 1
 
 
 # --- administration -------------------------------------------------------------------------------------
