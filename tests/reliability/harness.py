@@ -412,7 +412,7 @@ def _payment_facts(disbursement: Any) -> dict[str, PaymentFact]:
         if not page:
             return facts
         for n in page:
-            data = disbursement._payload(n.state)
+            data = disbursement.payload(n.state)
             key = (data["id_number"], data["programme"], data["period"], data.get("reissue_of", ""))
             facts[n.originator_id.hex] = PaymentFact(key, data["amount_fen"], data["batch_id"])
         start = page[-1].id + 1

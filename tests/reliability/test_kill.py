@@ -65,6 +65,13 @@ def test_kill_9_at_any_moment_pays_everyone_exactly_once(
     assert figures.kill_points >= KILL_POINTS
 
 
+def _during_the_seal(rng: random.Random, timeline: object, *, restart: bool) -> KillPlan:
+    """Mostly inside the quarter-second before the reference run's seal committed (its only commit to
+    the log): reading the backlog, hashing it, inserting the bounded seals; now and then just after."""
+    committed = timeline.commits[0] if timeline.commits else timeline.end_s  # type: ignore[attr-defined]
+    return KillPlan(at_s=max(0.0, rng.uniform(committed - 0.25, committed + 0.002)), kind="during the seal")
+
+
 def _written_but_not_sealed(db: Database) -> int:
     """A month-end whose every chunk committed but whose seal did not (a crash between the two): the
     backlog the next command seals. Returns how many events wait to be sealed."""
@@ -93,7 +100,7 @@ def test_kill_9_while_sealing_a_large_backlog(
     _, timeline = run_clean(reference, seal, logs)
     rng = random.Random(kill_seed())
     kills = max(3, KILL_POINTS // 4)
-    recovery = run_with_kills(db, seal, timeline, kills, rng, logs, seal_phase)
+    recovery = run_with_kills(db, seal, timeline, kills, rng, logs, seal_phase, choose=_during_the_seal)
     findings = check_store(db, reference)
     _, disbursement = open_apps(db)
     try:
@@ -106,6 +113,7 @@ def test_kill_9_while_sealing_a_large_backlog(
     print(f"\nseal of a backlog, {db.kind}: {figures}")
     write_figures(_figures_dir(request), f"seal-backlog-{db.kind}", figures)
     assert recovery.kills == kills
+    assert recovery.phases["before the seal committed"] >= 1, recovery.phases  # the seal itself was hit
     assert findings.clean, findings.examples
     assert report.ok and report.sealed_position >= backlog
     assert len(chain) - 1 >= backlog // SEAL_SEGMENT  # Started, then the bounded seals
