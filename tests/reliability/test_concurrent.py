@@ -41,16 +41,15 @@ OPERATOR_ROWS = 300
 
 
 def _month_end(db: Database, month: str = "2017-01") -> None:
-    from ledger.bootstrap import open_apps
-    from ledger.reports import catch_up
+    """What `yikatong run MONTH` does (ledger.service): accrue, seal, catch the read models up."""
+    from ledger.bootstrap import open_service
 
-    registry, disbursement = open_apps(db)
+    service = open_service(db)
     try:
-        disbursement.run_month_end(registry.read_registry(), Month.parse(month), scope=SCOPE, actor="clerk")
+        service.month_end(Month.parse(month), actor="clerk", region=SCOPE)
     finally:
-        registry.close()
-        disbursement.close()
-    catch_up(db)
+        service.registry.close()
+        service.disbursement.close()
 
 
 def _no_tracebacks(outcomes: list[tuple[str, Any]]) -> None:
