@@ -79,6 +79,30 @@ ledger.disbursement.PAYMENTS_PER_CHUNK = options["chunk"]
 if os.environ.get("YIKATONG_TEST_SEAL_SEGMENT"):
     import ledger.audit
     ledger.audit.SEGMENT_EVENTS_MAX = int(os.environ["YIKATONG_TEST_SEAL_SEGMENT"])
+if os.environ.get("YIKATONG_TEST_DIE_IN_SEAL"):
+    # Kill -9 itself inside the seal's transaction: every Sealed row inserted, nothing committed. Only
+    # while the counter file says so (a number of deaths still to die), so a restart can finish.
+    import signal
+    import ledger.storage.postgres as pg
+    import ledger.storage.sqlite as lite
+    counter = os.environ["YIKATONG_TEST_DIE_IN_SEAL"]
+    def _die_if_sealing(events):
+        if any(e.topic.endswith("AuditChain.Sealed") for e in events):
+            left = int(open(counter).read() or 0)
+            if left > 0:
+                open(counter, "w").write(str(left - 1))
+                os.kill(os.getpid(), signal.SIGKILL)
+    real_parts = pg.statement_parts
+    def statement_parts(events):
+        yield from real_parts(events)
+        _die_if_sealing(events)  # after the last INSERT of the transaction, before its COMMIT
+    pg.statement_parts = statement_parts
+    real_insert = lite.LedgerSQLiteRecorder._insert_events
+    def _insert_events(self, c, events, **kwargs):
+        ids = real_insert(self, c, events, **kwargs)
+        _die_if_sealing(events)  # inside the transaction, before its COMMIT
+        return ids
+    lite.LedgerSQLiteRecorder._insert_events = _insert_events
 if options["random_ids"]:
     import uuid
     import domain.disbursement
