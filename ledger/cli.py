@@ -22,7 +22,7 @@ from eventsourcing.persistence import OperationalError, PersistenceError
 from rich.console import Console
 from rich.table import Table
 
-from domain.errors import RuleBroken
+from domain.errors import FileRejected, RuleBroken
 from domain.money import format_yuan, parse_yuan
 from domain.periods import Month
 from ledger.audit import record_checkpoint
@@ -92,11 +92,11 @@ def refusals() -> Iterator[None]:
     """Turn broken rules and storage failures into one clear message and exit code 1."""
     try:
         yield
+    except FileRejected as e:  # a user's file: one line per problem, each naming file and line
+        click.echo(str(e), err=True)
+        sys.exit(1)
     except RuleBroken as e:
-        if hasattr(e, "errors"):  # a user's file: one line per problem, each naming file and line
-            click.echo(str(e), err=True)
-        else:
-            click.echo(f"error: {e.rule}: {e}", err=True)
+        click.echo(f"error: {e.rule}: {e}", err=True)
         sys.exit(1)
     except (OperationalError, PersistenceError) as e:
         click.echo(f"error: storage: {_storage_reason(e)}", err=True)

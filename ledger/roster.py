@@ -27,7 +27,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from domain.errors import BadAmount, RuleBroken
+from domain.errors import BadAmount, FileRejected
 from domain.identity import (
     BadAccount,
     BadResidentId,
@@ -76,17 +76,16 @@ if TYPE_CHECKING:
     from _csv import _reader as _CsvReader
 
 
-class RosterRejected(RuleBroken):
+class RosterRejected(FileRejected):
     """The roster had problems; nothing in it was imported. `errors` has one message per problem."""
 
     def __init__(self, errors: Sequence[str], bad_rows: int = 0) -> None:
-        self.errors = tuple(errors)
         self.bad_rows = bad_rows
         if bad_rows:
             tail = f"nothing imported: {bad_rows} bad row{'s' if bad_rows != 1 else ''}"
         else:
             tail = "nothing imported"
-        super().__init__("\n".join((*self.errors, tail)))
+        super().__init__(errors, "\n".join((*errors, tail)))
 
 
 @dataclass(frozen=True, slots=True)
