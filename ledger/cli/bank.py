@@ -1,0 +1,49 @@
+"""Bank result files: a pain.002 or a profile's return file, applied whole or not at all."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ledger.audit import record_checkpoint
+from ledger.cli.context import Context, pass_context
+from ledger.cli.errors import refusals
+
+
+@click.group()
+def bank() -> None:
+    """Bank result files."""
+
+
+@bank.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--profile", default="generic", show_default=True, help="profile of a one-card return file")
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+def bank_import(c: Context, file: Path, profile: str, as_json: bool) -> None:
+    """Import a pain.002 or a profile's return file (回盘文件): the whole file applies or nothing does."""
+    from ledger.exports import import_bank_file
+
+    with refusals():
+        _, disbursement = c.apps()
+        outcome = import_bank_file(disbursement, file, actor=c.actor, profile=profile)
+        record_checkpoint(disbursement)
+        if as_json:
+            click.echo(
+                json.dumps(
+                    {
+                        "already_imported": outcome.already_imported,
+                        "paid": outcome.paid,
+                        "returned": outcome.returned,
+                        "batches": outcome.batches,
+                    }
+                )
+            )
+        elif outcome.already_imported:
+            click.echo(f"{file.name} was imported before: nothing changed")
+        else:
+            click.echo(
+                f"{file.name}: {outcome.paid} paid, {outcome.returned} returned, {outcome.batches} batches updated"
+            )

@@ -1,0 +1,153 @@
+"""Batches of payments: list, export, approve (maker-checker) and submit to the bank."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from domain.money import format_yuan
+from domain.periods import Month
+from ledger.audit import record_checkpoint
+from ledger.cli.context import Context, pass_context
+from ledger.cli.errors import refusals
+
+
+@click.group()
+def batch() -> None:
+    """Batches of payments."""
+
+
+@batch.command("list")
+@click.option("--month", help="only batches of this run month (YYYY-MM)")
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+def batch_list(c: Context, month: str | None, as_json: bool) -> None:
+    """Batches with their count, total and status."""
+    with refusals():
+        if month:
+            Month.parse(month)
+        _, disbursement = c.apps()
+        rows = [batch_row(b) for b in disbursement.batches() if not month or b.run_month == month]
+        if as_json:
+            click.echo(json.dumps(rows, ensure_ascii=False))
+            return
+        table = Table()
+        for heading in ("批次", "区划", "项目", "期间", "月结", "笔数", "金额(元)", "状态"):
+            table.add_column(heading, justify="right" if heading in ("笔数", "金额(元)") else "left")
+        for r in rows:
+            table.add_row(
+                r["id"][:12],
+                r["region"],
+                r["programme"],
+                r["period"],
+                r["run_month"],
+                str(r["payments"]),
+                format_yuan(r["total_fen"]),
+                r["status"],
+            )
+        Console().print(table)
+
+
+@batch.command("export")
+@click.argument("batch_ref", metavar="BATCH")
+@click.option("--format", "fmt", required=True, type=click.Choice(["onecard", "pain001", "xlsx", "notice"]))
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path), help="folder")
+@click.option("--profile", default="generic", show_default=True, help="one-card bank profile (onecard format)")
+@click.option(
+    "--pain-version",
+    "version",
+    default="001.001.09",
+    show_default=True,
+    type=click.Choice(["001.001.09", "001.001.03"]),
+)
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+def batch_export(c: Context, batch_ref: str, fmt: str, out: Path, profile: str, version: str, as_json: bool) -> None:
+    """Write a batch's bank file, roster or public notice; the export is recorded with its SHA-256."""
+    from ledger.exports import export_batch
+
+    with refusals():
+        registry, disbursement = c.apps()
+        batch_, files = export_batch(
+            disbursement,
+            registry.policy(),
+            batch_ref,
+            fmt=fmt,
+            out=out,
+            profile=profile,
+            version=version,
+            actor=c.actor,
+        )
+        record_checkpoint(disbursement)
+        if as_json:
+            click.echo(
+                json.dumps(
+                    {
+                        "batch": batch_.id.hex,
+                        "format": fmt,
+                        "files": [{"path": str(f.path), "sha256": f.sha256, "bytes": f.size} for f in files],
+                    }
+                )
+            )
+            return
+        for f in files:
+            click.echo(f"{f.path}  sha256 {f.sha256}")
+        click.echo(
+            f"batch {batch_.id.hex[:12]}: {batch_.count} payments, {format_yuan(batch_.total_fen)} 元, {batch_.status}"
+        )
+
+
+@batch.command("approve")
+@click.argument("batch_ref", metavar="BATCH")
+@click.option("--json", "as_json", is_flag=True, help="the approved batch as `batch list --json` shows it")
+@pass_context
+def batch_approve(c: Context, batch_ref: str, as_json: bool) -> None:
+    """Approve an exported batch: by anyone but the person who exported it. Approval freezes it."""
+    from ledger.exports import approve_batch
+
+    _batch_step(c, batch_ref, as_json, approve_batch, "approved")
+
+
+@batch.command("submit")
+@click.argument("batch_ref", metavar="BATCH")
+@click.option("--json", "as_json", is_flag=True, help="the submitted batch as `batch list --json` shows it")
+@pass_context
+def batch_submit(c: Context, batch_ref: str, as_json: bool) -> None:
+    """Mark an approved batch as handed to the bank."""
+    from ledger.exports import submit_batch
+
+    _batch_step(c, batch_ref, as_json, submit_batch, "submitted")
+
+
+def _batch_step(c: Context, batch_ref: str, as_json: bool, step: Callable[..., Any], done: str) -> None:
+    with refusals():
+        _, disbursement = c.apps()
+        changed = step(disbursement, batch_ref, c.actor)
+        if as_json:
+            click.echo(json.dumps(batch_row(changed), ensure_ascii=False))
+        else:
+            click.echo(f"batch {changed.id.hex[:12]} {done} by {c.actor}")
+
+
+def batch_row(b: Any) -> dict[str, Any]:
+    return {
+        "id": b.id.hex,
+        "region": b.region,
+        "programme": b.programme,
+        "period": b.period,
+        "payments": b.count,
+        "total_fen": b.total_fen,
+        "status": b.status,
+        "run_month": b.run_month,
+        "due_date": b.due_date.isoformat(),
+        "paid": b.paid_count(),
+        "returned": len(b.returned_ids()),
+        "exported_by": b.exported_by,
+        "approved_by": b.approved_by,
+    }
