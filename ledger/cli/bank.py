@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
 from ledger.audit import record_checkpoint
 from ledger.cli.context import Context, pass_context
-from ledger.cli.errors import refusals
+from ledger.cli.output import render
+from ledger.exports import ImportOutcome, import_bank_file
 
 
 @click.group()
@@ -24,26 +24,19 @@ def bank() -> None:
 @pass_context
 def bank_import(c: Context, file: Path, profile: str, as_json: bool) -> None:
     """Import a pain.002 or a profile's return file (回盘文件): the whole file applies or nothing does."""
-    from ledger.exports import import_bank_file
+    _, disbursement = c.apps()
+    outcome = import_bank_file(disbursement, file, actor=c.actor, profile=profile)
+    record_checkpoint(disbursement)
+    data = {
+        "already_imported": outcome.already_imported,
+        "paid": outcome.paid,
+        "returned": outcome.returned,
+        "batches": outcome.batches,
+    }
+    render([_outcome_line(file, outcome)], as_json=as_json, data=data)
 
-    with refusals():
-        _, disbursement = c.apps()
-        outcome = import_bank_file(disbursement, file, actor=c.actor, profile=profile)
-        record_checkpoint(disbursement)
-        if as_json:
-            click.echo(
-                json.dumps(
-                    {
-                        "already_imported": outcome.already_imported,
-                        "paid": outcome.paid,
-                        "returned": outcome.returned,
-                        "batches": outcome.batches,
-                    }
-                )
-            )
-        elif outcome.already_imported:
-            click.echo(f"{file.name} was imported before: nothing changed")
-        else:
-            click.echo(
-                f"{file.name}: {outcome.paid} paid, {outcome.returned} returned, {outcome.batches} batches updated"
-            )
+
+def _outcome_line(file: Path, outcome: ImportOutcome) -> str:
+    if outcome.already_imported:
+        return f"{file.name} was imported before: nothing changed"
+    return f"{file.name}: {outcome.paid} paid, {outcome.returned} returned, {outcome.batches} batches updated"

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
+from domain.disbursement import Batch
 from domain.money import format_yuan
 from domain.periods import Month
 from ledger.audit import record_checkpoint
 from ledger.cli.context import Context, pass_context
-from ledger.cli.errors import refusals
+from ledger.cli.output import Grid, render
+from ledger.disbursement import Disbursement
+from ledger.exports import approve_batch, export_batch, submit_batch
+
+BATCH_HEADINGS = ("批次", "区划", "项目", "期间", "月结", "笔数", "金额(元)", "状态")
 
 
 @click.group()
@@ -29,29 +31,25 @@ def batch() -> None:
 @pass_context
 def batch_list(c: Context, month: str | None, as_json: bool) -> None:
     """Batches with their count, total and status."""
-    with refusals():
-        if month:
-            Month.parse(month)
-        _, disbursement = c.apps()
-        rows = [batch_row(b) for b in disbursement.batches() if not month or b.run_month == month]
-        if as_json:
-            click.echo(json.dumps(rows, ensure_ascii=False))
-            return
-        table = Table()
-        for heading in ("批次", "区划", "项目", "期间", "月结", "笔数", "金额(元)", "状态"):
-            table.add_column(heading, justify="right" if heading in ("笔数", "金额(元)") else "left")
-        for r in rows:
-            table.add_row(
-                r["id"][:12],
-                r["region"],
-                r["programme"],
-                r["period"],
-                r["run_month"],
-                str(r["payments"]),
-                format_yuan(r["total_fen"]),
-                r["status"],
-            )
-        Console().print(table)
+    if month:
+        Month.parse(month)
+    _, disbursement = c.apps()
+    rows = [batch_row(b) for b in disbursement.batches() if not month or b.run_month == month]
+    table = Grid(BATCH_HEADINGS, [_batch_cells(r) for r in rows], right=frozenset({"笔数", "金额(元)"}))
+    render([table], as_json=as_json, data=rows)
+
+
+def _batch_cells(r: dict[str, Any]) -> tuple[str, ...]:
+    return (
+        r["id"][:12],
+        r["region"],
+        r["programme"],
+        r["period"],
+        r["run_month"],
+        str(r["payments"]),
+        format_yuan(r["total_fen"]),
+        r["status"],
+    )
 
 
 @batch.command("export")
@@ -70,37 +68,29 @@ def batch_list(c: Context, month: str | None, as_json: bool) -> None:
 @pass_context
 def batch_export(c: Context, batch_ref: str, fmt: str, out: Path, profile: str, version: str, as_json: bool) -> None:
     """Write a batch's bank file, roster or public notice; the export is recorded with its SHA-256."""
-    from ledger.exports import export_batch
-
-    with refusals():
-        registry, disbursement = c.apps()
-        batch_, files = export_batch(
-            disbursement,
-            registry.policy(),
-            batch_ref,
-            fmt=fmt,
-            out=out,
-            profile=profile,
-            version=version,
-            actor=c.actor,
-        )
-        record_checkpoint(disbursement)
-        if as_json:
-            click.echo(
-                json.dumps(
-                    {
-                        "batch": batch_.id.hex,
-                        "format": fmt,
-                        "files": [{"path": str(f.path), "sha256": f.sha256, "bytes": f.size} for f in files],
-                    }
-                )
-            )
-            return
-        for f in files:
-            click.echo(f"{f.path}  sha256 {f.sha256}")
-        click.echo(
-            f"batch {batch_.id.hex[:12]}: {batch_.count} payments, {format_yuan(batch_.total_fen)} 元, {batch_.status}"
-        )
+    registry, disbursement = c.apps()
+    exported, files = export_batch(
+        disbursement,
+        registry.policy(),
+        batch_ref,
+        fmt=fmt,
+        out=out,
+        profile=profile,
+        version=version,
+        actor=c.actor,
+    )
+    record_checkpoint(disbursement)
+    lines = [
+        *(f"{f.path}  sha256 {f.sha256}" for f in files),
+        f"batch {exported.id.hex[:12]}: {exported.count} payments, {format_yuan(exported.total_fen)} 元, "
+        f"{exported.status}",
+    ]
+    data = {
+        "batch": exported.id.hex,
+        "format": fmt,
+        "files": [{"path": str(f.path), "sha256": f.sha256, "bytes": f.size} for f in files],
+    }
+    render(lines, as_json=as_json, data=data, escape_non_ascii=True)
 
 
 @batch.command("approve")
@@ -109,8 +99,6 @@ def batch_export(c: Context, batch_ref: str, fmt: str, out: Path, profile: str, 
 @pass_context
 def batch_approve(c: Context, batch_ref: str, as_json: bool) -> None:
     """Approve an exported batch: by anyone but the person who exported it. Approval freezes it."""
-    from ledger.exports import approve_batch
-
     _batch_step(c, batch_ref, as_json, approve_batch, "approved")
 
 
@@ -120,22 +108,19 @@ def batch_approve(c: Context, batch_ref: str, as_json: bool) -> None:
 @pass_context
 def batch_submit(c: Context, batch_ref: str, as_json: bool) -> None:
     """Mark an approved batch as handed to the bank."""
-    from ledger.exports import submit_batch
-
     _batch_step(c, batch_ref, as_json, submit_batch, "submitted")
 
 
-def _batch_step(c: Context, batch_ref: str, as_json: bool, step: Callable[..., Any], done: str) -> None:
-    with refusals():
-        _, disbursement = c.apps()
-        changed = step(disbursement, batch_ref, c.actor)
-        if as_json:
-            click.echo(json.dumps(batch_row(changed), ensure_ascii=False))
-        else:
-            click.echo(f"batch {changed.id.hex[:12]} {done} by {c.actor}")
+def _batch_step(
+    c: Context, batch_ref: str, as_json: bool, step: Callable[[Disbursement, str, str], Batch], done: str
+) -> None:
+    _, disbursement = c.apps()
+    changed = step(disbursement, batch_ref, c.actor)
+    render([f"batch {changed.id.hex[:12]} {done} by {c.actor}"], as_json=as_json, data=batch_row(changed))
 
 
-def batch_row(b: Any) -> dict[str, Any]:
+def batch_row(b: Batch) -> dict[str, Any]:
+    """A batch as `batch list --json` shows it (DESIGN.md, Interfaces: stable keys)."""
     return {
         "id": b.id.hex,
         "region": b.region,

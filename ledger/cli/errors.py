@@ -17,7 +17,7 @@ import sqlite3
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 import psycopg
@@ -44,6 +44,14 @@ def refusals() -> Iterator[None]:
         _refuse(f"error: {e}")
     except storage_library_errors() as e:
         _refuse(f"error: storage: {_storage_reason(e)}")
+
+
+class RefusingGroup(click.Group):
+    """The root command group: every command under it runs inside `refusals()`, so no command repeats it."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with refusals():
+            return super().invoke(ctx)
 
 
 def storage_library_errors() -> tuple[type[Exception], ...]:
