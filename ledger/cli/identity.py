@@ -1,23 +1,18 @@
 """Who is acting: the one place the command line learns it.
 
-Today the acting identity is the name given with `--as` (default: the login name), taken on trust as
-every release before accounts took it; ledger.roles checks that name against the roles file, and the
-events record it. DESIGN.md ("Identity, roles and integrity") replaces the typed name with an account
-authenticated by its password. That change belongs here and nowhere else: the `--as` option is
-declared here, and every command, check and recorded event asks `Context.actor`, which asks
-`acting_identity` once per command.
+Today the acting identity is the name given with `--as` (default: the login name), taken on trust as in
+every release so far; ledger.roles checks that name against the roles file, and the events record it.
+DESIGN.md ("Identity, roles and integrity") replaces the typed name with an account authenticated by its
+password. That change is made here and nowhere else: `--as` is declared here, and every command, role
+check and recorded event asks `Context.actor`, which asks `acting_identity` once per command.
 """
 
 from __future__ import annotations
 
 import getpass
 import os
-from collections.abc import Callable
-from typing import Any, TypeVar
 
 import click
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 def login_name() -> str:
@@ -28,13 +23,10 @@ def login_name() -> str:
         return "unknown"
 
 
-def as_option(command: F) -> F:
-    """`--as NAME`: who claims to act, passed to the command group as `claimed_actor`."""
-    return click.option("--as", "claimed_actor", default=login_name, show_default="$USER", help="who is acting")(
-        command
-    )
+# `--as NAME`: who claims to act, passed to the root command group as `claimed_actor`.
+as_option = click.option("--as", "claimed_actor", default=login_name, show_default="$USER", help="who is acting")
 
 
 def acting_identity(claimed_actor: str) -> str:
-    """The identity a command acts as, given the name it claims. Before accounts exist, the name itself."""
+    """The identity a command acts as, given the name it claims. Before accounts exist: that name."""
     return claimed_actor
