@@ -193,3 +193,9 @@ def mask_id(number: str) -> str:
     if len(number) <= 10:
         return "*" * len(number)
     return number[:6] + "*" * (len(number) - 10) + number[-4:]
+
+
+def is_bank_code(text: str) -> bool:
+    """A bank code (CNAPS 行号) as the roster and the CLI accept it: ASCII digits only (`str.isdigit`
+    alone would let full-width and other Unicode digits into a bank file)."""
+    return bool(text) and text.isascii() and text.isdigit()

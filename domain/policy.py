@@ -23,7 +23,7 @@ from datetime import date
 from fractions import Fraction
 from typing import Any
 
-from domain.errors import BadAmount, RuleBroken
+from domain.errors import BadAmount, FileRejected, RuleBroken
 from domain.money import format_yuan, parse_ratio, parse_yuan, part_fen, round_half_up_fen
 from domain.periods import CADENCES, Month, Period
 from domain.regions import is_region_code
@@ -37,13 +37,12 @@ STANDARDS_MAX = 500
 _KEY = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 
-class PolicyRejected(RuleBroken):
+class PolicyRejected(FileRejected):
     """A policy file broke one or more rules; `errors` lists each with its key path."""
 
     def __init__(self, source: str, errors: list[str]) -> None:
         self.source = source
-        self.errors = tuple(errors)
-        super().__init__("\n".join(f"{source}: {e}" for e in errors) + "\nnothing loaded")
+        super().__init__(errors, "\n".join(f"{source}: {e}" for e in errors) + "\nnothing loaded")
 
 
 class UnknownProgramme(RuleBroken):

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
+from domain.errors import FileRejected
+
 
 class ExportRefused(Exception):
     """A file cannot be written as asked (a name the encoding cannot carry, a profile field missing…).
@@ -22,12 +24,11 @@ class ExportRefused(Exception):
         self.rule = rule
 
 
-class ResultFileRejected(Exception):
+class ResultFileRejected(FileRejected):
     """A bank result file that cannot be read: `errors` name the file and the line or XML element."""
 
     def __init__(self, errors: list[str] | tuple[str, ...]) -> None:
-        self.errors = tuple(errors)
-        super().__init__("\n".join(self.errors) + "\nnothing applied")
+        super().__init__(errors, "\n".join(errors) + "\nnothing applied")
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ from typing import Any
 from eventsourcing.persistence import IntegrityError
 
 from domain.disbursement import BankFile, Batch, bank_file_id
-from domain.errors import RuleBroken
+from domain.errors import FileRejected, RuleBroken
 from domain.policy import Policy
 from exporters.rows import BankResult, BatchHeader, ExportRefused, PaymentRow, ResultFileRejected
 from ledger.apps import ConcurrentChange
@@ -51,12 +51,11 @@ class ExportFailed(RuleBroken):
         return self.rule_name
 
 
-class ResultsRefused(RuleBroken):
+class ResultsRefused(FileRejected):
     """A bank result file was refused whole; `errors` lists every problem found."""
 
     def __init__(self, errors: Sequence[str]) -> None:
-        self.errors = tuple(errors)
-        super().__init__("\n".join((*self.errors, "nothing applied")))
+        super().__init__(errors, "\n".join((*errors, "nothing applied")))
 
 
 def message_id(batch: Batch) -> str:

@@ -27,13 +27,14 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from domain.errors import BadAmount, RuleBroken
+from domain.errors import BadAmount, FileRejected
 from domain.identity import (
     BadAccount,
     BadResidentId,
     ResidentId,
     check_account,
     check_resident_id,
+    is_bank_code,
     shown,
 )
 from domain.money import parse_yuan
@@ -76,17 +77,16 @@ if TYPE_CHECKING:
     from _csv import _reader as _CsvReader
 
 
-class RosterRejected(RuleBroken):
+class RosterRejected(FileRejected):
     """The roster had problems; nothing in it was imported. `errors` has one message per problem."""
 
     def __init__(self, errors: Sequence[str], bad_rows: int = 0) -> None:
-        self.errors = tuple(errors)
         self.bad_rows = bad_rows
         if bad_rows:
             tail = f"nothing imported: {bad_rows} bad row{'s' if bad_rows != 1 else ''}"
         else:
             tail = "nothing imported"
-        super().__init__("\n".join((*self.errors, tail)))
+        super().__init__(errors, "\n".join((*errors, tail)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,7 +339,7 @@ class _RowChecker:
         members = _members_or_problem(members_text, problems)
         income_fen = _income_or_problem(income_text, problems)
         special = _special_or_problem(special_text, members, problems)
-        if not (bank_code.isascii() and bank_code.isdigit()):
+        if not is_bank_code(bank_code):
             problems.append(f"bank_code {shown(bank_code)}: not digits")
         if not decision_ref:
             problems.append("decision_ref: empty")

@@ -29,7 +29,6 @@ from ledger.apps import ImportSummary, Registry, RegistrySnapshot
 from ledger.audit import record_checkpoint
 from ledger.disbursement import Disbursement, RunSummary
 from ledger.exports import ExportedFile, ImportOutcome
-from ledger.reports import catch_up
 from ledger.roster import read_roster
 from ledger.storage import Database
 
@@ -105,6 +104,9 @@ class LedgerService:
         accrued_at = time.perf_counter()
         self.seal()
         sealed_at = time.perf_counter()
+        # SQLAlchemy and the read models load here, not when the CLI starts (read-only commands skip them).
+        from ledger.reports import catch_up
+
         catch_up(self.db)
         return MonthEndResult(summary, accrued_at - started, sealed_at - accrued_at, time.perf_counter() - sealed_at)
 

@@ -1,0 +1,116 @@
+"""The command line's one error boundary: a refused command ends in a clear message and exit code 1.
+
+What the user reads, by the error's type (STYLE.md 5 and 19; DESIGN.md, Interfaces):
+- `FileRejected` (a roster, a policy, a bank file): its lines as they are, one per problem, each naming
+  the file and the line;
+- any other `RuleBroken`: `error: Rule: message`;
+- the event store's failures and the storage libraries' own errors (psycopg, sqlite3, SQLAlchemy):
+  `error: storage: reason`, where a wait that timed out names the setting that bounds it and a
+  PostgreSQL refusal names the tables the role may not write;
+- `OSError` (a full disk, a file that cannot be read): `error: message`.
+Anything else is our own mistake and keeps its traceback. Usage errors are click's: exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn
+
+import click
+from eventsourcing.persistence import OperationalError, PersistenceError
+
+from domain.errors import FileRejected, RuleBroken
+from ledger.cli.context import Context
+from ledger.roles import tables_not_writable
+from ledger.storage import DRIVER_ERRORS, postgres
+
+
+@contextmanager
+def refusals() -> Iterator[None]:
+    """Turn broken rules and storage failures into one clear message and exit code 1."""
+    try:
+        yield
+    except FileRejected as e:
+        _refuse(str(e))
+    except RuleBroken as e:
+        _refuse(f"error: {e.rule}: {e}")
+    except (OperationalError, PersistenceError) as e:
+        _refuse(f"error: storage: {_storage_reason(e)}")
+    except OSError as e:
+        _refuse(f"error: {e}")
+    except storage_library_errors() as e:
+        _refuse(f"error: storage: {_storage_reason(e)}")
+
+
+class RefusingGroup(click.Group):
+    """The root command group: every command under it runs inside `refusals()`, so no command repeats it."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with refusals():
+            return super().invoke(ctx)
+
+
+def storage_library_errors() -> tuple[type[Exception], ...]:
+    """The storage libraries' own errors, raised outside eventsourcing's wrappers: psycopg from direct
+    connections (schema, grants, a read-only role), sqlite3 from the connection pool (a read-only file
+    system, a full disk), SQLAlchemy from the read models."""
+    # SQLAlchemy is imported here, when an error is being handled, not at start-up: only the commands
+    # that use the read models load it (ledger.reports), and an error of its type implies it is loaded.
+    from sqlalchemy.exc import SQLAlchemyError
+
+    return (*DRIVER_ERRORS, SQLAlchemyError)
+
+
+def _refuse(message: str) -> NoReturn:
+    click.echo(message, err=True)
+    sys.exit(1)
+
+
+def _storage_reason(e: Exception) -> str:
+    """The storage error's first line. When PostgreSQL refused something ("permission denied for
+    database/schema/table …", or a bare "pipeline aborted": a statement before it was refused and
+    psycopg does not always say which), the reason asked of the database: the ledger tables this role
+    may not write, i.e. a SELECT-only auditor's role trying to change the ledger."""
+    reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    ctx = click.get_current_context(silent=True)
+    c = ctx.find_object(Context) if ctx is not None else None
+    waited = _deadline_reason(reason, c)
+    if waited is not None:
+        return waited
+    if "pipeline aborted" not in reason and "permission denied" not in reason:
+        return reason
+    if c is None:
+        return reason
+    try:
+        user, tables = tables_not_writable(c.db)
+    except (RuleBroken, OSError, OperationalError, PersistenceError, *storage_library_errors()):
+        return reason  # the diagnosis is a courtesy: when it fails, the error it explains is the one to report
+    if tables:
+        return f"permission denied for table {', '.join(tables)}: role {user} may only read this ledger"
+    return reason
+
+
+def _deadline_reason(reason: str, c: Context | None) -> str | None:
+    """What a wait that ran out of time waited for, with the setting that bounds it (ledger.storage.postgres)."""
+    try:
+        env = c.db.env if c is not None else {}
+    except RuleBroken:  # a URL that does not parse has no settings to quote
+        env = {}
+    if "database is locked" in reason:  # SQLite's busy timeout
+        seconds = env.get("SQLITE_LOCK_TIMEOUT", "?")
+        return (
+            f"waited {seconds} s for another command's write to this ledger to finish (lock_timeout); "
+            "nothing was recorded, run it again when that command has finished"
+        )
+    if "lock timeout" in reason:
+        seconds = env.get(postgres.LOCK_TIMEOUT_ENV, str(postgres.LOCK_TIMEOUT_S))
+        return (
+            f"waited {seconds} s for a lock another command holds (lock_timeout); nothing was recorded, "
+            "run it again when that command has finished"
+        )
+    if "statement timeout" in reason:
+        seconds = env.get(postgres.STATEMENT_TIMEOUT_ENV, str(postgres.STATEMENT_TIMEOUT_S))
+        return f"the database did not finish within {seconds} s (statement_timeout); nothing was recorded"
+    return None

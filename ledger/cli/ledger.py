@@ -1,0 +1,254 @@
+"""The day-to-day ledger: create it, load the policy, import the roster, record decisions and accounts,
+run the month-end; and the demo that does all of it on a synthetic city."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from domain.errors import RuleBroken
+from domain.identity import check_account, is_bank_code
+from domain.money import format_yuan, parse_yuan
+from domain.periods import Month
+from domain.policy import NoStandardInForce, Policy, repriced_periods
+from ledger.apps import ImportSummary, NoPolicy, Registry
+from ledger.bootstrap import init_key
+from ledger.cli.context import Context, pass_context
+from ledger.cli.output import Grid, Line, Shown, render
+from ledger.demo import run_demo
+from ledger.history import batch_keys
+from ledger.progress import progress
+
+DECISIONS = ("suspend", "resume", "terminate", "adjust", "phase-out")
+WARNINGS_SHOWN_MAX = 50  # a roster's warnings printed one per line; the rest are counted
+REPRICED_PERIODS_SHOWN_MAX = 12  # periods named in one re-pricing warning
+POLICY_HEADINGS = ("项目", "名称", "对象", "发放周期", "到账日", "标准", "自")
+
+
+@click.command()
+@pass_context
+def init(c: Context) -> None:
+    """Create the event store's tables and, for a new ledger, its key file (personal data encrypted)."""
+    c.authorise()
+    status = init_key(c.db)
+    c.apps()
+    render([f"ledger ready at {c.db.url}", Line(status.message(), err=status.source == "none")])
+
+
+# --- policy --------------------------------------------------------------------------------------
+
+
+@click.group()
+def policy() -> None:
+    """Load and show the region's policy."""
+
+
+@policy.command("load")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@pass_context
+def policy_load(c: Context, file: Path) -> None:
+    """Load a policy TOML file (all or nothing)."""
+    text = read_text(file)
+    registry, disbursement = c.apps()
+    before = _policy_or_none(registry)
+    loaded = registry.load_policy(text, file.name, c.actor)
+    render([f"loaded policy for {loaded.region_name} ({loaded.region_code}): {len(loaded.programmes)} programmes"])
+    if before is not None:
+        repriced = repriced_periods(before, loaded, batch_keys(disbursement))
+        render(Line(_repriced_warning(key, periods), err=True) for key, periods in repriced.items())
+
+
+def _policy_or_none(registry: Registry) -> Policy | None:
+    try:
+        return registry.policy()
+    except NoPolicy:
+        return None
+
+
+def _repriced_warning(key: str, periods: list[str]) -> str:
+    shown = ", ".join(periods[:REPRICED_PERIODS_SHOWN_MAX])
+    if len(periods) > REPRICED_PERIODS_SHOWN_MAX:
+        shown += f" … ({len(periods)} periods)"
+    return (
+        f"warning: {key}: the standard for {shown}, already accrued, differs in this policy; "
+        "those payments keep the amounts accrued (yikatong does not re-price them), so any "
+        "difference is to be settled outside this run"
+    )
+
+
+@policy.command("show")
+@click.option("--on", "on", type=click.DateTime(["%Y-%m-%d"]), help="standards in force on this date")
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+def policy_show(c: Context, on: datetime | None, as_json: bool) -> None:
+    """The programmes and the standard each has in force."""
+    registry, _ = c.apps()
+    loaded = registry.policy()
+    rows = _policy_rows(loaded, on.date() if on else None)
+    title = f"{loaded.region_name} ({loaded.region_code})"
+    data = {"region": loaded.region_code, "name": loaded.region_name, "programmes": rows}
+    render([Grid(POLICY_HEADINGS, [_policy_cells(r) for r in rows], title=title)], as_json=as_json, data=data)
+
+
+def _policy_cells(r: dict[str, Any]) -> tuple[str, ...]:
+    return (r["programme"], r["name"], r["unit"], r["cadence"], str(r["due_day"]), r["standard"], r["from"])
+
+
+def _policy_rows(loaded: Policy, on: date | None) -> list[dict[str, Any]]:
+    rows = []
+    for p in loaded.programmes.values():
+        day = on or (p.standards[-1].effective_from if p.standards else date.today())
+        rows.append(
+            {
+                "programme": p.key,
+                "name": p.name,
+                "unit": p.unit,
+                "cadence": p.cadence,
+                "due_day": p.due_day,
+                "standard": _standard_text(loaded, p.key, day),
+                "from": day.isoformat() if p.standards else "",
+            }
+        )
+    return rows
+
+
+def _standard_text(loaded: Policy, programme: str, day: date) -> str:
+    try:
+        s = loaded.standard_on(programme, day)
+    except NoStandardInForce:
+        return "—"
+    if s.by_age:
+        return ", ".join(f"{age}+: {format_yuan(f)}" for age, f in s.by_age) + f" /{s.per}"
+    return f"{format_yuan(s.amount_fen)} /{s.per}"
+
+
+# --- roster and decisions ---------------------------------------------------------------------------
+
+
+@click.group()
+def roster() -> None:
+    """Import enrolments."""
+
+
+@roster.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="counts and warnings as JSON")
+@pass_context
+def roster_import(c: Context, file: Path, as_json: bool) -> None:
+    """Import a roster CSV: all rows or none; every bad row is reported with its line number."""
+    summary = c.service().import_roster(file, actor=c.actor, progress=progress)
+    render(_import_lines(summary), as_json=as_json, data=_import_json(file, summary))
+
+
+def _import_lines(summary: ImportSummary) -> Iterator[Shown]:
+    for warning in summary.warnings[:WARNINGS_SHOWN_MAX]:
+        yield Line(f"warning: {warning}", err=True)
+    if len(summary.warnings) > WARNINGS_SHOWN_MAX:
+        yield Line(f"warning: … and {len(summary.warnings) - WARNINGS_SHOWN_MAX} more", err=True)
+    yield (
+        f"imported {summary.enrolled} enrolments ({summary.households} households, {summary.persons} persons)"
+        + (f"; {summary.unchanged} already enrolled, unchanged" if summary.unchanged else "")
+    )
+
+
+def _import_json(file: Path, summary: ImportSummary) -> dict[str, Any]:
+    return {
+        "file": file.name,
+        "enrolled": summary.enrolled,
+        "unchanged": summary.unchanged,
+        "households": summary.households,
+        "persons": summary.persons,
+        "warnings": list(summary.warnings),
+    }
+
+
+@click.command()
+@click.argument("kind", type=click.Choice(DECISIONS))
+@click.argument("id_number")
+@click.argument("programme")
+@click.option("--on", "on", required=True, type=click.DateTime(["%Y-%m-%d"]), help="effective date")
+@click.option("--reason", required=True, help="decision document number, e.g. 乌海政发〔2014〕73号")
+@click.option("--amount", help="adjust: the approved monthly amount in yuan")
+@pass_context
+def decide(
+    c: Context, kind: str, id_number: str, programme: str, on: datetime, reason: str, amount: str | None
+) -> None:
+    """Record an eligibility decision on one enrolment."""
+    amount_fen = parse_yuan(amount) if amount is not None else None
+    c.service().decide(
+        kind=kind,
+        id_number=id_number.upper(),
+        programme=programme,
+        on=on.date(),
+        actor=c.actor,
+        reason=reason,
+        amount_fen=amount_fen,
+    )
+    render([f"{kind} {programme} for {id_number} from {on.date().isoformat()} recorded"])
+
+
+@click.group()
+def account() -> None:
+    """一卡通 accounts."""
+
+
+@account.command("set")
+@click.argument("id_number")
+@click.option("--bank", required=True, help="bank code (CNAPS)")
+@click.option("--account", "account_no", required=True, help="一卡通 account number")
+@click.option("--reason", required=True)
+@pass_context
+def account_set(c: Context, id_number: str, bank: str, account_no: str, reason: str) -> None:
+    """Record a corrected 一卡通 account; later payments go there."""
+    number, warnings = check_account(account_no)
+    render(Line(f"warning: {w}", err=True) for w in warnings)
+    if not is_bank_code(bank):
+        raise click.BadParameter("bank code must be digits", param_hint="--bank")
+    changed = c.service().set_account(
+        id_number=id_number.upper(), bank_code=bank, account=number, reason=reason, actor=c.actor
+    )
+    render(["account changed" if changed else "account unchanged: nothing recorded"])
+
+
+# --- month-end ------------------------------------------------------------------------------------
+
+
+@click.command()
+@click.argument("month")
+@click.option("--region", help="only enrolments inside this division code")
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+def run(c: Context, month: str, region: str | None, as_json: bool) -> None:
+    """Accrue everything payable in MONTH (YYYY-MM); running it again accrues nothing new."""
+    done = c.service().month_end(Month.parse(month), actor=c.actor, region=region, progress=progress)
+    s = done.summary
+    line = (
+        f"{s.run_month}: accrued {s.payments} payments, {format_yuan(s.total_fen)} 元"
+        f" in {len(s.batches)} batches ({s.late} late)"
+    )
+    render([line], as_json=as_json, data=done.as_json())
+
+
+@click.command()
+@click.option("--households", default=300, show_default=True, help="size of the generated city")
+@click.option("--months", default=12, show_default=True, help="month-ends to run, from 2017-01")
+@pass_context
+def demo(c: Context, households: int, months: int) -> None:
+    """The main job end to end on a synthetic city, on the embedded store."""
+    run_demo(c, households=households, months=months)
+
+
+def read_text(file: Path) -> str:
+    """A user's text file (a policy), as `policy load` reads it: UTF-8, with or without a BOM."""
+    try:
+        data = file.read_bytes()
+    except OSError as e:
+        raise RuleBroken(f"{file}: cannot read: {e.strerror}") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise RuleBroken(f"{file}: not UTF-8 text") from None
