@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.ledger.test_roster import city_roster_lines, read, write
+from tests.helpers.rosters import city_roster_lines, read, write
 
 ROWS = 20_000
 

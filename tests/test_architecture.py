@@ -178,3 +178,15 @@ def test_no_backend_branches_outside_the_storage_package() -> None:
                 if "SQLite" in text or "Postgres" in text or "sqlite3" in text or "psycopg" in text:
                     offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(node)}")
     assert offenders == []
+
+
+def test_tests_share_helpers_only_through_the_helpers_package() -> None:
+    """A test module imports shared builders from tests/helpers/ (or fixtures from tests/conftest.py),
+    never from another test module."""
+    offenders = [
+        f"{path.relative_to(ROOT)}: {module}"
+        for path, module in _imports("tests")
+        if module.startswith("tests.")
+        and not module.startswith(("tests.helpers", "tests.conftest", "tests.reliability.harness"))
+    ]
+    assert offenders == []

@@ -21,7 +21,7 @@ from exporters.onecard import (
     render_return_file,
 )
 from exporters.rows import BatchHeader, ExportRefused, PaymentRow, ResultFileRejected
-from tests.exporters.builders import header_for
+from tests.helpers.exporters import header_for
 
 SHIPPED = ("generic", "bank-p", "bank-date")
 # 17:30 UTC on 4 January is 01:30 on 5 January in Beijing: the files are dated the 5th.

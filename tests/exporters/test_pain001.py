@@ -20,7 +20,7 @@ from lxml import etree
 from domain.money import parse_yuan
 from exporters.pain001 import render_pain001, render_pain001_files, split_rows
 from exporters.rows import BatchHeader, ExportRefused, PaymentRow
-from tests.exporters.builders import header_for
+from tests.helpers.exporters import header_for
 
 XSD_DIR = Path(__file__).resolve().parents[2] / "exporters" / "xsd"
 VERSIONS = ("001.001.03", "001.001.09")

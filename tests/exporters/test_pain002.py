@@ -14,7 +14,7 @@ from lxml import etree
 from exporters.pain001 import render_pain001
 from exporters.pain002 import read_pain002, render_pain002
 from exporters.rows import BankResult, PaymentRow, ResultFileRejected
-from tests.exporters.builders import header_for
+from tests.helpers.exporters import header_for
 
 XSD_DIR = Path(__file__).resolve().parents[2] / "exporters" / "xsd"
 VERSIONS = ("001.001.03", "001.001.10")

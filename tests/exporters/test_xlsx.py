@@ -22,7 +22,7 @@ from openpyxl import load_workbook
 
 from exporters.rows import BatchHeader, ExportRefused, PaymentRow
 from exporters.xlsx import OBJECTION_LINE, render_notice, render_roster
-from tests.exporters.builders import header_for
+from tests.helpers.exporters import header_for
 
 CREATED_AT = datetime(2017, 1, 4, 9, 15, tzinfo=UTC)
 SURNAMES = "王李张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗"

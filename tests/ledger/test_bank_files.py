@@ -13,7 +13,7 @@ from domain.disbursement import ApproverMustDifferFromExporter, BatchNotExported
 from domain.periods import Month
 from ledger.exports import ResultsRefused, approve_batch, export_batch, import_bank_file, submit_batch
 from ledger.storage import Database
-from tests.ledger.helpers import LI, WANG, import_rows, ledger
+from tests.helpers.ledgers import LI, WANG, import_rows, ledger
 
 
 def _january(db: Database, policy_text: str, tmp_path: Path) -> tuple[Any, Any]:

@@ -8,7 +8,7 @@ from pathlib import Path
 from domain.periods import Month
 from ledger.deadlines import deadline_rows
 from ledger.storage import Database
-from tests.ledger.helpers import LI, import_rows, ledger
+from tests.helpers.ledgers import LI, import_rows, ledger
 
 LATER_STANDARD = 'standards = [{ from = "2017-01-01", amount = "555.00", per = "month" }]'
 

@@ -15,7 +15,7 @@ from ledger.bootstrap import open_apps
 from ledger.disbursement import ChunkWriter, Disbursement
 from ledger.storage import Database
 from ledger.synthetic import synthetic_rows
-from tests.ledger.helpers import LI, WANG, import_rows, ledger
+from tests.helpers.ledgers import LI, WANG, import_rows, ledger
 
 
 def _payments(disbursement: Disbursement) -> list[Payment]:

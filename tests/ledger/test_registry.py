@@ -14,7 +14,7 @@ from ledger.apps import ConcurrentChange, NoPolicy
 from ledger.bootstrap import open_apps
 from ledger.roster import RosterRejected
 from ledger.storage import Database
-from tests.ledger.helpers import LI, WANG, import_rows, ledger, resident_id, row
+from tests.helpers.ledgers import LI, WANG, import_rows, ledger, resident_id, row
 
 
 def test_loading_the_shipped_policy_reproduces_the_seed_figures(db: Database, policy_text: str) -> None:

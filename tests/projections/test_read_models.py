@@ -33,8 +33,8 @@ from projections.runner import (
     follow,
     rebuild,
 )
-from tests.ledger.helpers import ledger
-from tests.projections.helpers import history, run, snapshot
+from tests.helpers.ledgers import ledger
+from tests.helpers.projections import history, run, snapshot
 
 
 def _fold(disbursement: Any) -> list[dict[str, Any]]:

@@ -22,8 +22,8 @@ from ledger.reports import (
 )
 from ledger.storage import Database
 from projections.balances import BALANCE_KEYS
-from tests.ledger.helpers import LI, WANG, resident_id, row
-from tests.projections.helpers import batch_of, history, january, run, send, settle
+from tests.helpers.ledgers import LI, WANG, resident_id, row
+from tests.helpers.projections import batch_of, history, january, run, send, settle
 
 
 def test_balances_rows_have_the_contract_keys_and_filter_like_the_fold(

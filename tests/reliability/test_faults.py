@@ -45,7 +45,7 @@ from ledger.reports import balances_rows, catch_up
 from ledger.roster import read_roster
 from ledger.storage import Database
 from tests.conftest import PG_ADMIN, PG_URL, POLICY
-from tests.ledger.helpers import HEADER, resident_id, row
+from tests.helpers.ledgers import HEADER, resident_id, row
 
 REGION = "150900"
 TRACEBACK = "Traceback"

@@ -61,8 +61,8 @@ from ledger.cli import _read_text
 from ledger.exports import ResultsRefused, _read_results, approve_batch, export_batch
 from ledger.roster import RosterRejected, read_roster
 from tests.conftest import POLICY
-from tests.exporters.builders import header_for
-from tests.ledger.helpers import HEADER, LI, WANG, resident_id
+from tests.helpers.exporters import header_for
+from tests.helpers.ledgers import HEADER, LI, WANG, resident_id
 from tests.reliability.harness import RECORDED
 
 SOAK = os.environ.get("YIKATONG_SOAK") == "1"

@@ -56,7 +56,7 @@ from ledger.exports import ResultsRefused, approve_batch, export_batch, import_b
 from ledger.reports import balances_rows
 from ledger.roster import RosterRejected, read_roster
 from tests.conftest import POLICY
-from tests.ledger.helpers import HEADER, resident_id
+from tests.helpers.ledgers import HEADER, resident_id
 from tests.reliability.harness import RECORDED
 
 SOAK = os.environ.get("YIKATONG_SOAK") == "1"

@@ -10,16 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import POLICY
-from tests.ledger.helpers import HEADER, LI, WANG
-
-
-def yikatong(db: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ledger", "--db", db, "--as", "clerk", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+from tests.helpers.ledgers import HEADER, LI, WANG, yikatong
 
 
 @pytest.fixture

@@ -40,8 +40,8 @@ from ledger.keys import (
     with_cipher,
 )
 from ledger.storage import Database
-from tests.audit.test_anomalies import city, person, roster_row, run
 from tests.conftest import PG_ADMIN
+from tests.helpers.anomalies import city, person, roster_row, run
 
 NEW_ACCOUNT = "6217002050123456797"
 

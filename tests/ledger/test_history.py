@@ -15,8 +15,8 @@ from domain.periods import Month
 from ledger.exports import approve_batch, export_batch, import_bank_file, submit_batch
 from ledger.history import describe, person_history
 from ledger.storage import Database
-from tests.audit.test_anomalies import city, decide, person, plant_payment, roster_row, run
-from tests.ledger.helpers import ledger
+from tests.helpers.anomalies import city, decide, person, plant_payment, roster_row, run
+from tests.helpers.ledgers import ledger
 
 
 def _pain002(tmp: Path, batch_hex: str, outcomes: list[tuple[str, str, str, int]], name: str) -> Path:

@@ -35,9 +35,9 @@ from ledger.roles import (
     tables_not_writable,
 )
 from ledger.storage import Database
-from tests.audit.test_anomalies import city, run
 from tests.conftest import PG_ADMIN, pg_url
-from tests.ledger.helpers import ledger
+from tests.helpers.anomalies import city, run
+from tests.helpers.ledgers import ledger
 
 ROLES = """
 [users]

@@ -11,7 +11,7 @@ from ledger.audit import compare_with_rebuild
 from ledger.reports import catch_up
 from ledger.storage import Database
 from projections.read_models import open_engine
-from tests.ledger.helpers import LI, WANG, import_rows, ledger
+from tests.helpers.ledgers import LI, WANG, import_rows, ledger
 
 
 def test_intact_read_models_equal_a_rebuild_and_a_hand_edit_is_named(

@@ -19,7 +19,7 @@ from ledger.audit import AuditFailed, audit_verify, record_checkpoint, verify_ex
 from ledger.exports import export_batch
 from ledger.storage import Database
 from ledger.synthetic import synthetic_rows
-from tests.ledger.helpers import ledger
+from tests.helpers.ledgers import ledger
 
 FLIPS = 200
 

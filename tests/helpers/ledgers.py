@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from ledger.apps import Registry
@@ -55,4 +57,13 @@ def row(
     return (
         f"{id_number},{name},{region},{programme},{start},{members},{income},{special},"
         f"103191000012,6228480045001122337,集民发〔2017〕9号\n"
+    )
+
+
+def yikatong(db: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ledger", "--db", db, "--as", "clerk", *args],
+        capture_output=True,
+        text=True,
+        check=False,
     )

@@ -14,7 +14,7 @@ from domain.periods import Month
 from ledger.exports import approve_batch, export_batch, import_bank_file
 from ledger.storage import Database
 from projections.read_models import all_read_model_rows, open_engine, reading
-from tests.ledger.helpers import LI, WANG, import_rows, ledger
+from tests.helpers.ledgers import LI, WANG, import_rows, ledger
 
 WANG_ID = "152621197505052342"
 
