@@ -77,7 +77,7 @@ class AESGCMCipher(AESCipher):
     """eventsourcing's AES-GCM cipher on the `cryptography` package (`eventsourcing.cryptography`), the
     same stored format as its pycryptodome `eventsourcing.cipher.AESCipher` (nonce ‖ tag ‖ ciphertext,
     a fresh 96-bit nonce per message), so a ledger written by either reads with the other
-    (tests/audit/test_encryption.py). pycryptodome builds a GCM object in Python for every message
+    (tests/ledger/test_keys.py). pycryptodome builds a GCM object in Python for every message
     (≈ 60 µs per event each way here, an encrypted month-end 4× slower); `cryptography` takes ≈ 2 µs.
     What this adds: a damaged event is reported as the ledger's own `StoredEventDamaged`.
     """

@@ -22,13 +22,16 @@ from domain.disbursement import Batch
 from domain.eligibility import Person
 from domain.errors import RuleBroken
 from domain.periods import Month
-from domain.policy import Policy
+from domain.policy import Policy, repriced_periods
 from domain.regions import region_contains
 from ledger import exports
-from ledger.apps import ImportSummary, Registry, RegistrySnapshot
-from ledger.audit import record_checkpoint
+from ledger.anomalies import find_anomalies
+from ledger.apps import ImportSummary, NoPolicy, Registry, RegistrySnapshot
+from ledger.audit import AuditReport, audit_verify, record_checkpoint
+from ledger.deadlines import deadline_rows
 from ledger.disbursement import Disbursement, RunSummary
 from ledger.exports import ExportedFile, ImportOutcome
+from ledger.history import batch_keys, person_history
 from ledger.roster import read_roster
 from ledger.storage import Database
 
@@ -43,6 +46,12 @@ class RegionOutsidePolicy(RuleBroken):
 @contextmanager
 def no_progress(_label: str, _total: int | None) -> Iterator[Advance]:
     yield lambda _n: None
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyLoaded:
+    policy: Policy
+    repriced: dict[str, list[str]]  # programme → periods already accrued whose standard this policy changes
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,8 +121,16 @@ class LedgerService:
 
     # --- the registry -----------------------------------------------------------------------------------
 
-    def load_policy(self, toml_text: str, source: str, *, actor: str) -> Policy:
-        return self.registry.load_policy(toml_text, source, actor)
+    def load_policy(self, toml_text: str, source: str, *, actor: str) -> PolicyLoaded:
+        """Load a policy (all or nothing) and say which standards it changes for periods already accrued:
+        those payments keep their amounts (they are not re-priced)."""
+        try:
+            before: Policy | None = self.registry.policy()
+        except NoPolicy:
+            before = None
+        loaded = self.registry.load_policy(toml_text, source, actor)
+        repriced = repriced_periods(before, loaded, batch_keys(self.disbursement)) if before is not None else {}
+        return PolicyLoaded(loaded, repriced)
 
     def import_roster(self, path: Path, *, actor: str, progress: Progress = no_progress) -> ImportSummary:
         """A roster CSV, read whole and checked against the policy before anything is recorded, then sealed."""
@@ -179,6 +196,24 @@ class LedgerService:
         outcome = exports.import_bank_file(self.disbursement, path, actor=actor, profile=profile)
         record_checkpoint(self.disbursement)
         return outcome
+
+    # --- reading and auditing --------------------------------------------------------------------------
+
+    def deadlines(self, today: date) -> list[dict[str, Any]]:
+        """Each batch with its due date, the last safe day to hand the file to the bank, and its state."""
+        return deadline_rows(self.registry.policy(), self.disbursement.batches(), today)
+
+    def verify(self, exports_dir: Path | None = None) -> AuditReport:
+        """The logs intact, the read models equal to a rebuild, every export regenerating (ledger.audit)."""
+        return audit_verify(self.db, self.registry, self.disbursement, exports_dir)
+
+    def history(self, id_number: str) -> list[dict[str, Any]]:
+        """Every event touching one person, in order of recording (ledger.history)."""
+        return person_history(self.registry, self.disbursement, id_number)
+
+    def anomalies(self) -> list[dict[str, Any]]:
+        """The findings the seeds name (ledger.anomalies)."""
+        return find_anomalies(self.registry, self.disbursement)
 
     def seal(self) -> None:
         """Seal both logs up to their ends (ledger.audit), the disbursement log first as a month-end does."""

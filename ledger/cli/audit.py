@@ -7,11 +7,9 @@ from typing import Any
 
 import click
 
-from ledger.anomalies import find_anomalies
-from ledger.audit import audit_verify
 from ledger.cli.context import Context, pass_context
 from ledger.cli.output import Grid, render
-from ledger.history import describe, person_history
+from ledger.history import describe
 
 FINDING_HEADINGS = ("类别", "身份证号", "项目", "期间", "说明")
 
@@ -32,8 +30,7 @@ def audit() -> None:
 @pass_context
 def audit_verify_command(c: Context, exports_dir: Path | None, as_json: bool) -> None:
     """Prove the log is intact, the read models equal a rebuild, and every export regenerates byte-for-byte."""
-    registry, disbursement = c.apps()
-    result = audit_verify(c.db, registry, disbursement, exports_dir)
+    result = c.service().verify(exports_dir)
     render(result.lines(), as_json=as_json, data=result.as_json())
     result.raise_for_failure()  # after the report: a failed audit shows everything it found, then exits 1
 
@@ -44,8 +41,7 @@ def audit_verify_command(c: Context, exports_dir: Path | None, as_json: bool) ->
 @pass_context
 def audit_history_command(c: Context, id_number: str, as_json: bool) -> None:
     """Every event touching one person, in order of recording, with effective dates (full, unmasked data)."""
-    registry, disbursement = c.apps()
-    events = person_history(registry, disbursement, id_number)
+    events = c.service().history(id_number)
     data = {"id_number": id_number.strip().upper(), "events": events}
     render((_history_line(e) for e in events), as_json=as_json, data=data)
 
@@ -64,8 +60,7 @@ def _history_line(e: dict[str, Any]) -> str:
 @pass_context
 def audit_anomalies_command(c: Context, as_json: bool) -> None:
     """Findings the seeds name: 超范围发放, 重复发放, 擅自升降发放标准, shared 一卡通 accounts, two regions."""
-    registry, disbursement = c.apps()
-    findings = find_anomalies(registry, disbursement)
+    findings = c.service().anomalies()
     table = Grid(FINDING_HEADINGS, [_finding_cells(f) for f in findings], title=f"{len(findings)} findings")
     render([table], as_json=as_json, data={"count": len(findings), "findings": findings})
 

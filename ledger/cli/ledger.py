@@ -14,13 +14,12 @@ from domain.errors import RuleBroken
 from domain.identity import check_account, is_bank_code
 from domain.money import format_yuan, parse_yuan
 from domain.periods import Month
-from domain.policy import NoStandardInForce, Policy, repriced_periods
-from ledger.apps import ImportSummary, NoPolicy, Registry
+from domain.policy import NoStandardInForce, Policy
+from ledger.apps import ImportSummary
 from ledger.bootstrap import init_key
 from ledger.cli.context import Context, pass_context
 from ledger.cli.output import Grid, Line, Shown, render
 from ledger.demo import run_demo
-from ledger.history import batch_keys
 from ledger.progress import progress
 
 DECISIONS = ("suspend", "resume", "terminate", "adjust", "phase-out")
@@ -53,20 +52,10 @@ def policy() -> None:
 def policy_load(c: Context, file: Path) -> None:
     """Load a policy TOML file (all or nothing)."""
     text = read_text(file)
-    registry, disbursement = c.apps()
-    before = _policy_or_none(registry)
-    loaded = registry.load_policy(text, file.name, c.actor)
+    done = c.service().load_policy(text, file.name, actor=c.actor)
+    loaded = done.policy
     render([f"loaded policy for {loaded.region_name} ({loaded.region_code}): {len(loaded.programmes)} programmes"])
-    if before is not None:
-        repriced = repriced_periods(before, loaded, batch_keys(disbursement))
-        render(Line(_repriced_warning(key, periods), err=True) for key, periods in repriced.items())
-
-
-def _policy_or_none(registry: Registry) -> Policy | None:
-    try:
-        return registry.policy()
-    except NoPolicy:
-        return None
+    render(Line(_repriced_warning(key, periods), err=True) for key, periods in done.repriced.items())
 
 
 def _repriced_warning(key: str, periods: list[str]) -> str:

@@ -18,7 +18,6 @@ from domain.money import format_yuan
 from domain.periods import Month
 from ledger.cli.context import Context, pass_context
 from ledger.cli.output import Grid, Shown, render
-from ledger.deadlines import deadline_rows
 
 BALANCE_HEADINGS = ("区划", "项目", "期间", "户", "人", "应发", "已导出", "已到账", "退回", "未到账")
 BALANCE_AMOUNTS = ("accrued_fen", "exported_fen", "paid_fen", "returned_fen", "outstanding_fen")
@@ -91,9 +90,7 @@ def _moment(text: str) -> datetime:
 @pass_context
 def report_deadlines(c: Context, today: datetime | None, as_json: bool) -> None:
     """Each batch with its due date, the last safe day to hand the file to the bank, and its state."""
-    registry, disbursement = c.apps()
-    loaded = registry.policy()
-    rows = deadline_rows(loaded, disbursement.batches(), today.date() if today else date.today())
+    rows = c.service().deadlines(today.date() if today else date.today())
     render([Grid(DEADLINE_HEADINGS, [_deadline_cells(r) for r in rows])], as_json=as_json, data=rows)
 
 
