@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,10 @@ Progress = Callable[[str, int | None], AbstractContextManager[Advance]]
 
 class RegionOutsidePolicy(RuleBroken):
     """A month-end's --region must lie inside the region the ledger's policy serves."""
+
+
+class NothingAccrued(RuleBroken):
+    """A chart needs a year with payments; none has been accrued yet."""
 
 
 @contextmanager
@@ -198,6 +202,60 @@ class LedgerService:
         return outcome
 
     # --- reading and auditing --------------------------------------------------------------------------
+    # The report functions (ledger.reports) load SQLAlchemy and the read models; imported where used, so a
+    # command that needs none of them starts without them.
+
+    def policy(self) -> Policy:
+        return self.registry.policy()
+
+    def batches(self, run_month: str | None = None) -> list[Batch]:
+        """Every batch ever drafted (only those of `run_month` when given), in the order they were drafted."""
+        return [b for b in self.disbursement.batches() if not run_month or b.run_month == run_month]
+
+    def balances(
+        self,
+        *,
+        month: str | None = None,
+        year: str | None = None,
+        programme: str | None = None,
+        region: str | None = None,
+        as_of: datetime | None = None,
+    ) -> list[dict[str, Any]]:
+        """`report balances` rows; with `as_of`, folded from the events recorded up to that moment."""
+        from ledger.reports import balances_rows
+
+        return balances_rows(
+            self.db,
+            month=month,
+            year=year,
+            programme=programme,
+            region=region,
+            as_of=as_of,
+            disbursement=self.disbursement,
+        )
+
+    def summary(self, year: int, through: Month | None = None) -> list[dict[str, Any]]:
+        """Standard, households, persons and amount paid per programme, as offices publish it."""
+        from ledger.reports import summary_rows
+
+        return summary_rows(self.db, self.registry.policy(), year, through)
+
+    def on_time(self, year: int, today: date | None = None) -> list[dict[str, Any]]:
+        """按时发放率 by programme, region and month, and year to date."""
+        from ledger.reports import on_time_rows
+
+        return on_time_rows(self.db, year, today=today)
+
+    def chart(self, path: Path, year: int | None = None) -> int:
+        """A PNG of monthly disbursement and the on-time rate for `year` (default: the latest with
+        payments); returns the year charted."""
+        from ledger.reports import latest_year, write_chart
+
+        chosen = year or latest_year(self.db)
+        if chosen is None:
+            raise NothingAccrued("nothing accrued yet: run a month-end first")
+        write_chart(self.db, self.registry.policy(), chosen, path)
+        return chosen
 
     def deadlines(self, today: date) -> list[dict[str, Any]]:
         """Each batch with its due date, the last safe day to hand the file to the bank, and its state."""

@@ -31,8 +31,7 @@ def batch_list(c: Context, month: str | None, as_json: bool) -> None:
     """Batches with their count, total and status."""
     if month:
         Month.parse(month)
-    _, disbursement = c.apps()
-    rows = [batch_row(b) for b in disbursement.batches() if not month or b.run_month == month]
+    rows = [batch_row(b) for b in c.service().batches(month)]
     table = Grid(BATCH_HEADINGS, [_batch_cells(r) for r in rows], right=frozenset({"笔数", "金额(元)"}))
     render([table], as_json=as_json, data=rows)
 

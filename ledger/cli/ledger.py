@@ -75,8 +75,7 @@ def _repriced_warning(key: str, periods: list[str]) -> str:
 @pass_context
 def policy_show(c: Context, on: datetime | None, as_json: bool) -> None:
     """The programmes and the standard each has in force."""
-    registry, _ = c.apps()
-    loaded = registry.policy()
+    loaded = c.service().policy()
     rows = _policy_rows(loaded, on.date() if on else None)
     title = f"{loaded.region_name} ({loaded.region_code})"
     data = {"region": loaded.region_code, "name": loaded.region_name, "programmes": rows}

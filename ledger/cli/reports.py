@@ -52,12 +52,7 @@ def report_balances(
     if month:
         Month.parse(month)
     moment = _moment(as_of) if as_of else None
-    from ledger.reports import balances_rows
-
-    _, disbursement = c.apps()
-    rows = balances_rows(
-        c.db, month=month, year=year, programme=programme, region=region, as_of=moment, disbursement=disbursement
-    )
+    rows = c.service().balances(month=month, year=year, programme=programme, region=region, as_of=moment)
     stamp = (moment or datetime.now(UTC)).isoformat()
     table = Grid(
         BALANCE_HEADINGS,
@@ -114,10 +109,7 @@ def _deadline_cells(r: dict[str, Any]) -> tuple[str, ...]:
 @pass_context
 def report_summary(c: Context, year: int, through: str | None, as_json: bool) -> None:
     """Standard, households, persons and amount paid (万元) per programme, as civil-affairs offices publish."""
-    from ledger.reports import summary_rows
-
-    registry, _ = c.apps()
-    rows = summary_rows(c.db, registry.policy(), year, Month.parse(through) if through else None)
+    rows = c.service().summary(year, Month.parse(through) if through else None)
     render(_summary_shown(rows, year, through), as_json=as_json, data={"year": year, "rows": rows})
 
 
@@ -146,10 +138,7 @@ def _summary_cells(r: dict[str, Any]) -> tuple[str, ...]:
 @pass_context
 def report_on_time(c: Context, year: int, today: datetime | None, as_json: bool) -> None:
     """按时发放率: payments in the account by their due date ÷ payments due, by month and year to date."""
-    from ledger.reports import on_time_rows
-
-    c.apps()
-    rows = on_time_rows(c.db, year, today=today.date() if today else None)
+    rows = c.service().on_time(year, today.date() if today else None)
     render([Grid(ON_TIME_HEADINGS, [_on_time_cells(r) for r in rows])], as_json=as_json, data=rows)
 
 
@@ -166,11 +155,5 @@ def _on_time_cells(r: dict[str, Any]) -> tuple[str, ...]:
 @pass_context
 def report_chart(c: Context, out: Path, year: int | None) -> None:
     """A PNG of monthly disbursement per programme and the on-time rate."""
-    from ledger.reports import latest_year, write_chart
-
-    registry, _ = c.apps()
-    chosen = year or latest_year(c.db)
-    if chosen is None:
-        raise RuleBroken("nothing accrued yet: run a month-end first")
-    write_chart(c.db, registry.policy(), chosen, out)
+    chosen = c.service().chart(out, year)
     render([f"{out}: {chosen}"])
