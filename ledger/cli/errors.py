@@ -24,7 +24,7 @@ from eventsourcing.persistence import OperationalError, PersistenceError
 from domain.errors import FileRejected, RuleBroken
 from ledger.cli.context import Context
 from ledger.roles import tables_not_writable
-from ledger.storage import DRIVER_ERRORS, postgres
+from ledger.storage import DRIVER_ERRORS, waited_too_long
 
 
 @contextmanager
@@ -93,24 +93,9 @@ def _storage_reason(e: Exception) -> str:
 
 
 def _deadline_reason(reason: str, c: Context | None) -> str | None:
-    """What a wait that ran out of time waited for, with the setting that bounds it (ledger.storage.postgres)."""
+    """What a wait that ran out of time waited for (ledger.storage.waited_too_long)."""
     try:
-        env = c.db.env if c is not None else {}
+        db = c.db if c is not None else None
     except RuleBroken:  # a URL that does not parse has no settings to quote
-        env = {}
-    if "database is locked" in reason:  # SQLite's busy timeout
-        seconds = env.get("SQLITE_LOCK_TIMEOUT", "?")
-        return (
-            f"waited {seconds} s for another command's write to this ledger to finish (lock_timeout); "
-            "nothing was recorded, run it again when that command has finished"
-        )
-    if "lock timeout" in reason:
-        seconds = env.get(postgres.LOCK_TIMEOUT_ENV, str(postgres.LOCK_TIMEOUT_S))
-        return (
-            f"waited {seconds} s for a lock another command holds (lock_timeout); nothing was recorded, "
-            "run it again when that command has finished"
-        )
-    if "statement timeout" in reason:
-        seconds = env.get(postgres.STATEMENT_TIMEOUT_ENV, str(postgres.STATEMENT_TIMEOUT_S))
-        return f"the database did not finish within {seconds} s (statement_timeout); nothing was recorded"
-    return None
+        db = None
+    return waited_too_long(reason, db)

@@ -38,6 +38,7 @@ from ledger.storage.settings import (
     check_event_sizes,
     parse_database_url,
     postgres_conninfo,
+    waited_too_long,
 )
 
 __all__ = [
@@ -70,6 +71,7 @@ __all__ = [
     "schema_lock",
     "scratch_copy_of_disbursement_log",
     "tables_not_writable",
+    "waited_too_long",
 ]
 
 Recorder = sqlite.LedgerSQLiteRecorder | postgres.LedgerPostgresRecorder

@@ -42,7 +42,9 @@ from ledger.storage.settings import (
     STATEMENT_TIMEOUT_S,
     Database,
     check_event_sizes,
+    lock_wait_message,
     postgres_conninfo,
+    statement_wait_message,
 )
 
 STATEMENT_BYTES_MAX = 4 * 1024 * 1024  # parameters of one INSERT: far below any socket buffer trouble
@@ -94,15 +96,9 @@ def deadlines(what: str, statement_timeout_s: int, lock_timeout_s: int) -> Itera
     try:
         yield
     except errors.LockNotAvailable:
-        raise DatabaseWaitTimedOut(
-            f"{what}: waited {lock_timeout_s} s for a lock another command holds (lock_timeout); "
-            "nothing was recorded, run it again when that command has finished"
-        ) from None
+        raise DatabaseWaitTimedOut(f"{what}: {lock_wait_message(lock_timeout_s)}") from None
     except errors.QueryCanceled:
-        raise DatabaseWaitTimedOut(
-            f"{what}: the database did not finish within {statement_timeout_s} s (statement_timeout); "
-            "nothing was recorded"
-        ) from None
+        raise DatabaseWaitTimedOut(f"{what}: {statement_wait_message(statement_timeout_s)}") from None
 
 
 class LedgerPostgresRecorder(PostgresApplicationRecorder):

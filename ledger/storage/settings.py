@@ -146,3 +146,31 @@ def postgres_conninfo(db: Database) -> str:
     if e.get("POSTGRES_PASSWORD"):
         parts.append(f"password={e['POSTGRES_PASSWORD']}")
     return " ".join(parts)
+
+
+def waited_too_long(reason: str, db: Database | None) -> str | None:
+    """What a wait that ran out of time waited for, with the setting that bounds it, from a storage error's
+    first line (SQLite's busy timeout, PostgreSQL's lock and statement timeouts); None for other errors.
+    The one wording of these messages: ledger.storage.postgres.deadlines and the CLI both use it."""
+    if "database is locked" in reason:
+        seconds = db.lock_timeout_s if db is not None else SQLITE_LOCK_TIMEOUT_S
+        return (
+            f"waited {seconds} s for another command's write to this ledger to finish (lock_timeout); "
+            "nothing was recorded, run it again when that command has finished"
+        )
+    if "lock timeout" in reason:
+        return lock_wait_message(db.lock_timeout_s if db is not None else LOCK_TIMEOUT_S)
+    if "statement timeout" in reason:
+        return statement_wait_message(db.statement_timeout_s if db is not None else STATEMENT_TIMEOUT_S)
+    return None
+
+
+def lock_wait_message(seconds: int) -> str:
+    return (
+        f"waited {seconds} s for a lock another command holds (lock_timeout); nothing was recorded, "
+        "run it again when that command has finished"
+    )
+
+
+def statement_wait_message(seconds: int) -> str:
+    return f"the database did not finish within {seconds} s (statement_timeout); nothing was recorded"
