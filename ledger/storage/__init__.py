@@ -27,7 +27,13 @@ from eventsourcing.system import NotificationLogReader
 
 from domain.errors import RuleBroken
 from ledger.storage import postgres, sqlite
-from ledger.storage.postgres import DatabaseWaitTimedOut, RoleHasMorePrivileges
+from ledger.storage.postgres import (
+    DatabaseSetup,
+    DatabaseWaitTimedOut,
+    RoleHasMorePrivileges,
+    RoleNames,
+    SetupRefused,
+)
 from ledger.storage.settings import (
     DEFAULT_DB,
     EVENT_BYTES_MAX,
@@ -38,6 +44,7 @@ from ledger.storage.settings import (
     check_event_sizes,
     parse_database_url,
     postgres_conninfo,
+    url_for_role,
     waited_too_long,
 )
 
@@ -48,11 +55,15 @@ __all__ = [
     "EVENT_TABLES",
     "BadDatabaseUrl",
     "Database",
+    "DatabaseSetup",
     "DatabaseWaitTimedOut",
     "EventTooLarge",
     "GrantNeedsPostgres",
     "LogRow",
     "RoleHasMorePrivileges",
+    "RoleNames",
+    "SetupNeedsPostgres",
+    "SetupRefused",
     "bulk_insert_events",
     "check_event_sizes",
     "chunked",
@@ -70,7 +81,10 @@ __all__ = [
     "postgres_conninfo",
     "schema_lock",
     "scratch_copy_of_disbursement_log",
+    "setup_database",
+    "tables_exist",
     "tables_not_writable",
+    "url_for_role",
     "waited_too_long",
 ]
 
@@ -84,6 +98,10 @@ DRIVER_ERRORS: tuple[type[Exception], ...] = (postgres.psycopg.Error, sqlite.sql
 
 class GrantNeedsPostgres(RuleBroken):
     """Database roles exist only on PostgreSQL."""
+
+
+class SetupNeedsPostgres(GrantNeedsPostgres):
+    """The owner, application and auditor roles of `db setup` exist only on PostgreSQL."""
 
 
 def _recorder(recorder: object) -> Recorder:
@@ -200,6 +218,15 @@ def ensure_schema(db: Database) -> None:
         postgres.ensure_schema(db)
 
 
+def tables_exist(db: Database, tables: Sequence[str]) -> bool:
+    """PostgreSQL: whether all of `tables` exist already, so the applications open without DDL (the
+    application role of `db setup` may not run eventsourcing's CREATE … IF NOT EXISTS / OR REPLACE on
+    objects the owner role owns). SQLite: False, its CREATE … IF NOT EXISTS costs nothing."""
+    if db.kind != "postgres":
+        return False
+    return postgres.tables_exist(db, tables)
+
+
 @contextmanager
 def schema_lock(db: Database) -> Iterator[None]:
     """Serialise table creation across processes (PostgreSQL; SQLite's file lock does it already)."""
@@ -217,6 +244,17 @@ def grant_auditor(db: Database, role: str) -> list[str]:
             "permissions (the operating system's job); `db grant-auditor` is for PostgreSQL"
         )
     return postgres.grant_auditor(db, role)
+
+
+def setup_database(db: Database, roles: RoleNames) -> DatabaseSetup:
+    """PostgreSQL, as a superuser: the owner, application and auditor roles, the event tables owned by the
+    owner with the append-only trigger, and the narrowest grants (ledger.storage.postgres.setup_database)."""
+    if db.kind != "postgres":
+        raise SetupNeedsPostgres(
+            "SQLite has no database roles: whoever can write the file can change it, and the anchored seals "
+            "(audit anchor, audit verify --anchor) are what detects it; `db setup` is for PostgreSQL"
+        )
+    return postgres.setup_database(db, roles)
 
 
 def tables_not_writable(db: Database) -> tuple[str, list[str]]:
