@@ -4,7 +4,8 @@
   waits, and the bound on every stored event (EVENT_BYTES_MAX).
 - `sqlite`, `postgres`: one module per backend, named as eventsourcing names its own: the recorders the
   applications write through, the month-end's bulk writer, raw reads of the log, an audit's scratch
-  copy; PostgreSQL also its schemas, advisory lock, auditor roles and grants.
+  copy; PostgreSQL also its schemas, advisory locks, the three roles of `db setup` (owner, application,
+  auditor) with the append-only trigger, auditor roles and grants.
 - here: the same operations for either store, chosen by the recorder's or the database's kind, so no
   module outside this package branches on the backend or holds SQL text (tests/test_architecture.py).
 
@@ -118,7 +119,7 @@ def bulk_insert_events(recorder: object, stored_events: Sequence[StoredEvent]) -
 
     Same table, same uniqueness, same all-or-nothing as the recorder's `insert_events`; what differs is
     that no notification ids are returned, which lets each backend use its bulk path: SQLite one
-    `executemany`; PostgreSQL `COPY … FROM STDIN (FORMAT BINARY)` after the table lock and NOTIFY, so
+    `executemany`; PostgreSQL `COPY … FROM STDIN (FORMAT BINARY)` after the writers' lock and NOTIFY, so
     notification ids stay in commit order for followers. A duplicate (originator_id, originator_version)
     raises eventsourcing's IntegrityError and nothing of the chunk is kept.
     """

@@ -9,7 +9,7 @@ that libpq's `PQflush` drained the output buffer. A statement larger than the so
 (≈ 16 MB on a loopback connection here: ten 1.1 MB seals in one INSERT) is left half-sent: the server
 waits for the rest of the message (`ClientRead`) and the client waits for a result that cannot come, for
 ever, with the table lock held, so every later writer hangs behind it. The recorder here writes the same
-rows, under the same table lock and NOTIFY, in an ordinary transaction (psycopg's non-pipeline send
+rows, one writer at a time and with the same NOTIFY, in an ordinary transaction (psycopg's non-pipeline send
 flushes until libpq's buffer is empty), in statements of at most `STATEMENT_BYTES_MAX`, and every stored
 event is bounded by `EVENT_BYTES_MAX` (ledger.storage.settings) before anything is sent.
 
@@ -139,12 +139,13 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
     of the transaction (so before any id is drawn), released only at the end of the transaction, at the
     same point of commit as a table lock (after the commit is recorded and visible). Every path that
     writes an event table goes through `_write_transaction`, so while one writer holds ids that are not
-    yet committed no other writer can draw any: ids commit in the order they are drawn. Readers take
-    no lock and are never blocked, as with EXCLUSIVE mode. A writer of an earlier release (eventsourcing's
-    stock recorder or ours before issue 13) still takes `LOCK TABLE … EXCLUSIVE`; it conflicts with the
-    ROW EXCLUSIVE lock our INSERT or COPY takes before drawing ids, so the two kinds of writer also wait
-    for each other (tests/ledger/storage/test_writer_order.py shows both). What the lock needs is no
-    privilege at all, which is the point: the application role keeps SELECT and INSERT only.
+    yet committed no other writer can draw any: ids commit in the order they are drawn. Readers do
+    not take it and are never blocked by it, as EXCLUSIVE mode does not block them. A writer of an
+    earlier release (eventsourcing's stock recorder or ours before issue 13) still takes `LOCK TABLE …
+    EXCLUSIVE`; it conflicts with the ROW EXCLUSIVE lock our INSERT or COPY takes before drawing ids, so
+    the two kinds of writer also wait for each other (tests/ledger/storage/test_writer_order.py shows
+    both). The lock needs no privilege at all, which is the point: the application role keeps SELECT and
+    INSERT only.
     """
 
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events") -> None:

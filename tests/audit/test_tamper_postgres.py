@@ -351,11 +351,13 @@ def test_db_setup_says_what_it_did_and_running_it_again_changes_nothing(names: D
     assert first["app_url"] == pg_url(names.schema, user=names.app)
     assert first["auditor_url"] == pg_url(names.schema, user=names.auditor)
     assert any(s.startswith("CREATE OR REPLACE TRIGGER") for s in first["statements"])
-    granted = privileges = _privileges(names)
+    granted = _privileges(names)
+    column_grants = {name: str(columns) for kind, name, _, _, columns in granted if kind == "rel"}
+    assert f"state={{{names.app}=a/" in column_grants["registry_events"]  # INSERT on the event's columns
     again = yikatong(names.admin.url, *args)
     assert "roles created: none (all three existed)" in again.output
     assert f"application: {first['app_url']}" in again.output
-    assert _privileges(names) == granted == privileges
+    assert _privileges(names) == granted
     with names.connect() as conn:
         logins = dict(
             conn.execute(
@@ -420,3 +422,21 @@ def test_db_setup_refuses_roles_that_would_undo_the_separation(names: Deployment
     setup_database(names.admin, names.owner, names.app, names.auditor)
     with pytest.raises(SetupRefused, match="not a superuser"):
         setup_database(names.as_app, names.owner, names.app, names.auditor)
+
+
+def test_db_setup_refuses_when_the_application_role_could_rewrite_through_another_role(names: Deployment) -> None:
+    """Grants it does not make are not its to revoke: a right to UPDATE an event table that the
+    application role inherits from another role is named, and the setup's grants are rolled back."""
+    helper = f"{names.app}_x"
+    setup_database(names.admin, names.owner, names.app, names.auditor)  # sensitivity: passes as set up
+    try:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(helper)))
+            conn.execute(
+                sql.SQL("GRANT UPDATE ON TABLE {} TO {}").format(names.table("registry_events"), sql.Identifier(helper))
+            )
+            conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(helper), sql.Identifier(names.app)))
+        with pytest.raises(SetupRefused, match=f"role {names.app} could still change registry_events"):
+            setup_database(names.admin, names.owner, names.app, names.auditor)
+    finally:
+        _drop_roles(helper)
