@@ -13,7 +13,10 @@ from ledger.disbursement import Disbursement
 from ledger.keys import KEY_ENV, KeyStatus, check_key, configured_key, create_key, key_path_for, load_key, with_cipher
 from ledger.roles import read_only_env
 from ledger.service import LedgerService
-from ledger.storage import DEFAULT_DB, Database, ensure_schema, parse_database_url, schema_lock
+from ledger.storage import DEFAULT_DB, Database, ensure_schema, parse_database_url, schema_lock, tables_exist
+
+# The event table of each application (eventsourcing names it NAME_events).
+APP_TABLES = tuple(f"{app_class.name.lower()}_events" for app_class in (Registry, Disbursement))
 
 
 def database_from_url(url: str | None) -> Database:
@@ -25,10 +28,12 @@ def open_apps(db: Database, *, read_only: bool = False) -> tuple[Registry, Disbu
     """Both applications on `db`, encrypted with its key when one is configured (ledger.keys).
 
     `read_only` opens without DDL (no CREATE SCHEMA, no CREATE TABLE): all a SELECT-only PostgreSQL
-    auditor role (ledger.roles.grant_auditor) may do. The tables must exist already.
+    auditor role (ledger.roles.grant_auditor) may do. The tables must exist already. A PostgreSQL ledger
+    whose tables exist opens without DDL too: the application role of `db setup` (docs/deploy.md) may
+    not run eventsourcing's CREATE … IF NOT EXISTS / OR REPLACE on the owner role's objects.
     """
     db = with_cipher(db)
-    if read_only:
+    if read_only or tables_exist(db, APP_TABLES):
         registry = Registry(env=read_only_env(db.env_for("Registry")))
         disbursement = Disbursement(env=read_only_env(db.env_for("Disbursement")))
     else:
@@ -63,9 +68,12 @@ def init_key(db: Database) -> KeyStatus:
 
 
 def store_has_events(db: Database) -> bool:
-    ensure_schema(db)
+    existing = tables_exist(db, APP_TABLES)  # then no DDL, as in open_apps
+    if not existing:
+        ensure_schema(db)
     for app_class in (Registry, Disbursement):
-        app = app_class(env=db.env_for(app_class.name))
+        env = db.env_for(app_class.name)
+        app = app_class(env=read_only_env(env) if existing else env)
         try:
             if app.recorder.max_notification_id():
                 return True

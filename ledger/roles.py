@@ -8,6 +8,10 @@ Two layers, and what each one is worth:
   else: an auditor connecting as that role cannot change the log however the command line is used,
   because the database refuses. SQLite has no users; a read-only auditor gets a read-only copy or
   file permissions, which is the operating system's job, and `grant_auditor` says so.
+- `setup_database(db, owner, app, auditor)` (`yikatong db setup`, docs/deploy.md) gives a PostgreSQL
+  ledger three roles: the owner of the schema and the event tables (migrations only), the application
+  role the ledger connects as, which cannot change or remove a stored event (no UPDATE, DELETE or
+  TRUNCATE, and a trigger refusing them to every role but the owner), and the auditor (SELECT only).
 
 The roles file (`roles.toml` beside the SQLite database, `./roles.toml` for PostgreSQL, or
 `$YIKATONG_ROLES`):
@@ -41,15 +45,19 @@ from typing import Any
 
 from domain.errors import RuleBroken
 from ledger import storage
-from ledger.storage import Database
+from ledger.storage import Database, DatabaseSetup, RoleNames
 from ledger.storage import GrantNeedsPostgres as GrantNeedsPostgres  # re-exported: raised here
 from ledger.storage import RoleHasMorePrivileges as RoleHasMorePrivileges
+from ledger.storage import SetupNeedsPostgres as SetupNeedsPostgres
+from ledger.storage import SetupRefused as SetupRefused
 
 CLERK, APPROVER, AUDITOR = "clerk", "approver", "auditor"
 ROLES = (CLERK, APPROVER, AUDITOR)
 ROLES_ENV = "YIKATONG_ROLES"
 ROLES_FILE = "roles.toml"
 USERS_MAX = 10_000  # entries in one roles file
+# `yikatong db setup`'s role names unless told otherwise (docs/deploy.md).
+OWNER_ROLE, APP_ROLE, AUDITOR_ROLE = "yikatong_owner", "yikatong_app", "yikatong_auditor"
 
 # Commands that change nothing in the ledger (writing a report file elsewhere is not a change).
 READ_ONLY = frozenset(
@@ -188,9 +196,44 @@ def grant_auditor(db: Database, role: str) -> list[str]:
       revoked, so what it ends up with is SELECT.
     Returns the statements run, for the CLI to show. Idempotent.
     """
+    _check_role_name(role)
+    return storage.grant_auditor(db, role)
+
+
+def _check_role_name(role: str) -> None:
     if not _ROLE_NAME.match(role):
         raise BadRoleName(f"{role!r}: use lower-case letters, digits and _ (at most 63), starting with a letter or _")
-    return storage.grant_auditor(db, role)
+
+
+@dataclass(frozen=True, slots=True)
+class SetupResult:
+    """What `setup_database` did, and the URLs the application and the auditor connect with."""
+
+    setup: DatabaseSetup
+    app_url: str
+    auditor_url: str
+
+
+def setup_database(
+    db: Database, owner: str = OWNER_ROLE, app: str = APP_ROLE, auditor: str = AUDITOR_ROLE
+) -> SetupResult:
+    """PostgreSQL, connected as a superuser: create (or narrow) the three roles and the schema, the event
+    tables owned by `owner` with the append-only trigger, and the grants; idempotent.
+
+    - `owner` (NOLOGIN) owns the schema, the event tables, their sequences and trigger: setup and
+      migrations only, done by a superuser who `SET ROLE`s to it. The trigger lets only it change or
+      remove a stored event.
+    - `app` (LOGIN) is what the ledger connects as: SELECT, and INSERT of an event's four columns, on the
+      event tables; the read models (`rm_` tables) are its own. Writers serialise on an advisory lock,
+      so it needs no right that could rewrite the log (ledger.storage.postgres.LedgerPostgresRecorder).
+    - `auditor` (LOGIN): SELECT only, as `grant_auditor` gives.
+    An existing application or auditor role that is a superuser or may create roles or databases is
+    refused (`RoleHasMorePrivileges`), and so is any membership between the three (`SetupRefused`).
+    """
+    for role in (owner, app, auditor):
+        _check_role_name(role)
+    done = storage.setup_database(db, RoleNames(owner=owner, app=app, auditor=auditor))
+    return SetupResult(done, storage.url_for_role(db, app), storage.url_for_role(db, auditor))
 
 
 def tables_not_writable(db: Database) -> tuple[str, list[str]]:

@@ -36,8 +36,10 @@ def main(ctx: click.Context, db_url: str | None, claimed_actor: str) -> None:
 
 
 def _close(c: Context) -> None:
-    """When the command has ended, however it ended: the read models follow, the applications close."""
-    with refusals():
+    """When the command has ended, however it ended: the read models follow, the applications close.
+    After a refused command, a failure here is that refusal again (a role that may not write the read
+    models either): exit 1 without a second message."""
+    with refusals(quiet=c.refused):
         c.close()
 
 

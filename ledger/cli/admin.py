@@ -10,7 +10,7 @@ import click
 
 from ledger.cli.context import Context, pass_context
 from ledger.cli.output import Line, render
-from ledger.roles import grant_auditor
+from ledger.roles import APP_ROLE, AUDITOR_ROLE, OWNER_ROLE, grant_auditor, setup_database
 
 
 @click.group("db")
@@ -26,6 +26,43 @@ def db_grant_auditor(c: Context, role: str) -> None:
     c.authorise()
     statements = grant_auditor(c.db, role)
     render([*statements, f"role {role}: SELECT only; connect as postgresql://{role}@HOST:PORT/DB"])
+
+
+@db_group.command("setup")
+@click.option("--owner", default=OWNER_ROLE, show_default=True, help="owns the schema and event tables (NOLOGIN)")
+@click.option("--app", default=APP_ROLE, show_default=True, help="the role the ledger connects as")
+@click.option("--auditor", default=AUDITOR_ROLE, show_default=True, help="SELECT only")
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+def db_setup(c: Context, owner: str, app: str, auditor: str, as_json: bool) -> None:
+    """PostgreSQL, as a superuser: the owner, application and auditor roles, the event tables owned by
+    the owner with a trigger refusing UPDATE, DELETE and TRUNCATE, and the grants (docs/deploy.md)."""
+    c.authorise()
+    result = setup_database(c.db, owner, app, auditor)
+    done = result.setup
+    data = {
+        "schema": done.schema,
+        "owner": owner,
+        "app": app,
+        "auditor": auditor,
+        "created_roles": done.created_roles,
+        "event_tables": done.tables,
+        "read_models": done.read_models,
+        "statements": done.statements,
+        "app_url": result.app_url,
+        "auditor_url": result.auditor_url,
+    }
+    created = ", ".join(done.created_roles) or "none (all three existed)"
+    lines = [
+        *done.statements,
+        f"roles created: {created}",
+        f"schema {done.schema} and event tables {', '.join(done.tables)}: owned by {owner} (NOLOGIN; migrations only)",
+        "stored events are append-only: UPDATE, DELETE and TRUNCATE are refused to every role but the owner",
+        f"application: {result.app_url}",
+        f"auditor:     {result.auditor_url}",
+        "set the two roles' passwords or pg_hba.conf entries; nobody logs in as the owner",
+    ]
+    render(lines, as_json=as_json, data=data)
 
 
 # --- projections ------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ class Context:
         self.claimed_actor = claimed_actor
         self._apps: tuple[Registry, Disbursement] | None = None
         self.read_only = False  # set by `authorise`: the command changes nothing in the ledger
+        self.refused = False  # set by the error boundary: the command's one error line has been printed
 
     @property
     def db(self) -> Database:

@@ -28,28 +28,35 @@ from ledger.storage import DRIVER_ERRORS, waited_too_long
 
 
 @contextmanager
-def refusals() -> Iterator[None]:
-    """Turn broken rules and storage failures into one clear message and exit code 1."""
+def refusals(*, quiet: bool = False) -> Iterator[None]:
+    """Turn broken rules and storage failures into one clear message and exit code 1 (`quiet`: exit 1
+    without the message, when the command has printed its own error already)."""
+    refuse = _exit_quietly if quiet else _refuse
     try:
         yield
     except FileRejected as e:
-        _refuse(str(e))
+        refuse(str(e))
     except RuleBroken as e:
-        _refuse(f"error: {e.rule}: {e}")
+        refuse(f"error: {e.rule}: {e}")
     except (OperationalError, PersistenceError) as e:
-        _refuse(f"error: storage: {_storage_reason(e)}")
+        refuse(f"error: storage: {_storage_reason(e)}")
     except OSError as e:
-        _refuse(f"error: {e}")
+        refuse(f"error: {e}")
     except storage_library_errors() as e:
-        _refuse(f"error: storage: {_storage_reason(e)}")
+        refuse(f"error: storage: {_storage_reason(e)}")
 
 
 class RefusingGroup(click.Group):
     """The root command group: every command under it runs inside `refusals()`, so no command repeats it."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        with refusals():
-            return super().invoke(ctx)
+        try:
+            with refusals():
+                return super().invoke(ctx)
+        except SystemExit:
+            if isinstance(ctx.obj, Context):
+                ctx.obj.refused = True  # its closing catch-up, if it fails too, adds no second message
+            raise
 
 
 def storage_library_errors() -> tuple[type[Exception], ...]:
@@ -65,6 +72,10 @@ def storage_library_errors() -> tuple[type[Exception], ...]:
 
 def _refuse(message: str) -> NoReturn:
     click.echo(message, err=True)
+    sys.exit(1)
+
+
+def _exit_quietly(_message: str) -> NoReturn:
     sys.exit(1)
 
 

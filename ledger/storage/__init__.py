@@ -4,7 +4,8 @@
   waits, and the bound on every stored event (EVENT_BYTES_MAX).
 - `sqlite`, `postgres`: one module per backend, named as eventsourcing names its own: the recorders the
   applications write through, the month-end's bulk writer, raw reads of the log, an audit's scratch
-  copy; PostgreSQL also its schemas, advisory lock, auditor roles and grants.
+  copy; PostgreSQL also its schemas, advisory locks, the three roles of `db setup` (owner, application,
+  auditor) with the append-only trigger, auditor roles and grants.
 - here: the same operations for either store, chosen by the recorder's or the database's kind, so no
   module outside this package branches on the backend or holds SQL text (tests/test_architecture.py).
 
@@ -27,7 +28,13 @@ from eventsourcing.system import NotificationLogReader
 
 from domain.errors import RuleBroken
 from ledger.storage import postgres, sqlite
-from ledger.storage.postgres import DatabaseWaitTimedOut, RoleHasMorePrivileges
+from ledger.storage.postgres import (
+    DatabaseSetup,
+    DatabaseWaitTimedOut,
+    RoleHasMorePrivileges,
+    RoleNames,
+    SetupRefused,
+)
 from ledger.storage.settings import (
     DEFAULT_DB,
     EVENT_BYTES_MAX,
@@ -38,6 +45,7 @@ from ledger.storage.settings import (
     check_event_sizes,
     parse_database_url,
     postgres_conninfo,
+    url_for_role,
     waited_too_long,
 )
 
@@ -48,11 +56,15 @@ __all__ = [
     "EVENT_TABLES",
     "BadDatabaseUrl",
     "Database",
+    "DatabaseSetup",
     "DatabaseWaitTimedOut",
     "EventTooLarge",
     "GrantNeedsPostgres",
     "LogRow",
     "RoleHasMorePrivileges",
+    "RoleNames",
+    "SetupNeedsPostgres",
+    "SetupRefused",
     "bulk_insert_events",
     "check_event_sizes",
     "chunked",
@@ -70,7 +82,10 @@ __all__ = [
     "postgres_conninfo",
     "schema_lock",
     "scratch_copy_of_disbursement_log",
+    "setup_database",
+    "tables_exist",
     "tables_not_writable",
+    "url_for_role",
     "waited_too_long",
 ]
 
@@ -84,6 +99,10 @@ DRIVER_ERRORS: tuple[type[Exception], ...] = (postgres.psycopg.Error, sqlite.sql
 
 class GrantNeedsPostgres(RuleBroken):
     """Database roles exist only on PostgreSQL."""
+
+
+class SetupNeedsPostgres(GrantNeedsPostgres):
+    """The owner, application and auditor roles of `db setup` exist only on PostgreSQL."""
 
 
 def _recorder(recorder: object) -> Recorder:
@@ -100,7 +119,7 @@ def bulk_insert_events(recorder: object, stored_events: Sequence[StoredEvent]) -
 
     Same table, same uniqueness, same all-or-nothing as the recorder's `insert_events`; what differs is
     that no notification ids are returned, which lets each backend use its bulk path: SQLite one
-    `executemany`; PostgreSQL `COPY … FROM STDIN (FORMAT BINARY)` after the table lock and NOTIFY, so
+    `executemany`; PostgreSQL `COPY … FROM STDIN (FORMAT BINARY)` after the writers' lock and NOTIFY, so
     notification ids stay in commit order for followers. A duplicate (originator_id, originator_version)
     raises eventsourcing's IntegrityError and nothing of the chunk is kept.
     """
@@ -200,6 +219,15 @@ def ensure_schema(db: Database) -> None:
         postgres.ensure_schema(db)
 
 
+def tables_exist(db: Database, tables: Sequence[str]) -> bool:
+    """PostgreSQL: whether all of `tables` exist already, so the applications open without DDL (the
+    application role of `db setup` may not run eventsourcing's CREATE … IF NOT EXISTS / OR REPLACE on
+    objects the owner role owns). SQLite: False, its CREATE … IF NOT EXISTS costs nothing."""
+    if db.kind != "postgres":
+        return False
+    return postgres.tables_exist(db, tables)
+
+
 @contextmanager
 def schema_lock(db: Database) -> Iterator[None]:
     """Serialise table creation across processes (PostgreSQL; SQLite's file lock does it already)."""
@@ -217,6 +245,17 @@ def grant_auditor(db: Database, role: str) -> list[str]:
             "permissions (the operating system's job); `db grant-auditor` is for PostgreSQL"
         )
     return postgres.grant_auditor(db, role)
+
+
+def setup_database(db: Database, roles: RoleNames) -> DatabaseSetup:
+    """PostgreSQL, as a superuser: the owner, application and auditor roles, the event tables owned by the
+    owner with the append-only trigger, and the narrowest grants (ledger.storage.postgres.setup_database)."""
+    if db.kind != "postgres":
+        raise SetupNeedsPostgres(
+            "SQLite has no database roles: whoever can write the file can change it, and the anchored seals "
+            "(audit anchor, audit verify --anchor) are what detects it; `db setup` is for PostgreSQL"
+        )
+    return postgres.setup_database(db, roles)
 
 
 def tables_not_writable(db: Database) -> tuple[str, list[str]]:

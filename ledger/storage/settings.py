@@ -135,6 +135,15 @@ def _timeout(url: str, query: dict[str, list[str]], name: str, default: int) -> 
     return int(text)
 
 
+def url_for_role(db: Database, role: str) -> str:
+    """`db`'s PostgreSQL URL connecting as `role` instead, without a password (the role's own comes from
+    the server's authentication: pg_hba.conf, a password file, a certificate), query kept."""
+    parsed = urlparse(db.url)
+    host = parsed.hostname or "127.0.0.1"
+    netloc = f"{role}@{f'[{host}]' if ':' in host else host}:{parsed.port or 5432}"
+    return parsed._replace(netloc=netloc).geturl()
+
+
 def postgres_conninfo(db: Database) -> str:
     e = db.env
     parts = [
