@@ -1,7 +1,8 @@
 """Payments, batches and month-end runs.
 
-Consistency boundary (issue 3): one `Payment` aggregate per enrolment × period, whose id is uuid5 of
-that natural key, holding exactly one stored event (`Payment.Accrued`). The event store's primary key
+Consistency boundary (issue 3): one `Payment` aggregate per enrolment × period, whose id is a
+deterministic function of that natural key (uuid5, or keyed for a new ledger: domain.ids), holding
+exactly one stored event (`Payment.Accrued`). The event store's primary key
 (originator_id, originator_version) therefore refuses a second payment for the same enrolment and
 period: no check-then-insert decides it. A month-end of N payments stores N payment events plus one
 `Batch.PaymentsAdded` event per batch per chunk (per PAYMENT_IDS_PER_EVENT ids), ≈ 1.0 events per payment.
@@ -24,7 +25,6 @@ arrears (补发) are found without re-checking every past period of every person
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -36,6 +36,7 @@ from eventsourcing.domain import Aggregate, event
 from domain.eligibility import NAMESPACE, PersonRecord
 from domain.errors import RuleBroken
 from domain.identity import age_on
+from domain.ids import UUID5_IDS, IdScheme, payment_id  # payment_id: uuid5, re-exported here
 from domain.periods import Month, Period, periods_starting_between
 from domain.policy import MonthRate, NoStandardInForce, Policy, Programme, month_rate
 from domain.regions import region_contains
@@ -46,23 +47,6 @@ RESULTS_PER_EVENT = 2_000  # (id, status, reason, date): ≈ 130 KB of JSON per 
 DRAFTED, EXPORTED, APPROVED, SUBMITTED, SETTLED = "drafted", "exported", "approved", "submitted", "settled"
 BATCH_STATUSES = (DRAFTED, EXPORTED, APPROVED, SUBMITTED, SETTLED)
 BANK_FORMATS = ("pain.", "onecard")  # export labels of files that go to the bank
-
-
-_PAYMENT_KEY_PREFIX = hashlib.sha1(NAMESPACE.bytes + b"payment|")
-
-
-def payment_id(id_number: str, programme: str, period: str) -> UUID:
-    """One payment per enrolment per period: uuid5 of the natural key (DESIGN.md, The event log).
-
-    Bit-identical to `uuid.uuid5(NAMESPACE, f"payment|{id_number}|{programme}|{period}")` (a test
-    checks it); the namespace and prefix are hashed once, since a month-end computes a million of these.
-    """
-    digest = _PAYMENT_KEY_PREFIX.copy()
-    digest.update(f"{id_number}|{programme}|{period}".encode())
-    raw = bytearray(digest.digest()[:16])
-    raw[6] = (raw[6] & 0x0F) | 0x50  # version 5
-    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
-    return UUID(bytes=bytes(raw))
 
 
 def batch_id(region: str, programme: str, period: str, run_month: str, seq: int) -> UUID:
@@ -407,9 +391,10 @@ class Accrual:
     - an amount of zero (income at or above the line, below the first age tier) is not a payment.
     """
 
-    def __init__(self, policy: Policy, run_month: Month) -> None:
+    def __init__(self, policy: Policy, run_month: Month, ids: IdScheme = UUID5_IDS) -> None:
         self.policy = policy
         self.run_month = run_month
+        self.ids = ids  # the ledger's id scheme (domain.ids): uuid5, or keyed for a ledger with a charter
         self._rates: dict[tuple[str, int], MonthRate | None] = {}
         self._due_dates: dict[tuple[str, Period], date] = {}
         self._in_scope: dict[str, bool] = {}
@@ -422,6 +407,7 @@ class Accrual:
         policy_position: int,
     ) -> Iterator[PaymentDue]:
         covered = watermark if watermark is not None and policy_position <= watermark.registry_position else None
+        payment_id_of = self.ids.payment_id
         for pid, record in records:
             unchanged = covered is not None and record.last_position <= covered.registry_position
             for enrolment in record.all_enrolments():
@@ -450,7 +436,7 @@ class Accrual:
                     due_date = self._due_date(programme, period)
                     period_name = period.name
                     yield PaymentDue(
-                        payment_id=payment_id(record.id_number, programme_key, period_name),
+                        payment_id=payment_id_of(record.id_number, programme_key, period_name),
                         person_id=pid,
                         id_number=record.id_number,
                         name=record.name,

@@ -240,8 +240,14 @@ class Person(Aggregate):
         effective_from: date,
         household: HouseholdFacts,
         decision_ref: str,
+        person_id: UUID | None = None,
     ) -> Person:
-        return cls(
+        """`person_id`: the id under the ledger's id scheme (domain.ids); uuid5 of the ID number when not
+        given, as in every ledger without a charter. (`_create` is eventsourcing's constructor that takes
+        an id; calling the class cannot pass one.)"""
+        return cls._create(
+            event_class=cls.Registered,  # type: ignore[attr-defined]
+            id=person_id,
             id_number=id_number,
             name=name,
             birth_date=birth_date.isoformat(),

@@ -23,16 +23,18 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
+from domain.charter import CHARTER_ID, Charter
 from domain.eligibility import (
     Person,
     PersonRecord,
+    UnknownEnrolment,
     apply_person_event,
     check_exclusions,
     check_reenrolment,
     enrolment_from_event,
-    person_id,
 )
 from domain.errors import RuleBroken
+from domain.ids import UUID5_IDS, IdScheme
 from domain.policy import HouseholdFacts, Policy, PolicyRejected, parse_policy
 from domain.policy_log import POLICY_ID, PolicyLog
 from ledger import topics  # noqa: F401  (stored topics of moved classes)
@@ -81,6 +83,33 @@ class ImportSummary:
 
 class Registry(Application[UUID]):
     name = "Registry"
+    # How person ids derive from ID numbers (domain.ids): uuid5 unless the ledger's charter says keyed;
+    # ledger.bootstrap.open_apps sets it from the charter.
+    ids: IdScheme = UUID5_IDS
+
+    # --- the ledger's charter (domain.charter) ----------------------------------------------------
+
+    def charter(self) -> Charter | None:
+        """What this ledger was created as, or None: a ledger written before charters existed."""
+        try:
+            return self.repository.get(CHARTER_ID)  # type: ignore[no-any-return]
+        except AggregateNotFoundError:
+            return None
+
+    def found_ledger(self, *, ledger_id: UUID, plaintext: bool, actor: str) -> Charter:
+        """Record the charter of a new ledger (`yikatong init`); the one already recorded when there is
+        one (two `init`s at once: the store keeps the first, by the charter's fixed id)."""
+        existing = self.charter()
+        if existing is not None:
+            return existing
+        charter = Charter.found(ledger_id=ledger_id, plaintext=plaintext, actor=actor)
+        try:
+            self.save(charter)
+        except IntegrityError:
+            found = self.charter()
+            assert found is not None  # the other writer's charter: the conflict was on its id
+            return found
+        return charter
 
     # --- policy --------------------------------------------------------------------------------
 
@@ -107,10 +136,8 @@ class Registry(Application[UUID]):
 
     def person(self, id_number: str) -> Person:
         try:
-            return self.repository.get(person_id(id_number))  # type: ignore[no-any-return]
+            return self.repository.get(self.ids.person_id(id_number))  # type: ignore[no-any-return]
         except AggregateNotFoundError:
-            from domain.eligibility import UnknownEnrolment
-
             raise UnknownEnrolment(f"no person with id_number {id_number} in the registry") from None
 
     def decide(
@@ -161,7 +188,7 @@ class Registry(Application[UUID]):
         by_person: dict[str, list[RosterRow]] = {}
         for row in rows:
             by_person.setdefault(row.id_number, []).append(row)
-        existing = existing_originators(self.recorder, (person_id(i) for i in by_person))
+        existing = existing_originators(self.recorder, (self.ids.person_id(i) for i in by_person))
         errors: list[str] = []
         for id_number, person_rows in by_person.items():
             errors.extend(self._check_rows(id_number, person_rows, existing, pairs, source))
@@ -170,7 +197,7 @@ class Registry(Application[UUID]):
         enrolled = unchanged = 0
         batch: list[Person] = []
         for id_number, person_rows in by_person.items():
-            if person_id(id_number) in existing:
+            if self.ids.person_id(id_number) in existing:
                 person = self.person(id_number)
                 remaining = person_rows
             else:
@@ -208,7 +235,7 @@ class Registry(Application[UUID]):
         """Exclusions among a person's rows and against what the registry already holds."""
         errors = []
         held = {}
-        if person_id(id_number) in existing:
+        if self.ids.person_id(id_number) in existing:
             held = dict(self.person(id_number).enrolments)
         for row in rows:
             current = held.get(row.programme)
@@ -231,9 +258,9 @@ class Registry(Application[UUID]):
             held[row.programme] = new
         return errors
 
-    @staticmethod
-    def _register(row: RosterRow, actor: str) -> Person:
+    def _register(self, row: RosterRow, actor: str) -> Person:
         return Person.register(
+            person_id=self.ids.person_id(row.id_number),
             id_number=row.id_number,
             name=row.name,
             birth_date=row.birth_date,

@@ -1,8 +1,9 @@
 """The month-end: accrue every payment due, in batches, exactly once.
 
 How "exactly once" holds under re-runs, two runs at once and crashes:
-- A payment's id is uuid5(id_number, programme, period) and a payment is one stored event at version
-  1, so the store's primary key refuses a second one. No existence check decides what is written.
+- A payment's id is a deterministic function of (id_number, programme, period) under the ledger's id
+  scheme (domain.ids: uuid5, or keyed for a ledger whose charter says so) and a payment is one stored
+  event at version 1, so the store's primary key refuses a second one. No existence check decides what is written.
 - Payments are written in chunks; each chunk is one `insert_events` transaction holding the payment
   events and, for every batch they join, the batch's next event (`Drafted` if new, `PaymentsAdded`).
   A chunk commits whole or not at all, so a payment is in exactly one batch, and a crash loses at most
@@ -42,8 +43,8 @@ from domain.disbursement import (
     reissue_id,
     run_log_id,
 )
-from domain.eligibility import person_id
 from domain.errors import RuleBroken
+from domain.ids import UUID5_IDS, IdScheme
 from domain.periods import Month, Period
 from domain.regions import region_contains
 from ledger import topics  # noqa: F401  (stored topics of moved classes)
@@ -88,6 +89,9 @@ class RunSummary:
 
 class Disbursement(Application[UUID]):
     name = "Disbursement"
+    # How payment and person ids derive from ID numbers (domain.ids): uuid5 unless the ledger's charter
+    # says keyed; ledger.bootstrap.open_apps sets it from the charter.
+    ids: IdScheme = UUID5_IDS
 
     # --- month-end -----------------------------------------------------------------------------
 
@@ -111,7 +115,7 @@ class Disbursement(Application[UUID]):
         summary = RunSummary(run_month=str(run_month), scope=scope)
         run_log = self.find(run_log_id(scope)) or RunLog(scope=scope)
         watermark = run_log.watermark_for(run_month)
-        accrual = Accrual(policy, run_month)
+        accrual = Accrual(policy, run_month, self.ids)
         reissues = self._reissues_due(snapshot, scope, summary)
         dues = itertools.chain(
             accrual.due(snapshot.persons.items(), scope, watermark, snapshot.policy_position), reissues
@@ -160,7 +164,8 @@ class Disbursement(Application[UUID]):
         dues = []
         for pid in pending:
             view = views[pid]
-            record = snapshot.persons.get(person_id(view.id_number))
+            holder = self.ids.person_id(view.id_number)
+            record = snapshot.persons.get(holder)
             if record is None or not region_contains(scope, view.region):
                 continue
             if (record.bank_code, record.account) == (view.bank_code, view.account):
@@ -169,7 +174,7 @@ class Disbursement(Application[UUID]):
             dues.append(
                 PaymentDue(
                     payment_id=reissue_id(pid),
-                    person_id=person_id(view.id_number),
+                    person_id=holder,
                     id_number=view.id_number,
                     name=record.name,
                     region=view.region,

@@ -3,11 +3,12 @@
 Guarantees:
 - Complete from the log alone. The registry's events are the person's own aggregate. Payments are
   found by their deterministic ids, not by scanning: a payment is `payment_id(ID number, programme,
-  period)` and lies in a batch of that programme and period, so the candidates are that id for every
-  (programme, period) any batch was drafted for; every candidate is looked up by primary key in bulk
-  (ledger.storage.first_event_states). This finds payments the person's enrolments would not explain
-  (planted, or imported before a rule existed), which is what an auditor looks for. Re-issues (补发)
-  are found the same way, `reissue_id(returned payment)`, until a generation has none.
+  period)` under the ledger's id scheme (domain.ids) and lies in a batch of that programme and
+  period, so the candidates are that id for every (programme, period) any batch was drafted for;
+  every candidate is looked up by primary key in bulk (ledger.storage.first_event_states). This finds
+  payments the person's enrolments would not explain (planted, or imported before a rule existed),
+  which is what an auditor looks for. Re-issues (补发) are found the same way,
+  `reissue_id(returned payment)`, until a generation has none.
 - Batch events (exports with file names and SHA-256, approval, submission, bank results) are read from
   the batches those payments belong to; results are reported for this person's payments only.
 - Full data: names, ID numbers and accounts unmasked, since auditors must see what was paid where.
@@ -30,8 +31,8 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from domain.disbursement import BATCH_REGISTER_ID, bank_file_id, payment_id, reissue_id
-from domain.eligibility import UnknownEnrolment, person_id
+from domain.disbursement import BATCH_REGISTER_ID, bank_file_id, reissue_id
+from domain.eligibility import UnknownEnrolment
 from domain.money import format_yuan
 from domain.periods import Period
 from exporters.rows import reason_zh
@@ -65,7 +66,7 @@ def person_history(registry: Any, disbursement: Any, id_number: str) -> list[dic
 
 def _person_entries(registry: Any, id_number: str) -> list[dict[str, Any]]:
     entries = []
-    for stored in registry.recorder.select_events(person_id(id_number)):
+    for stored in registry.recorder.select_events(registry.ids.person_id(id_number)):
         name = stored.topic[len(_PERSON) :] if stored.topic.startswith(_PERSON) else stored.topic
         data = registry.payload(stored.state)
         entry = _PERSON_ENTRIES[name](data) if name in _PERSON_ENTRIES else _entry_unknown(name, data)
@@ -160,6 +161,7 @@ _PERSON_ENTRIES = {
 def _payments_of(disbursement: Any, id_number: str) -> dict[str, dict[str, Any]]:
     """Payment id (hex) → `Payment.Accrued` payload, first attempts and every re-issue."""
     recorder = disbursement.recorder
+    payment_id = disbursement.ids.payment_id  # the ledger's id scheme (domain.ids)
     candidates = {payment_id(id_number, programme, period) for programme, period in batch_keys(disbursement)}
     found = _decoded(disbursement, first_event_states(recorder, candidates))
     generation = list(found)

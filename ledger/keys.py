@@ -18,10 +18,11 @@ Guarantees:
   yet, and `check_key` refuses to open a ledger whose first event the configured key cannot read (a
   wrong key, or a plain-text ledger opened with a key), naming the problem instead of failing later.
 
-What encryption at rest does not hide: ids are deterministic uuid5 hashes of natural keys
-(`person|ID number`, `payment|ID number|programme|period`, domain.eligibility and domain.disbursement),
-and an ID number has few enough possible values that its hash can be reversed by trying them. See
-docs/personal-data.md.
+- The id key (`id_key`): a ledger created encrypted (its charter's id scheme `hmac-sha256`) derives its
+  person and payment ids from ID numbers under a second key, HKDF-SHA256 of the data key with the fixed
+  info string ID_KEY_INFO (domain.ids.KeyedIds). Nothing more to keep: the data key yields it, and an
+  id cannot be recomputed without it. Ledgers without a charter (every earlier release) and plain-text
+  ledgers keep uuid5 ids, which can be reversed by trying ID numbers (docs/personal-data.md).
 """
 
 from __future__ import annotations
@@ -34,9 +35,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from eventsourcing.cryptography import AESCipher
 
+from domain.charter import Charter
 from domain.errors import RuleBroken
+from domain.ids import HMAC_SHA256, ID_KEY_BYTES, UUID5_IDS, IdScheme, KeyedIds
 from ledger.storage import Database
 
 CIPHER_TOPIC = "ledger.keys:AESGCMCipher"  # eventsourcing's AESCipher, with a faster backend when installed
@@ -45,6 +50,7 @@ KEY_ENV = "YIKATONG_KEY"  # the base64 key itself
 KEY_FILE_ENV = "YIKATONG_KEY_FILE"  # where the key file is
 KEY_FILE_MODE = 0o600
 KEY_FILE_BYTES_MAX = 1024  # a key file is one line of base64; anything larger is not a key file
+ID_KEY_INFO = b"yikatong id key v1: HMAC-SHA256 of person and payment natural keys"  # never change it
 
 
 class KeyFileExists(RuleBroken):
@@ -71,6 +77,10 @@ class KeyDoesNotOpenLedger(RuleBroken):
 
 class LedgerIsEncrypted(RuleBroken):
     """This ledger's events are encrypted and no key is configured."""
+
+
+class KeyedIdsNeedTheKey(RuleBroken):
+    """The ledger's charter says its ids are keyed, and no key is configured to derive the id key from."""
 
 
 class AESGCMCipher(AESCipher):
@@ -193,7 +203,7 @@ def with_key_of(target: Database, source: Database) -> Database:
 class KeyStatus:
     """What `init_key` found or did, for `yikatong init` to print."""
 
-    source: str  # "environment" | "file" | "none"
+    source: str  # "environment" | "file" | "plaintext" (on purpose: `init --plaintext`) | "none"
     path: Path | None
     created: bool
 
@@ -205,6 +215,11 @@ class KeyStatus:
             return (
                 f"personal data encrypted: {verb} key file {self.path} "
                 "(keep a copy offline: without it the ledger cannot be read)"
+            )
+        if self.source == "plaintext":
+            return (
+                "no key: personal data NOT encrypted, on purpose (init --plaintext); whoever can read the "
+                "database reads every name, ID number and account (docs/personal-data.md)"
             )
         return (
             "warning: this ledger already holds events in plain text; no key created, personal data stays "
@@ -237,3 +252,27 @@ def check_key(app: Any) -> None:
             f"this ledger's {app.name} events are encrypted and no key is configured "
             f"(${KEY_ENV}, ${KEY_FILE_ENV} or the key file beside the database)"
         )
+
+
+# --- keyed ids ---------------------------------------------------------------------------------------
+
+
+def id_key(data_key: str) -> bytes:
+    """The id key of a ledger whose data key is `data_key` (base64): HKDF-SHA256 (RFC 5869), no salt,
+    info ID_KEY_INFO. A separate key, so the HMAC of ID numbers never uses the AES key itself."""
+    raw = b64decode(check_key_text(data_key, "the data key").encode("ascii"))
+    return HKDF(algorithm=hashes.SHA256(), length=ID_KEY_BYTES, salt=None, info=ID_KEY_INFO).derive(raw)
+
+
+def id_scheme_of(charter: Charter | None, env: dict[str, str]) -> IdScheme:
+    """The ids a ledger uses: keyed under its id key when its charter says so, else uuid5 (no charter:
+    a ledger from an earlier release; or a plain-text one). `env` holds the cipher settings (`with_cipher`)."""
+    if charter is None or charter.check_id_scheme() != HMAC_SHA256:
+        return UUID5_IDS
+    key = env.get("CIPHER_KEY")
+    if not key:
+        raise KeyedIdsNeedTheKey(
+            f"this ledger's ids are keyed ({HMAC_SHA256}) and no key is configured "
+            f"(${KEY_ENV}, ${KEY_FILE_ENV} or the key file beside the database)"
+        )
+    return KeyedIds(id_key(key))

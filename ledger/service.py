@@ -18,6 +18,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from domain.charter import Charter
 from domain.disbursement import Batch
 from domain.eligibility import Person
 from domain.errors import RuleBroken
@@ -207,6 +208,11 @@ class LedgerService:
 
     def policy(self) -> Policy:
         return self.registry.policy()
+
+    def charter(self) -> Charter | None:
+        """What the ledger was created as (its id, plain text on purpose or not, its id scheme), or None
+        for a ledger written before charters existed (domain.charter)."""
+        return self.registry.charter()
 
     def batches(self, run_month: str | None = None) -> list[Batch]:
         """Every batch ever drafted (only those of `run_month` when given), in the order they were drafted."""

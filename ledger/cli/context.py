@@ -12,7 +12,7 @@ from functools import cached_property
 import click
 
 from ledger.apps import Registry
-from ledger.bootstrap import database_from_url, open_apps
+from ledger.bootstrap import check_store, database_from_url, open_apps
 from ledger.cli.identity import acting_identity
 from ledger.disbursement import Disbursement
 from ledger.roles import READ_ONLY, command_action, load_roles, require, roles_path_for
@@ -46,9 +46,13 @@ class Context:
         return action
 
     def apps(self) -> tuple[Registry, Disbursement]:
+        """Both applications, once the roles file allows the command and the store holds a ledger (a
+        command that changes the ledger on a store no `init` made is refused: ledger.bootstrap)."""
         if self._apps is None:
             self.authorise()
-            self._apps = open_apps(self.db, read_only=self.read_only)
+            db = self.db
+            check_store(db, writing=not self.read_only)
+            self._apps = open_apps(db, read_only=self.read_only)
         return self._apps
 
     def service(self) -> LedgerService:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import click
 
@@ -16,7 +17,7 @@ from domain.money import format_yuan, parse_yuan
 from domain.periods import Month
 from domain.policy import NoStandardInForce, Policy
 from ledger.apps import ImportSummary
-from ledger.bootstrap import init_key
+from ledger.bootstrap import init_ledger
 from ledger.cli.context import Context, pass_context
 from ledger.cli.output import Grid, Line, Shown, render
 from ledger.demo import run_demo
@@ -29,13 +30,19 @@ POLICY_HEADINGS = ("项目", "名称", "对象", "发放周期", "到账日", "�
 
 
 @click.command()
+@click.option(
+    "--plaintext",
+    is_flag=True,
+    help="create the ledger unencrypted, on purpose (stated in its log); ids stay uuid5 of ID numbers",
+)
 @pass_context
-def init(c: Context) -> None:
-    """Create the event store's tables and, for a new ledger, its key file (personal data encrypted)."""
+def init(c: Context, plaintext: bool) -> None:
+    """Create the ledger: its key file (personal data encrypted), tables and charter (its id, encryption
+    and id scheme, recorded in its log). On an existing ledger it records nothing and says what it is."""
     c.authorise()
-    status = init_key(c.db)
+    done = init_ledger(c.db, ledger_id=uuid4(), actor=c.actor, plaintext=plaintext)
     c.apps()
-    render([f"ledger ready at {c.db.url}", Line(status.message(), err=status.source == "none")])
+    render([f"ledger ready at {c.db.url}", *(Line(text, err=warning) for text, warning in done.messages())])
 
 
 # --- policy --------------------------------------------------------------------------------------
@@ -226,7 +233,9 @@ def run(c: Context, month: str, region: str | None, as_json: bool) -> None:
 @click.option("--months", default=12, show_default=True, help="month-ends to run, from 2017-01")
 @pass_context
 def demo(c: Context, households: int, months: int) -> None:
-    """The main job end to end on a synthetic city, on the embedded store."""
+    """The main job end to end on a synthetic city, on the embedded store (created, encrypted, if new)."""
+    c.authorise()
+    init_ledger(c.db, ledger_id=uuid4(), actor=c.actor)
     run_demo(c, households=households, months=months)
 
 

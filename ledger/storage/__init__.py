@@ -74,6 +74,7 @@ __all__ = [
     "existing_originators",
     "first_event_states",
     "grant_auditor",
+    "holds_events",
     "log_row_pages",
     "log_rows",
     "notification_pages",
@@ -214,9 +215,20 @@ def connect_postgres(db: Database, *, autocommit: bool = True) -> Any:
 
 
 def ensure_schema(db: Database) -> None:
-    """PostgreSQL: create the URL's schema when it is missing (eventsourcing creates only tables)."""
+    """PostgreSQL: create the URL's schema when it is missing (eventsourcing creates only tables).
+    SQLite: create the database file with mode 0600 when it is missing (its -wal and -shm follow)."""
     if db.kind == "postgres":
         postgres.ensure_schema(db)
+    else:
+        sqlite.create_private_file(db.env["SQLITE_DBNAME"])
+
+
+def holds_events(db: Database) -> bool:
+    """Whether the store holds any stored event, asked without creating anything (no file, no schema,
+    no table): how a command learns it is about to write to a store no `init` has made a ledger of."""
+    if db.kind == "postgres":
+        return postgres.holds_events(db)
+    return sqlite.holds_events(db.env["SQLITE_DBNAME"])
 
 
 def tables_exist(db: Database, tables: Sequence[str]) -> bool:

@@ -330,6 +330,21 @@ def disbursement_log_pages(db: Database, position: int) -> Iterator[list[tuple[i
         yield page
 
 
+def holds_events(db: Database) -> bool:
+    """Whether the ledger's event tables hold a stored event, read without creating anything: a missing
+    schema or table holds none."""
+    schema = _schema(db)
+    with connect(db) as conn:
+        for table in EVENT_TABLES:
+            found = conn.execute("SELECT to_regclass(%s)", (f'"{schema}"."{table}"',)).fetchone()
+            if found is None or found[0] is None:
+                continue
+            query = sql.SQL("SELECT 1 FROM {} LIMIT 1").format(sql.Identifier(schema, table))
+            if conn.execute(query).fetchone():
+                return True
+    return False
+
+
 class RoleHasMorePrivileges(RuleBroken):
     """An existing role that is superuser or may create roles or databases cannot be an auditor role."""
 

@@ -7,18 +7,22 @@ rowid, primary key (originator_id, originator_version)), refusing events over EV
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
 
-from ledger.storage.settings import check_event_sizes
+from ledger.storage.settings import EVENT_TABLES, check_event_sizes
 
 SQLITE_CACHE_KIB = 256 * 1024  # page cache of the connection writing a month-end
+DATABASE_FILE_MODE = 0o600  # the owner only: the file holds the ledger (docs/personal-data.md)
 IDS_PER_QUERY = 900  # below SQLite's bound-parameter limit
 
 
@@ -86,6 +90,42 @@ class DisbursementSQLiteRecorder(LedgerSQLiteRecorder):
     def __init__(self, datastore: SQLiteDatastore, events_table_name: str = "disbursement_events") -> None:
         super().__init__(datastore, events_table_name)
 
+
+
+# --- the database file ----------------------------------------------------------------------------------
+
+
+def is_memory(path: str) -> bool:
+    """eventsourcing's test for an in-memory database (eventsourcing.sqlite `detect_memory_mode`)."""
+    return path == ":memory:" or "mode=memory" in path
+
+
+def create_private_file(path: str) -> None:
+    """Create the database file empty with mode 0600 when it does not exist, before SQLite opens it.
+
+    SQLite creates its -wal, -shm and journal files with the database file's permissions, so they are
+    0600 too. Created exclusively: an existing file (even one created a moment ago by another process)
+    is left as it is.
+    """
+    if is_memory(path):
+        return
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, DATABASE_FILE_MODE))
+    except FileExistsError:
+        return
+
+
+def holds_events(path: str) -> bool:
+    """Whether the database file at `path` holds a stored event, read without creating or changing
+    anything: a missing file, or one without the event tables, holds none."""
+    if is_memory(path) or not Path(path).is_file():
+        return False
+    with closing(sqlite3.connect(f"file:{quote(str(Path(path).resolve()))}?mode=ro", uri=True)) as lite:
+        found = {row[0] for row in lite.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        for table in EVENT_TABLES:
+            if table in found and lite.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone():
+                return True
+    return False
 
 
 def copy_disbursement_log(source: str, target: Path, position: int) -> None:

@@ -572,14 +572,17 @@ def test_a_factor_in_exponent_notation_is_refused_quickly(tmp_path: Path) -> Non
     text = POLICY.read_text(encoding="utf-8").replace('factor = "1.3"', 'factor = "1e999999999"', 1)
     policy = tmp_path / "policy.toml"
     policy.write_text(text, encoding="utf-8")
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    assert yikatong(url, "init").returncode == 0  # a ledger: a write to a store without one is refused first
     result = subprocess.run(
-        [sys.executable, "-m", "ledger", "--db", f"sqlite:///{tmp_path / 'l.db'}", "policy", "load", str(policy)],
+        [sys.executable, "-m", "ledger", "--db", url, "policy", "load", str(policy)],
         capture_output=True,
         text=True,
         timeout=8,
         check=False,
     )
     assert result.returncode == 1 and TRACEBACK not in result.stderr
+    assert "NoLedgerHere" not in result.stderr
 
 
 def test_a_policy_integer_too_long_for_python_is_refused_with_policy_rejected() -> None:
