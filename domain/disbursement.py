@@ -207,14 +207,30 @@ class Batch(Aggregate):
             for _, sha in files
         }
 
-    def record_export(self, *, format_name: str, files: tuple[tuple[str, str], ...], actor: str) -> None:
-        """An export of this batch's payments (file names and SHA-256), whoever makes it."""
+    def record_export(
+        self, *, format_name: str, files: tuple[tuple[str, str], ...], actor: str, profile_sha256: str = ""
+    ) -> None:
+        """An export of this batch's payments (file names and SHA-256), whoever makes it; a one-card export
+        also records the SHA-256 of the bank profile's text it was laid out with (domain.bank_profiles)."""
         self.check_export(format_name=format_name, files=files)
-        self._exported(format=format_name, files=files, actor=actor, count=self.count, total_fen=self.total_fen)
+        self._exported(
+            format=format_name,
+            files=files,
+            actor=actor,
+            count=self.count,
+            total_fen=self.total_fen,
+            profile_sha256=profile_sha256,
+        )
 
     @event("Exported")
     def _exported(
-        self, format: str, files: tuple[tuple[str, str], ...], actor: str, count: int, total_fen: int
+        self,
+        format: str,
+        files: tuple[tuple[str, str], ...],
+        actor: str,
+        count: int,
+        total_fen: int,
+        profile_sha256: str = "",  # added in issue 13: "" in the events of earlier releases and non-profile formats
     ) -> None:
         if self.status == DRAFTED:
             self.status = EXPORTED
@@ -309,7 +325,15 @@ class BankFile(Aggregate):
 
     @event("Imported")
     def __init__(
-        self, sha256: str, name: str, file_format: str, message_id: str, paid: int, returned: int, actor: str
+        self,
+        sha256: str,
+        name: str,
+        file_format: str,
+        message_id: str,
+        paid: int,
+        returned: int,
+        actor: str,
+        profile_sha256: str = "",  # the return file's bank profile (issue 13); "" before, and for pain.002
     ) -> None:
         self.sha256 = sha256
         self.name = name

@@ -21,6 +21,9 @@ Guarantees:
 - The return file identifies each payment by its 32-hex payment id, which the batch file's detail line
   carries in a column the bank echoes back (附言/remark or a dedicated column): every profile's batch
   detail and return detail must both name `{payment_id}`.
+- Money goes where the ledger says (issue 13, item 4): a profile whose batch file could write an account
+  or an amount from anything but the payment's own `{account}` and amount is refused at load, naming
+  the line, the key and the rule (`check_money_columns`, docs/bank-files.md "Where the money goes").
 """
 
 from __future__ import annotations
@@ -168,6 +171,18 @@ def profile_names() -> list[str]:
     return sorted(p.stem for p in PROFILES_DIR.glob("*.toml"))
 
 
+def shipped_profile_bytes(name: str) -> bytes:
+    """The bytes of a shipped profile (`exporters/profiles/NAME.toml`): reviewed with the code."""
+    if name not in profile_names():
+        raise ExportRefused("ProfileUnknown", f"{name}: no such profile (shipped: {', '.join(profile_names())})")
+    return (PROFILES_DIR / f"{name}.toml").read_bytes()
+
+
+def profile_from_bytes(data: bytes, name: str, source: str) -> Profile:
+    """A profile from its file's bytes (as recorded in the ledger), checked exactly as `load_profile` does."""
+    return _profile_from_bytes(data, name, source)
+
+
 def load_profile(name: str) -> Profile:
     """A shipped profile by name (`bank-p`), or a profile file by path (`./my-bank.toml`)."""
     if name.endswith(".toml") or "/" in name or "\\" in name:
@@ -196,6 +211,12 @@ def _profile_from_bytes(data: bytes, name: str, source: str) -> Profile:
     profile = _check_profile(raw, name, source, problems)
     if problems or profile is None:
         raise ExportRefused("ProfileInvalid", "\n".join(f"{source}: {p}" for p in problems))
+    money: list[MoneyProblem] = []
+    check_money_columns(profile, money)
+    if money:
+        text = data.decode("utf-8")
+        shown_money = [f"{source}{_line_of(text, p.key)}: {p.key}: {p.rule}: {p.message}" for p in money]
+        raise ExportRefused(money[0].rule, "\n".join(shown_money))
     return profile
 
 
@@ -462,6 +483,203 @@ def _require_one_of(template: str, key: str, names: Sequence[str], problems: lis
     if not _fields(template) & set(names):
         shown_names = " or ".join(f"{{{n}}}" for n in names)
         problems.append(f"{key}: must contain {shown_names}" + (f" ({why})" if why else ""))
+
+
+# --------------------------------------------------------------------------------------------------
+# Where the money goes (issue 13, item 4)
+#
+# A profile is data a clerk registers and a checker approves; the batch file it lays out is what the bank
+# pays. The rules below keep the file's account and amount columns the payment's own, whatever else a
+# template says, so that a profile cannot send money past the approver of a batch (the issue's attack: a
+# detail template with a hard-coded account, approved by a second name, verified, 0 anomalies).
+#
+# They follow from how a line is rendered: `template.format_map(values)` writes the template's literal
+# text and each placeholder's value (`_row_values`) in order, and a bank reads the line as columns split
+# at the delimiter. Text values are refused at render time when they hold the delimiter
+# (`FieldContainsDelimiter`); the rules here make sure no number, date or literal text can hold it
+# either, so the columns of the template are exactly the columns the bank reads:
+# - AccountNotFromPayment: `{account}` stands once in the detail line, alone in its column, with no
+#   format spec; no other account-shaped value (`{payer_account}`, `{payer_bank_code}`) is in the line.
+# - AmountNotFromPayment: exactly one of `{amount_yuan}` / `{amount_fen}` stands in the detail line,
+#   alone in its column, with no format spec (the batch's totals are not detail placeholders at all).
+# - LiteralCouldCarryAccount: in the header, detail and trailer, a column holding a placeholder holds no
+#   literal digit (a date spec's literal text counts), and a column of literal text alone holds at most
+#   LITERAL_CODE_DIGITS_MAX digits: room for a fixed code such as 156 or 0001, never for an account.
+# - FormatSpecCouldAlterValue: numbers take only a width with zero padding (`{serial:05d}`), text only
+#   an alignment and width padded with spaces (`{name:<20}`), never a fill character or a precision
+#   that would write other digits or cut a value short.
+# - DelimiterInValues: the delimiter is none of . - : + and space, which numbers and dates write.
+# Any digit counts (`str.isdigit`: ASCII, full-width ０-９ and the rest), since a bank's system may
+# normalise them.
+
+LITERAL_CODE_DIGITS_MAX = 4
+_VALUE_CHARS = ".-:+ "  # what amounts in yuan and dates write besides digits
+_OWN_AMOUNTS = ("amount_yuan", "amount_fen")
+_MONEY_CHECKED = ("batch_file.header", "batch_file.detail", "batch_file.trailer")
+# The batch's totals are not detail placeholders at all (an unknown placeholder there is ProfileInvalid).
+_FOREIGN_IN_DETAIL = {"payer_account": "AccountNotFromPayment", "payer_bank_code": "AccountNotFromPayment"}
+_INT_SPEC = re.compile(r"(0?[1-9][0-9]?)?d?")
+_TEXT_SPEC = re.compile(r"([<>^]?[1-9][0-9]?)?s?")
+_DATE_DIRECTIVE = re.compile(r"%[-#]?[A-Za-z%]")
+
+
+@dataclass(frozen=True)
+class MoneyProblem:
+    """A template that could write an account or amount from something other than the payment."""
+
+    key: str  # e.g. "batch_file.detail"
+    rule: str  # AccountNotFromPayment | AmountNotFromPayment | LiteralCouldCarryAccount | …
+    message: str
+
+
+_Piece = tuple[str, str, str]  # ("text", literal, "") or ("field", name, spec)
+
+
+def template_columns(template: str, delimiter: str) -> list[list[_Piece]]:
+    """A template's columns as a bank reads them: its literal text split at the delimiter, each
+    placeholder in the column where it stands. `{{` and `}}` are literal braces."""
+    columns: list[list[_Piece]] = [[]]
+    for literal, field, spec, _ in _FORMATTER.parse(template):
+        for i, part in enumerate(literal.split(delimiter)):
+            if i:
+                columns.append([])
+            if part:
+                columns[-1].append(("text", part, ""))
+        if field is not None:
+            columns[-1].append(("field", field, spec or ""))
+    return columns
+
+
+def check_money_columns(profile: Profile, problems: list[MoneyProblem]) -> None:
+    """Append a `MoneyProblem` for every way the profile's batch file could write an account or an amount
+    that is not the payment's own (rules above). Called on every load of a profile."""
+    if profile.delimiter in _VALUE_CHARS:
+        problems.append(
+            MoneyProblem(
+                "delimiter",
+                "DelimiterInValues",
+                f"{profile.delimiter!r} is written by amounts or dates, so a bank would split them into columns",
+            )
+        )
+        return
+    templates = dict(zip(_MONEY_CHECKED, (profile.header, profile.detail, profile.trailer), strict=True))
+    for key, template in templates.items():
+        if template:
+            _check_columns(key, template_columns(template, profile.delimiter), profile.delimiter, problems)
+    _check_detail_money(template_columns(profile.detail, profile.delimiter), problems)
+
+
+def _check_columns(key: str, columns: list[list[_Piece]], delimiter: str, problems: list[MoneyProblem]) -> None:
+    for number, column in enumerate(columns, start=1):
+        literal = ""
+        fields = []
+        for kind, value, spec in column:
+            if kind == "text":
+                literal += value
+                continue
+            fields.append(value)
+            spec_problem = _spec_problem(value, spec, delimiter)
+            if spec_problem:
+                problems.append(MoneyProblem(key, "FormatSpecCouldAlterValue", f"column {number}: {spec_problem}"))
+            if value in _DATE_FIELDS:
+                literal += _DATE_DIRECTIVE.sub("", spec)
+        digits = sum(1 for ch in literal if ch.isdigit())
+        if fields and digits:
+            problems.append(
+                MoneyProblem(
+                    key,
+                    "LiteralCouldCarryAccount",
+                    f"column {number} ({_shown_column(column)}) writes literal digits beside "
+                    f"{{{fields[0]}}}; a column with a placeholder holds no literal digit",
+                )
+            )
+        elif digits > LITERAL_CODE_DIGITS_MAX:
+            problems.append(
+                MoneyProblem(
+                    key,
+                    "LiteralCouldCarryAccount",
+                    f"column {number} is literal text {_shown_column(column)!r} with {digits} digits; literal "
+                    f"text may hold at most {LITERAL_CODE_DIGITS_MAX} digits in a column (a code, never an account)",
+                )
+            )
+
+
+def _spec_problem(field: str, spec: str, delimiter: str) -> str:
+    """Why a placeholder's format spec could write something other than its value ("" when it cannot)."""
+    if not spec:
+        return ""
+    if field in _DATE_FIELDS:
+        if delimiter in _DATE_DIRECTIVE.sub("", spec):
+            return f"{{{field}:{spec}}} writes the delimiter {delimiter!r}"
+        return ""
+    if field in _INT_FIELDS or field in _FEN_FIELDS:
+        if not _INT_SPEC.fullmatch(spec):
+            return f"{{{field}:{spec}}}: a number takes only a width with zero padding, e.g. {{{field}:05d}}"
+        return ""
+    if not _TEXT_SPEC.fullmatch(spec):
+        return f"{{{field}:{spec}}}: text takes only an alignment and a width padded with spaces, e.g. {{{field}:<20}}"
+    return ""
+
+
+def _check_detail_money(columns: list[list[_Piece]], problems: list[MoneyProblem]) -> None:
+    key = "batch_file.detail"
+    placed: dict[str, list[int]] = {}
+    for number, column in enumerate(columns, start=1):
+        for kind, value, _ in column:
+            if kind == "field":
+                placed.setdefault(value, []).append(number)
+    for field, rule in _FOREIGN_IN_DETAIL.items():
+        if field in placed:
+            problems.append(
+                MoneyProblem(
+                    key,
+                    rule,
+                    f"column {placed[field][0]}: {{{field}}} is not the payment's own; the detail line carries "
+                    "only the payment's account (the payer's goes in the header)",
+                )
+            )
+    accounts = placed.get("account", [])
+    if len(accounts) > 1:
+        problems.append(
+            MoneyProblem(key, "AccountNotFromPayment", f"{{account}} stands in columns {accounts}; once, alone")
+        )
+    amounts = sorted(n for f in _OWN_AMOUNTS for n in placed.get(f, []))
+    if len(amounts) > 1:
+        problems.append(
+            MoneyProblem(key, "AmountNotFromPayment", f"the amount stands in columns {amounts}; once, alone")
+        )
+    for field, rule in (("account", "AccountNotFromPayment"), *((f, "AmountNotFromPayment") for f in _OWN_AMOUNTS)):
+        for number in placed.get(field, [])[:1]:
+            column = columns[number - 1]
+            if column != [("field", field, "")]:
+                problems.append(
+                    MoneyProblem(
+                        key,
+                        rule,
+                        f"column {number} is {_shown_column(column)!r}; the column of {{{field}}} must be "
+                        f"{{{field}}} alone, with no other text and no format spec",
+                    )
+                )
+
+
+def _shown_column(column: list[_Piece]) -> str:
+    return "".join(
+        value if kind == "text" else "{" + value + (f":{spec}" if spec else "") + "}" for kind, value, spec in column
+    )
+
+
+def _line_of(text: str, key: str) -> str:
+    """' line N' for the line of the profile file where `key` (e.g. "batch_file.detail") is set, else ""."""
+    table, _, name = key.rpartition(".")
+    current = ""
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        header = re.fullmatch(r"\[\s*([^\[\]]+?)\s*\]\s*(#.*)?", stripped)
+        if header:
+            current = header.group(1).replace('"', "").replace(" ", "")
+        elif current == table and re.match(rf"{re.escape(name)}\s*=", stripped):
+            return f" line {number}"
+    return ""
 
 
 # --------------------------------------------------------------------------------------------------

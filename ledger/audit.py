@@ -605,6 +605,10 @@ def verify_exports(
 
     Each export is regenerated from the batch as it stood when it was exported (its events up to the
     `Exported` event), so a batch exported while drafted and given more payments later still checks.
+    A one-card export is laid out with the profile text the ledger recorded under the SHA-256 its
+    `Exported` event names (ledger.profiles), never with a file on disk, and that version must have been
+    approved (or shipped); an export of an earlier release, which names no hash, with the shipped
+    profile (or the file) its label names, as those releases did.
     `policy` is the policy in force, or a function from the export's recorded time to the policy then
     (`policy_history(registry)`), since payer names and accounts in the files come from the policy.
     """
@@ -634,11 +638,14 @@ def verify_exports(
 
 class _ExportChecker:
     def __init__(self, disbursement: Disbursement, policy_at: PolicyAt) -> None:
+        from ledger.profiles import versions_by_sha256
+
         self.disbursement = disbursement
         self.policy_at = policy_at
         self.batches = self.exports = self.files = 0
         self.failures: list[str] = []
         self.recorded: dict[str, set[str]] = {}  # file name → every SHA-256 recorded under it
+        self.profiles = versions_by_sha256(disbursement)  # profile text SHA-256 → (name, recorded version)
 
     def check_batch(self, batch: Any) -> None:
         from domain.disbursement import Batch
@@ -665,9 +672,10 @@ class _ExportChecker:
             )
             return
         policy = self.policy_at(exported.timestamp)
-        key = (state.count, exported.format, id(policy))
+        profile_sha256 = getattr(exported, "profile_sha256", "")
+        key = (state.count, exported.format, id(policy), profile_sha256)
         if key not in rendered:
-            rendered[key] = self._regenerate(state, exported.format, views, policy, where)
+            rendered[key] = self._regenerate(state, exported.format, views, policy, where, profile_sha256)
         files = rendered[key]
         if files is None:
             return
@@ -682,9 +690,11 @@ class _ExportChecker:
                 self._fail(f"{where}: {name} regenerates with SHA-256 {again}, recorded {sha}")
 
     def _regenerate(
-        self, state: Any, label: str, views: dict[str, Any], policy: Policy, where: str
+        self, state: Any, label: str, views: dict[str, Any], policy: Policy, where: str, profile_sha256: str = ""
     ) -> list[tuple[str, bytes]] | None:
+        from exporters.rows import ExportRefused
         from ledger.exports import ExportFailed, batch_header, payment_rows, render
+        from ledger.profiles import profile_from_version, sha256_of
 
         missing = [pid for pid in state.payment_ids if pid not in views]
         if missing:
@@ -693,7 +703,25 @@ class _ExportChecker:
         if sum(views[pid].amount_fen for pid in state.payment_ids) != state.total_fen:
             self._fail(f"{where}: the stored payments no longer add up to the batch total {state.total_fen} fen")
             return None
-        fmt, profile, version = _format_of(label)
+        fmt, profile_name, version = _format_of(label)
+        profile: Any = profile_name
+        if profile_sha256:
+            found = self.profiles.get(profile_sha256)
+            if found is None:
+                self._fail(f"{where}: its profile (SHA-256 {profile_sha256}) is not recorded in the ledger")
+                return None
+            name, recorded = found
+            if sha256_of(recorded.toml_text.encode("utf-8")) != profile_sha256:
+                self._fail(f"{where}: profile {name}'s recorded text does not hash to {profile_sha256}")
+                return None
+            if not recorded.approved:
+                self._fail(f"{where}: profile {name} version {profile_sha256[:16]}… was never approved")
+                return None
+            try:
+                profile = profile_from_version(name, recorded)
+            except ExportRefused as e:
+                self._fail(f"{where}: its profile {name} is refused today: {e.rule}: {e}")
+                return None
         header = batch_header(policy, state)
         try:
             return render(fmt, header, payment_rows(header, state, views), profile, version)

@@ -6,7 +6,14 @@ Guarantees:
 - A file is written to a temporary name in the target folder and renamed when complete, so no half
   file ever carries the final name (a full disk leaves nothing under that name); the temporary file of
   a writer that was killed is removed by the next export of the same name.
-- Every export is recorded on the batch with format, file names and SHA-256.
+- Every export is recorded on the batch with format, file names and SHA-256; a one-card export also with
+  the SHA-256 of the bank profile text it used, which the ledger holds (ledger.profiles): only an
+  approved profile (or a shipped one) lays out a bank file or reads a bank's return file.
+- An exported file is never silently overwritten (issue 13, item 6): a file of the same name with other
+  bytes refuses the export, naming it, unless `force`; `force` is refused for a batch already approved
+  (or submitted, or settled), whose files are what the checker approved. A file already there with the
+  very same bytes is left as it is: nothing is overwritten. The final rename refuses to replace a file
+  that appeared meanwhile (a hard link, which fails when the name exists), so no race overwrites one.
 - A bank result file applies whole or not at all: unknown payments, amounts that disagree with the
   ledger, results for unapproved batches and results that contradict earlier ones are all reported and
   nothing is applied. The file's SHA-256 names a `BankFile` aggregate, so importing the same file twice,
@@ -27,12 +34,14 @@ from typing import Any
 
 from eventsourcing.persistence import IntegrityError
 
-from domain.disbursement import BankFile, Batch, bank_file_id
+from domain.disbursement import APPROVED, SETTLED, SUBMITTED, BankFile, Batch, bank_file_id
 from domain.errors import FileRejected, RuleBroken
 from domain.policy import Policy
+from exporters.onecard import Profile
 from exporters.rows import BankResult, BatchHeader, ExportRefused, PaymentRow, ResultFileRejected
 from ledger.apps import ConcurrentChange
 from ledger.disbursement import Disbursement, PaymentView
+from ledger.profiles import ProfileInUse, profile_in_use
 
 FORMATS = ("onecard", "pain001", "xlsx", "notice")
 PAIN001_VERSIONS = ("001.001.09", "001.001.03")
@@ -49,6 +58,14 @@ class ExportFailed(RuleBroken):
     @property
     def rule(self) -> str:
         return self.rule_name
+
+
+class ExportWouldOverwrite(RuleBroken):
+    """An exported file is never silently overwritten: a file of that name with other bytes is in the way."""
+
+
+class ApprovedBatchFilesAreKept(RuleBroken):
+    """`--force` cannot replace the files of a batch already approved: they are what the checker approved."""
 
 
 class ResultsRefused(FileRejected):
@@ -107,14 +124,17 @@ def payment_rows(header: BatchHeader, batch: Batch, views: dict[str, PaymentView
 
 
 def render(
-    fmt: str, header: BatchHeader, rows: list[PaymentRow], profile: str, version: str
+    fmt: str, header: BatchHeader, rows: list[PaymentRow], profile: Profile | str, version: str
 ) -> list[tuple[str, bytes]]:
-    """(file name, bytes) for one format; the exporters decide layout, the ledger decides content."""
+    """(file name, bytes) for one format; the exporters decide layout, the ledger decides content.
+
+    `profile` is a checked profile (ledger.profiles), or, for exports recorded by earlier releases
+    (no profile hash), the name or path they recorded, loaded as those releases did."""
     try:
         if fmt == "onecard":
             from exporters.onecard import load_profile, render_onecard
 
-            return render_onecard(header, rows, load_profile(profile))
+            return render_onecard(header, rows, profile if isinstance(profile, Profile) else load_profile(profile))
         if fmt == "pain001":
             from exporters.pain001 import render_pain001_files
 
@@ -135,14 +155,18 @@ def render(
 TEMPORARY_SUFFIX = ".part"
 
 
-def write_atomically(folder: Path, name: str, data: bytes) -> Path:
+def write_atomically(folder: Path, name: str, data: bytes, *, replace: bool = True) -> Path:
     """Write to a temporary file beside the target, fsync, then rename over the final name.
 
     The temporary name carries the writer's host and process id (`.NAME.HOST-PID.xxxx.part`). A process
     killed between writing and renaming leaves its temporary file behind; the next export of the same
     name on the same host removes the ones whose writer is gone, so a rerun after a crash leaves the
     folder as a clean run would. Another host's temporary files are never touched (its pids are not
-    ours to judge)."""
+    ours to judge).
+
+    With `replace=False` an existing file is never replaced: the temporary file is hard-linked to the
+    final name, which fails when the name exists (a file that appeared since the caller looked), and
+    `ExportWouldOverwrite` is raised unless that file holds the very same bytes."""
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / name
     remove_abandoned_temporaries(folder, name)
@@ -152,11 +176,42 @@ def write_atomically(folder: Path, name: str, data: bytes) -> Path:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(temporary, target)
-    except BaseException:
+        if replace:
+            os.replace(temporary, target)
+        else:
+            _link_unless_present(Path(temporary), target, data)
+    finally:
         Path(temporary).unlink(missing_ok=True)
-        raise
     return target
+
+
+def _link_unless_present(temporary: Path, target: Path, data: bytes) -> None:
+    try:
+        os.link(temporary, target)
+        return
+    except FileExistsError:
+        pass
+    except OSError:  # a file system without hard links: check, then rename (a race may still replace)
+        if not target.exists():
+            os.replace(temporary, target)
+            return
+    overwrite_problem = _overwrite_problem(target, data)
+    if overwrite_problem:
+        raise ExportWouldOverwrite(overwrite_problem)
+
+
+def _overwrite_problem(target: Path, data: bytes) -> str:
+    """Why writing `data` to `target` would overwrite something ("" when nothing or the same bytes are there)."""
+    if not target.exists() and not target.is_symlink():
+        return ""
+    if target.is_file() and not target.is_symlink():
+        there = hashlib.sha256(target.read_bytes()).hexdigest()
+        if there == hashlib.sha256(data).hexdigest():
+            return ""
+        what = f"holds other bytes (SHA-256 {there[:16]}…)"
+    else:
+        what = "is not a regular file"
+    return f"{target} exists and {what}: nothing written; --force replaces it (not for an approved batch)"
 
 
 def temporary_writer(pid: int | None = None) -> str:
@@ -196,6 +251,7 @@ class ExportedFile:
     path: Path
     sha256: str
     size: int
+    unchanged: bool = False  # the file was already there with the very same bytes, and was left as it was
 
 
 def export_batch(
@@ -208,24 +264,81 @@ def export_batch(
     profile: str = "generic",
     version: str = "001.001.09",
     actor: str,
+    force: bool = False,
 ) -> tuple[Batch, list[ExportedFile]]:
+    """Write a batch's files and record the export (module docstring: overwriting, profiles)."""
     if fmt not in FORMATS:
         raise ExportFailed("UnknownFormat", f"format {fmt!r}: use one of {', '.join(FORMATS)}")
     if fmt == "pain001" and version not in PAIN001_VERSIONS:
         raise ExportFailed("UnknownVersion", f"pain.001 version {version!r}: use {' or '.join(PAIN001_VERSIONS)}")
     batch = disbursement.batch(batch_ref)
+    if force and batch.status in (APPROVED, SUBMITTED, SETTLED):
+        raise ApprovedBatchFilesAreKept(
+            f"batch {batch.id.hex} is {batch.status} (approved by {batch.approved_by}): --force cannot replace "
+            "its files; export to another folder"
+        )
     header = batch_header(policy, batch)
     rows = payment_rows(header, batch, disbursement.payment_views(batch.payment_ids))
-    files = render(fmt, header, rows, profile, version)
-    label = f"{fmt}:{profile}" if fmt == "onecard" else (f"pain.{version}" if fmt == "pain001" else fmt)
+    used = _profile_for(disbursement, fmt, profile, actor)
+    files = render(fmt, header, rows, used.profile if used else profile, version)
+    label = _label(fmt, used, version)
     batch.check_export(format_name=label, files=tuple((n, hashlib.sha256(d).hexdigest()) for n, d in files))
+    if not force:
+        problems = [p for name, data in files if (p := _overwrite_problem(out / name, data))]
+        if problems:
+            raise ExportWouldOverwrite("\n".join(problems))
     written = []
     for name, data in files:
-        path = write_atomically(out, name, data)
-        written.append(ExportedFile(path, hashlib.sha256(data).hexdigest(), len(data)))
-    batch.record_export(format_name=label, files=tuple((f.path.name, f.sha256) for f in written), actor=actor)
-    _save(disbursement, batch)
-    return batch, written
+        there = not force and (out / name).is_file()
+        path = write_atomically(out, name, data, replace=force)
+        written.append(ExportedFile(path, hashlib.sha256(data).hexdigest(), len(data), there))
+    recorded_files = tuple((f.path.name, f.sha256) for f in written)
+    return _record_export(disbursement, batch, label, recorded_files, used, profile, actor), written
+
+
+def _profile_for(disbursement: Disbursement, fmt: str, profile: str, actor: str) -> ProfileInUse | None:
+    """The approved (or shipped) profile a one-card file is laid out with; None for other formats."""
+    if fmt != "onecard":
+        return None
+    return profile_in_use(disbursement, profile, actor=actor)
+
+
+def _label(fmt: str, used: ProfileInUse | None, version: str) -> str:
+    if fmt == "onecard":
+        assert used is not None
+        return f"onecard:{used.profile.name}"
+    return f"pain.{version}" if fmt == "pain001" else fmt
+
+
+def _record_export(
+    disbursement: Disbursement,
+    batch: Batch,
+    label: str,
+    files: tuple[tuple[str, str], ...],
+    used: ProfileInUse | None,
+    profile: str,
+    actor: str,
+) -> Batch:
+    """Record the export, with the first use of a shipped profile in the same transaction. When another
+    export recorded that shipped profile at the same moment, the store refuses ours; it is recorded again
+    on the batch as it now stands, the profile being in the ledger by then."""
+    sha = used.sha256 if used else ""
+    batch.record_export(format_name=label, files=files, actor=actor, profile_sha256=sha)
+    pending = used.pending if used else ()
+    try:
+        disbursement.save(*pending, batch)
+        return batch
+    except IntegrityError:
+        if not pending:
+            raise ConcurrentChange("someone else changed the same batch at the same time; nothing recorded") from None
+    again = disbursement.batch_by_id(batch.id.hex)
+    used = _profile_for(disbursement, "onecard", profile, actor)
+    assert used is not None
+    if used.sha256 != sha:
+        raise ConcurrentChange(f"profile {profile} changed while exporting; nothing recorded, export again")
+    again.record_export(format_name=label, files=files, actor=actor, profile_sha256=sha)
+    _save(disbursement, *used.pending, again)
+    return again
 
 
 def approve_batch(disbursement: Disbursement, batch_ref: str, actor: str) -> Batch:
@@ -258,7 +371,8 @@ def import_bank_file(disbursement: Disbursement, path: Path, *, actor: str, prof
     sha = hashlib.sha256(data).hexdigest()
     if disbursement.find(bank_file_id(sha)) is not None:
         return ImportOutcome(True, 0, 0, 0)
-    file_format, original_message, results = _read_results(data, path.name, profile)
+    used = None if _is_xml(data) else profile_in_use(disbursement, profile, actor=actor)
+    file_format, original_message, results = _read_results(data, path.name, used.profile if used else profile)
     views = disbursement.payment_views(r.payment_id for r in results)
     errors = _check_against_ledger(path.name, results, views, original_message)
     batches: dict[str, Batch] = {}
@@ -290,9 +404,11 @@ def import_bank_file(disbursement: Disbursement, path: Path, *, actor: str, prof
         paid=paid,
         returned=len(results) - paid,
         actor=actor,
+        profile_sha256=used.sha256 if used else "",
     )
+    pending = used.pending if used else ()
     try:
-        disbursement.save(record, *changed)  # one transaction: the file and every batch's results
+        disbursement.save(*pending, record, *changed)  # one transaction: the file and every batch's results
     except IntegrityError:
         if disbursement.find(bank_file_id(sha)) is not None:
             return ImportOutcome(True, 0, 0, 0)
@@ -302,16 +418,23 @@ def import_bank_file(disbursement: Disbursement, path: Path, *, actor: str, prof
     return ImportOutcome(False, paid, len(results) - paid, len(changed))
 
 
-def _read_results(data: bytes, name: str, profile: str) -> tuple[str, str, list[BankResult]]:
+def _is_xml(data: bytes) -> bool:
+    return data.lstrip()[:1] == b"<" or data.startswith(b"\xef\xbb\xbf<")
+
+
+def _read_results(data: bytes, name: str, profile: Profile | str) -> tuple[str, str, list[BankResult]]:
+    """A pain.002 or a one-card return file read with `profile` (a checked profile; a name is loaded as a
+    shipped profile, for callers that hold no ledger)."""
     try:
-        if data.lstrip()[:1] == b"<" or data.startswith(b"\xef\xbb\xbf<"):
+        if _is_xml(data):
             from exporters.pain002 import read_pain002
 
             original, results = read_pain002(data, name)
             return "pain.002", original, results
         from exporters.onecard import load_profile, read_return_file
 
-        return f"onecard:{profile}", "", read_return_file(data, name, load_profile(profile))
+        checked = profile if isinstance(profile, Profile) else load_profile(profile)
+        return f"onecard:{checked.name}", "", read_return_file(data, name, checked)
     except ResultFileRejected as e:
         raise ResultsRefused(e.errors) from None
     except ExportRefused as e:

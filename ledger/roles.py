@@ -72,9 +72,11 @@ READ_ONLY = frozenset(
         "audit verify",
         "audit history",
         "audit anomalies",
+        "profile list",
+        "profile show",
     }
 )
-APPROVER_ACTIONS = frozenset({"batch approve", "batch submit"})
+APPROVER_ACTIONS = frozenset({"batch approve", "batch submit", "profile approve"})
 
 # PostgreSQL role names this module creates: plain identifiers, so messages and docs can show them bare.
 _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")

@@ -18,6 +18,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from domain.bank_profiles import ProfileVersion
 from domain.charter import Charter
 from domain.disbursement import Batch
 from domain.eligibility import Person
@@ -26,6 +27,7 @@ from domain.periods import Month
 from domain.policy import Policy, repriced_periods
 from domain.regions import region_contains
 from ledger import exports
+from ledger import profiles as profile_book
 from ledger.anomalies import find_anomalies
 from ledger.apps import ImportSummary, NoPolicy, Registry, RegistrySnapshot
 from ledger.audit import AuditReport, audit_verify, record_checkpoint
@@ -33,6 +35,7 @@ from ledger.deadlines import deadline_rows
 from ledger.disbursement import Disbursement, RunSummary
 from ledger.exports import ExportedFile, ImportOutcome
 from ledger.history import batch_keys, person_history
+from ledger.profiles import ProfileChange, read_profile_file
 from ledger.roster import read_roster
 from ledger.storage import Database
 
@@ -175,8 +178,11 @@ class LedgerService:
         actor: str,
         profile: str = "generic",
         version: str = "001.001.09",
+        force: bool = False,
     ) -> tuple[Batch, list[ExportedFile]]:
-        """Write a batch's file and record the export with its SHA-256, then seal (ledger.exports)."""
+        """Write a batch's file and record the export with its SHA-256 (and its profile's), then seal
+        (ledger.exports). A file of the same name with other bytes refuses it unless `force`, which an
+        approved batch refuses."""
         done = exports.export_batch(
             self.disbursement,
             self.registry.policy(),
@@ -186,6 +192,7 @@ class LedgerService:
             profile=profile,
             version=version,
             actor=actor,
+            force=force,
         )
         record_checkpoint(self.disbursement)
         return done
@@ -201,6 +208,28 @@ class LedgerService:
         outcome = exports.import_bank_file(self.disbursement, path, actor=actor, profile=profile)
         record_checkpoint(self.disbursement)
         return outcome
+
+    # --- bank profiles (ledger.profiles: in the disbursement log, under maker-checker) ------------------
+
+    def add_profile(self, path: Path, *, actor: str) -> ProfileChange:
+        """Record a profile file's text as a version awaiting a second person's approval, then seal."""
+        changed = profile_book.add_profile(self.disbursement, read_profile_file(path), str(path), actor=actor)
+        self.seal()
+        return changed
+
+    def approve_profile(self, name: str, *, actor: str, sha256: str = "") -> ProfileChange:
+        """Approve the version of a profile awaiting approval, by anyone but who added it, then seal."""
+        changed = profile_book.approve_profile(self.disbursement, name, actor=actor, sha256=sha256)
+        self.seal()
+        return changed
+
+    def profiles(self) -> list[dict[str, Any]]:
+        """Every profile: the recorded ones' version in force and its state, and the shipped ones."""
+        return profile_book.profile_rows(self.disbursement)
+
+    def profile_text(self, name: str, sha256: str = "") -> tuple[ProfileVersion, str]:
+        """A profile's recorded text (the version in force, or the one named by a SHA-256 prefix)."""
+        return profile_book.profile_text(self.disbursement, name, sha256)
 
     # --- reading and auditing --------------------------------------------------------------------------
     # The report functions (ledger.reports) load SQLAlchemy and the read models; imported where used, so a

@@ -4,7 +4,7 @@ Exit 0 on success, 1 on a refused command or bad input (one line per problem, na
 file line), 2 on usage errors (click's own). A user's file never produces a traceback.
 
 One module per command group: ledger (the day-to-day ledger: init, policy, roster, decide, account, run,
-demo), batches, bank, reports, audit, admin (db, projections). Every command runs inside the one error
+demo), batches, bank, profiles, reports, audit, admin (db, projections). Every command runs inside the one error
 boundary (errors.py), learns who acts from `Context.actor` (identity.py) and prints through one helper
 that writes either its JSON or its lines and tables (output.py).
 """
@@ -15,7 +15,7 @@ from functools import partial
 
 import click
 
-from ledger.cli import admin, audit, bank, batches, reports
+from ledger.cli import admin, audit, bank, batches, profiles, reports
 from ledger.cli import ledger as day_to_day
 from ledger.cli.context import Context
 from ledger.cli.errors import RefusingGroup, refusals
@@ -52,6 +52,7 @@ main.add_command(day_to_day.run)
 main.add_command(day_to_day.demo)
 main.add_command(batches.batch)
 main.add_command(bank.bank)
+main.add_command(profiles.profile)
 main.add_command(reports.report)
 main.add_command(audit.audit)
 main.add_command(admin.db_group)

@@ -53,7 +53,13 @@ def _batch_cells(r: dict[str, Any]) -> tuple[str, ...]:
 @click.argument("batch_ref", metavar="BATCH")
 @click.option("--format", "fmt", required=True, type=click.Choice(["onecard", "pain001", "xlsx", "notice"]))
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path), help="folder")
-@click.option("--profile", default="generic", show_default=True, help="one-card bank profile (onecard format)")
+@click.option(
+    "--profile",
+    default="generic",
+    show_default=True,
+    help="one-card bank profile (onecard format): a shipped one or one approved in the ledger (`profile list`)",
+)
+@click.option("--force", is_flag=True, help="replace files of the same name with other bytes (not once approved)")
 @click.option(
     "--pain-version",
     "version",
@@ -63,20 +69,23 @@ def _batch_cells(r: dict[str, Any]) -> tuple[str, ...]:
 )
 @click.option("--json", "as_json", is_flag=True)
 @pass_context
-def batch_export(c: Context, batch_ref: str, fmt: str, out: Path, profile: str, version: str, as_json: bool) -> None:
-    """Write a batch's bank file, roster or public notice; the export is recorded with its SHA-256."""
+def batch_export(
+    c: Context, batch_ref: str, fmt: str, out: Path, profile: str, force: bool, version: str, as_json: bool
+) -> None:
+    """Write a batch's bank file, roster or public notice; the export is recorded with its SHA-256.
+    A file already there with other bytes is not overwritten unless --force (refused once approved)."""
     exported, files = c.service().export_batch(
-        batch_ref, fmt=fmt, out=out, profile=profile, version=version, actor=c.actor
+        batch_ref, fmt=fmt, out=out, profile=profile, version=version, actor=c.actor, force=force
     )
     lines = [
-        *(f"{f.path}  sha256 {f.sha256}" for f in files),
+        *(f"{f.path}  sha256 {f.sha256}" + ("  (already there, same bytes)" if f.unchanged else "") for f in files),
         f"batch {exported.id.hex[:12]}: {exported.count} payments, {format_yuan(exported.total_fen)} 元, "
         f"{exported.status}",
     ]
     data = {
         "batch": exported.id.hex,
         "format": fmt,
-        "files": [{"path": str(f.path), "sha256": f.sha256, "bytes": f.size} for f in files],
+        "files": [{"path": str(f.path), "sha256": f.sha256, "bytes": f.size, "unchanged": f.unchanged} for f in files],
     }
     render(lines, as_json=as_json, data=data, escape_non_ascii=True)
 
