@@ -44,6 +44,7 @@ from eventsourcing.utils import get_topic
 
 from domain.eligibility import NAMESPACE
 from domain.errors import RuleBroken
+from ledger.accounts import IdentitiesStatus, identities_status
 from ledger.storage import LogRow, log_row_pages, originator_rows, parse_database_url, scratch_copy_of_disbursement_log
 
 if TYPE_CHECKING:
@@ -846,6 +847,7 @@ class AuditReport:
     logs: tuple[VerifyResult, ...]
     read_models: ReadModelsResult
     exports: ExportsResult
+    identities: IdentitiesStatus | None = None  # whether the recorded actors were authenticated (ledger.accounts)
 
     @property
     def failures(self) -> list[str]:
@@ -889,6 +891,8 @@ class AuditReport:
             f"exports: {ex.exports} exports of {ex.batches} batches, {ex.files_regenerated} files regenerated{disk}"
             + (f"; {len(ex.failures)} failures" if ex.failures else "; all match")
         )
+        if self.identities is not None:
+            out.append(self.identities.line())
         first = self.first_failure
         out.append(f"FAILED: {first}" if first else "verified")
         return out
@@ -924,6 +928,7 @@ class AuditReport:
                 "files_absent": self.exports.files_absent,
                 "failures": list(self.exports.failures),
             },
+            "identities": self.identities.as_json() if self.identities is not None else None,
         }
 
     def raise_for_failure(self) -> None:
@@ -936,7 +941,8 @@ class AuditReport:
 def audit_verify(
     db: Database, registry: Any, disbursement: Disbursement, exports_dir: Path | None = None
 ) -> AuditReport:
-    """Both logs, the read models and every export; read-only throughout."""
+    """Both logs, the read models and every export; read-only throughout. Also states whether the
+    recorded actors were authenticated accounts, and from which positions on (ledger.accounts)."""
     from ledger.keys import StoredEventDamaged
 
     logs = (verify_log(registry), verify_log(disbursement))
@@ -949,4 +955,4 @@ def audit_verify(
             exports = ExportsResult(0, 0, 0, 0, 0, ())
         else:
             raise
-    return AuditReport(logs=logs, read_models=read_models, exports=exports)
+    return AuditReport(logs=logs, read_models=read_models, exports=exports, identities=identities_status(registry))
