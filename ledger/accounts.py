@@ -52,7 +52,9 @@ from ledger.apps import ConcurrentChange, Registry
 from ledger.storage import originator_rows
 
 PASSWORD_FILE_BYTES_MAX = 4 * PASSWORD_CHARS_MAX  # a password file is one line; UTF-8 takes ≤ 4 bytes a character
-_DUMMY_PASSWORD = "yikatong: no such account, verified anyway"  # hashed once, never accepted
+# What an unknown name's password is verified against, so it costs what a real account's does: the
+# argon2id hash, with the hasher's parameters, of a random password nobody kept.
+_DUMMY_HASH = "$argon2id$v=19$m=65536,t=3,p=4$VzlZMz2Ett0jhIEFtizhgg$1e07OKtWeOLjjuZguO2RdqPzc6Tse8yXefo0/SCNx70"
 
 
 class WrongNameOrPassword(RuleBroken):
@@ -90,11 +92,6 @@ class PasswordFileRejected(RuleBroken):
 @cache
 def _hasher() -> PasswordHasher:
     return PasswordHasher()
-
-
-@cache
-def _dummy_hash() -> str:
-    return _hasher().hash(_DUMMY_PASSWORD)
 
 
 def hash_password(password: str) -> str:
@@ -153,11 +150,11 @@ def authenticate(registry: Registry, name: str, password: str) -> Identity:
     try:
         clean = normalised_name(name)
     except RuleBroken:
-        _verifies(_dummy_hash(), password)
+        _verifies(_DUMMY_HASH, password)
         raise WrongNameOrPassword("wrong name or password") from None
     found = find_account(registry, clean)
     if found is None:
-        _verifies(_dummy_hash(), password)  # the same work as for a real account
+        _verifies(_DUMMY_HASH, password)  # the same work as for a real account
         raise WrongNameOrPassword("wrong name or password")
     if not _verifies(found.password_hash, password):
         raise WrongNameOrPassword("wrong name or password")

@@ -27,7 +27,7 @@ from domain.accounts import PASSWORD_CHARS_MAX, Identity, account_id, normalised
 from domain.errors import RuleBroken
 from ledger.accounts import authenticate, identity_of, read_password_file
 from ledger.apps import Registry
-from ledger.sessions import SessionInvalid, check_token, ledger_ref, read_session, session_path_for, session_secret
+from ledger.sessions import check_token, ledger_ref, read_session, session_path_for, session_secret
 from ledger.storage import Database
 
 PASSWORD_FILE_ENV = "YIKATONG_PASSWORD_FILE"
@@ -96,7 +96,7 @@ def _session_identity(db: Database, registry: Registry) -> tuple[Identity | None
     try:
         session = check_token(session_secret(db), ledger_ref(db), token, time.time())
         return identity_of(registry, session.name, session.version), ""
-    except (SessionInvalid, RuleBroken) as e:
+    except RuleBroken as e:  # SessionInvalid, AccountChanged, AccountDisabled, UnknownAccount
         return None, str(e)
 
 
