@@ -12,9 +12,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	rm -rf demo.db demo.db-wal demo.db-shm demo.db.key demo-out demo-chart.png
-	$(VENV)/bin/yikatong --db sqlite:///demo.db init
+	rm -rf demo.db demo.db-wal demo.db-shm demo.db.key demo.db.sessions-key demo-passwords demo-out demo-chart.png
 	$(VENV)/bin/yikatong --db sqlite:///demo.db demo
+	$(VENV)/bin/yikatong --db sqlite:///demo.db --as auditor --password-file demo-passwords/auditor \
+	  audit verify --exports demo-out
 
 # PostgreSQL is part of the test suite: start the local cluster when it is installed and down.
 postgres:
@@ -39,4 +40,4 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check domain ledger projections exporters tests benchmarks
 
 clean:
-	rm -rf $(VENV) demo.db demo.db-wal demo.db-shm .pytest_cache
+	rm -rf $(VENV) demo.db demo.db-wal demo.db-shm demo.db.key demo-passwords .pytest_cache

@@ -44,6 +44,7 @@ from eventsourcing.utils import get_topic
 
 from domain.eligibility import NAMESPACE
 from domain.errors import RuleBroken
+from ledger.accounts import IdentitiesStatus, identities_status
 from ledger.protection import Protection, protection_of
 from ledger.storage import LogRow, log_row_pages, originator_rows, parse_database_url, scratch_copy_of_disbursement_log
 
@@ -876,6 +877,7 @@ class AuditReport:
     read_models: ReadModelsResult
     exports: ExportsResult
     protection: Protection | None = None  # encrypted or plain text (on purpose / legacy), id scheme
+    identities: IdentitiesStatus | None = None  # whether the recorded actors were authenticated (ledger.accounts)
 
     @property
     def failures(self) -> list[str]:
@@ -921,6 +923,8 @@ class AuditReport:
         )
         if self.protection is not None:
             out.append(self.protection.line())
+        if self.identities is not None:
+            out.append(self.identities.line())
         first = self.first_failure
         out.append(f"FAILED: {first}" if first else "verified")
         return out
@@ -957,6 +961,7 @@ class AuditReport:
                 "failures": list(self.exports.failures),
             },
             "protection": self.protection.as_json() if self.protection is not None else None,
+            "identities": self.identities.as_json() if self.identities is not None else None,
         }
 
     def raise_for_failure(self) -> None:
@@ -969,7 +974,8 @@ class AuditReport:
 def audit_verify(
     db: Database, registry: Any, disbursement: Disbursement, exports_dir: Path | None = None
 ) -> AuditReport:
-    """Both logs, the read models and every export; read-only throughout."""
+    """Both logs, the read models and every export; read-only throughout. Also states whether the
+    recorded actors were authenticated accounts, and from which positions on (ledger.accounts)."""
     from ledger.keys import StoredEventDamaged
 
     logs = (verify_log(registry), verify_log(disbursement))
@@ -982,4 +988,10 @@ def audit_verify(
             exports = ExportsResult(0, 0, 0, 0, 0, ())
         else:
             raise
-    return AuditReport(logs=logs, read_models=read_models, exports=exports, protection=protection_of(registry))
+    return AuditReport(
+        logs=logs,
+        read_models=read_models,
+        exports=exports,
+        protection=protection_of(registry),
+        identities=identities_status(registry),
+    )

@@ -1,9 +1,41 @@
-"""Who may do what: clerks, approvers and auditors.
+"""Who may do what: the rights of each role, for accounts and for ledgers of earlier releases.
 
-Two layers, and what each one is worth:
-- `require(config, actor, action)` checks the actor (`--as USER`) against a small TOML file before a
-  command runs. The actor is whoever the command line says it is, so this layer keeps honest people
-  in their lane and puts the role beside the actor in the log; it is not a security boundary.
+With accounts (DESIGN.md, "Identity, roles and integrity"; ledger.accounts), the role comes only from the
+ledger: `require_account(identity, action)` before a command runs. The rights, each refusal a typed
+error named after its rule:
+- every enabled account may run the read-only commands (`READ_ONLY`) and change its own password;
+- `AuditorIsReadOnly`: an auditor (审计) runs nothing else;
+- `OnlyCheckersApprove`: approving or submitting a batch, approving a bank profile or large aid
+  (`CHECKER_ACTIONS`) needs the checker (复核/审批); maker-checker still refuses approving one's own export;
+- `OnlyAdminsAdminister`: accounts, the policy, `init` and the database's roles (`ADMIN_ACTIONS`) need
+  the admin (管理员). An admin holds no clerk or checker rights (separation of duties: whoever creates
+  accounts does not also record payments or approve them; an office that must combine them gives one
+  person two accounts, and the log shows which acted);
+- `OnlyClerksRecord`: every other command that changes the ledger needs the clerk (经办); rebuilding
+  the read models (`OPERATIONS`) the clerk or the admin.
+A command this module does not know is one that changes the ledger (least privilege when a command is
+added); an unknown role has no rights (fail closed). The roles file below is then ignored.
+
+A ledger of an earlier release has no accounts until its first admin is created; until then,
+`require(config, actor, action)` checks the typed name (`--as USER`) against the roles file as before.
+That keeps honest people in their lane and is not a security boundary, which `audit verify` says. A
+`$YIKATONG_ROLES` naming a file that does not exist is an error (`RolesFileMissing`), not "everyone may
+do everything"; with no roles file at the default place, everyone may (the single office's default of
+those releases).
+
+The roles file (`roles.toml` beside the SQLite database, `./roles.toml` for PostgreSQL, or
+`$YIKATONG_ROLES`):
+
+    [users]
+    wang = "clerk"
+    li = "approver"                 # "checker" means the same
+    zhao = ["clerk", "approver"]    # a person may hold several roles; maker-checker still applies per batch
+    sun = "auditor"
+
+- An auditor holds no other role (separation of duties); the file is refused otherwise.
+- `ActorHasNoRole`: with a roles file, an actor it does not list may run nothing.
+
+The database's own roles, beside the accounts:
 - `grant_auditor(db, role)` creates a PostgreSQL role that can read the ledger's schema and nothing
   else: an auditor connecting as that role cannot change the log however the command line is used,
   because the database refuses. SQLite has no users; a read-only auditor gets a read-only copy or
@@ -12,25 +44,6 @@ Two layers, and what each one is worth:
   ledger three roles: the owner of the schema and the event tables (migrations only), the application
   role the ledger connects as, which cannot change or remove a stored event (no UPDATE, DELETE or
   TRUNCATE, and a trigger refusing them to every role but the owner), and the auditor (SELECT only).
-
-The roles file (`roles.toml` beside the SQLite database, `./roles.toml` for PostgreSQL, or
-`$YIKATONG_ROLES`):
-
-    [users]
-    wang = "clerk"
-    li = "approver"
-    zhao = ["clerk", "approver"]    # a person may hold several roles; maker-checker still applies per batch
-    sun = "auditor"
-
-Rules, each a typed error named after it:
-- No roles file: everyone may run everything (a single office's default; docs/personal-data.md).
-- An auditor holds no other role (separation of duties); the file is refused otherwise.
-- `ActorHasNoRole`: with a roles file, an actor it does not list may run nothing.
-- `AuditorIsReadOnly`: an auditor may run only read-only commands (`READ_ONLY`).
-- `OnlyApproversApprove`: `batch approve` and `batch submit` need the approver role.
-- `OnlyClerksRecord`: every other command that changes the ledger needs the clerk role.
-Anyone listed may run the read-only commands. A command this module does not know is treated as one
-that changes the ledger (least privilege for auditors when a command is added).
 """
 
 from __future__ import annotations
@@ -43,6 +56,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from domain.accounts import ADMIN, AUDITOR, CHECKER, CLERK, ROLE_ALIASES, Identity
+from domain.accounts import ROLES as ACCOUNT_ROLES
 from domain.errors import RuleBroken
 from ledger import storage
 from ledger.storage import Database, DatabaseSetup, RoleNames
@@ -51,8 +66,8 @@ from ledger.storage import RoleHasMorePrivileges as RoleHasMorePrivileges
 from ledger.storage import SetupNeedsPostgres as SetupNeedsPostgres
 from ledger.storage import SetupRefused as SetupRefused
 
-CLERK, APPROVER, AUDITOR = "clerk", "approver", "auditor"
-ROLES = (CLERK, APPROVER, AUDITOR)
+APPROVER = CHECKER  # the roles file's word for the checker
+ROLES = (CLERK, CHECKER, AUDITOR)  # what a roles file may name (and "approver", read as the checker)
 ROLES_ENV = "YIKATONG_ROLES"
 ROLES_FILE = "roles.toml"
 USERS_MAX = 10_000  # entries in one roles file
@@ -74,9 +89,25 @@ READ_ONLY = frozenset(
         "audit anomalies",
         "profile list",
         "profile show",
+        "user list",
     }
 )
 APPROVER_ACTIONS = frozenset({"batch approve", "batch submit", "profile approve"})
+CHECKER_ACTIONS = APPROVER_ACTIONS | {"profile approve", "aid approve"}
+ADMIN_ACTIONS = frozenset(
+    {
+        "init",
+        "policy load",
+        "user add",
+        "user disable",
+        "user enable",
+        "user role",
+        "db grant-auditor",
+        "db setup",
+    }
+)
+OPERATIONS = frozenset({"projections rebuild", "projections follow"})  # the read models, not the log
+OWN_ACCOUNT_ACTIONS = frozenset({"user passwd"})  # one's own password; ledger.accounts checks whose
 
 # PostgreSQL role names this module creates: plain identifiers, so messages and docs can show them bare.
 _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -96,6 +127,22 @@ class AuditorIsReadOnly(RuleBroken):
 
 class OnlyApproversApprove(RuleBroken):
     """Approving or submitting a batch needs the approver role."""
+
+
+class OnlyCheckersApprove(OnlyApproversApprove):
+    """Approving or submitting a batch, a bank profile or large aid needs the checker role (复核/审批)."""
+
+
+class OnlyAdminsAdminister(RuleBroken):
+    """Accounts, the policy, `init` and the database's roles need the admin role (管理员)."""
+
+
+class AccountHasNoRole(RuleBroken):
+    """An account whose role is not clerk, checker, auditor or admin has no rights (fail closed)."""
+
+
+class RolesFileMissing(RuleBroken):
+    """$YIKATONG_ROLES names a roles file that does not exist: no rights are granted without it."""
 
 
 class OnlyClerksRecord(RuleBroken):
@@ -124,6 +171,24 @@ def roles_path_for(db: Database) -> Path:
     return Path(ROLES_FILE)
 
 
+def legacy_roles(db: Database) -> RoleConfig | None:
+    """The roles file of a ledger without accounts; None when none is at the default place. A file that
+    `$YIKATONG_ROLES` names must exist: a mistyped path must not switch the roles off."""
+    path = roles_path_for(db)
+    config = load_roles(path)
+    if config is None and os.environ.get(ROLES_ENV):
+        raise RolesFileMissing(f"${ROLES_ENV} names {path}, which does not exist; no rights are granted without it")
+    return config
+
+
+def roles_file_ignored(db: Database) -> str | None:
+    """When the ledger has accounts, a roles file (or $YIKATONG_ROLES) changes nothing: the notice to show."""
+    path = roles_path_for(db)
+    if os.environ.get(ROLES_ENV) or path.exists():
+        return f"note: {path} is ignored: this ledger has accounts, and roles come only from the ledger"
+    return None
+
+
 def load_roles(path: Path) -> RoleConfig | None:
     """The roles file at `path`, or None when there is none (everyone may do everything)."""
     try:
@@ -147,6 +212,8 @@ def parse_roles(text: str, source: str) -> RoleConfig:
     parsed: dict[str, frozenset[str]] = {}
     for user, value in users.items():
         roles = [value] if isinstance(value, str) else value
+        if isinstance(roles, list):
+            roles = [ROLE_ALIASES.get(r, r) if isinstance(r, str) else r for r in roles]
         if not isinstance(roles, list) or not roles or not all(r in ROLES for r in roles):
             errors.append(f"{source}: users.{user} = {value!r}: use one of {', '.join(ROLES)} or a list of them")
             continue
@@ -172,12 +239,37 @@ def require(config: RoleConfig | None, actor: str, action: str) -> None:
         if AUDITOR in roles:
             raise AuditorIsReadOnly(f"{actor} is an auditor and may only read; `{action}` changes the ledger")
         if APPROVER not in roles:
-            raise OnlyApproversApprove(f"{actor} ({_listed(roles)}) may not {action}: it needs the approver role")
+            raise OnlyApproversApprove(
+                f"{actor} ({_listed(roles)}) may not {action}: it needs the approver (checker) role"
+            )
         return
     if AUDITOR in roles:
         raise AuditorIsReadOnly(f"{actor} is an auditor and may only read; `{action}` changes the ledger")
     if CLERK not in roles:
         raise OnlyClerksRecord(f"{actor} ({_listed(roles)}) may not {action}: it needs the clerk role")
+
+
+def require_account(identity: Identity, action: str) -> None:
+    """Refuse `action` for an authenticated account whose role does not allow it (the rights above)."""
+    role, name = identity.role, identity.name
+    if not identity.authenticated or role not in ACCOUNT_ROLES:
+        raise AccountHasNoRole(f"{name} has no role in this ledger and may run nothing")
+    if action in READ_ONLY or action in OWN_ACCOUNT_ACTIONS:
+        return
+    if role == AUDITOR:
+        raise AuditorIsReadOnly(f"{name} is an auditor and may only read; `{action}` changes the ledger")
+    if action in CHECKER_ACTIONS:
+        if role != CHECKER:
+            raise OnlyCheckersApprove(f"{name} ({role}) may not {action}: it needs the checker role")
+        return
+    if action in ADMIN_ACTIONS:
+        if role != ADMIN:
+            raise OnlyAdminsAdminister(f"{name} ({role}) may not {action}: it needs the admin role")
+        return
+    if action in OPERATIONS and role == ADMIN:
+        return
+    if role != CLERK:
+        raise OnlyClerksRecord(f"{name} ({role}) may not {action}: it needs the clerk role")
 
 
 def _listed(roles: frozenset[str]) -> str:

@@ -18,6 +18,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from domain.accounts import Identity, normalised_reason
 from domain.bank_profiles import ProfileVersion
 from domain.charter import Charter
 from domain.disbursement import Batch
@@ -26,8 +27,9 @@ from domain.errors import RuleBroken
 from domain.periods import Month
 from domain.policy import Policy, repriced_periods
 from domain.regions import region_contains
-from ledger import exports
+from ledger import accounts, exports, sessions
 from ledger import profiles as profile_book
+from ledger.accounts import AccountView
 from ledger.anomalies import find_anomalies
 from ledger.apps import ImportSummary, NoPolicy, Registry, RegistrySnapshot
 from ledger.audit import AuditReport, audit_verify, record_checkpoint
@@ -158,14 +160,73 @@ class LedgerService:
             programme=programme,
             on=on,
             actor=actor,
-            reason=reason,
+            reason=normalised_reason(reason),
             amount_fen=amount_fen,
         )
 
     def set_account(self, *, id_number: str, bank_code: str, account: str, reason: str, actor: str) -> bool:
         return self.registry.set_account(
-            id_number=id_number, bank_code=bank_code, account=account, reason=reason, actor=actor
+            id_number=id_number, bank_code=bank_code, account=account, reason=normalised_reason(reason), actor=actor
         )
+
+    # --- accounts (ledger.accounts): who may act, proved by a password --------------------------------
+    # Each write checks the acting identity itself (the web calls these directly) and ends sealed.
+
+    def has_accounts(self) -> bool:
+        return accounts.accounts_exist(self.registry)
+
+    def authenticate(self, name: str, password: str) -> Identity:
+        return accounts.authenticate(self.registry, name, password)
+
+    def accounts(self) -> list[AccountView]:
+        return [accounts.view(a) for a in accounts.all_accounts(self.registry)]
+
+    def create_first_admin(self, name: str, password: str, *, actor: str) -> AccountView:
+        """The first admin: from here on the ledger authenticates who acts. `actor` is who ran it (on a
+        ledger of an earlier release, the name typed with --as)."""
+        position = self.disbursement.recorder.max_notification_id() or 0
+        added = accounts.add_first_admin(self.registry, name, password, actor=actor, disbursement_position=position)
+        self.seal()
+        return accounts.view(added)
+
+    def add_account(self, name: str, role: str, password: str, *, actor: Identity) -> AccountView:
+        added = accounts.add_account(self.registry, name, role, password, actor=actor)
+        self.seal()
+        return accounts.view(added)
+
+    def change_role(self, name: str, role: str, *, actor: Identity) -> tuple[AccountView, bool]:
+        changed, done = accounts.change_role(self.registry, name, role, actor=actor)
+        self.seal()
+        return accounts.view(changed), done
+
+    def change_password(self, name: str, password: str, *, actor: Identity) -> AccountView:
+        changed = accounts.change_password(self.registry, name, password, actor=actor)
+        self.seal()
+        return accounts.view(changed)
+
+    def disable_account(self, name: str, *, actor: Identity) -> tuple[AccountView, bool]:
+        changed, done = accounts.disable_account(self.registry, name, actor=actor)
+        self.seal()
+        return accounts.view(changed), done
+
+    def enable_account(self, name: str, *, actor: Identity) -> tuple[AccountView, bool]:
+        changed, done = accounts.enable_account(self.registry, name, actor=actor)
+        self.seal()
+        return accounts.view(changed), done
+
+    def open_session(self, name: str, password: str, *, seconds: int) -> tuple[Identity, str, int]:
+        """Authenticate and issue a session token (ledger.sessions) valid for `seconds`: the identity,
+        the token and its expiry in Unix seconds. Nothing is recorded in the ledger."""
+        if not accounts.accounts_exist(self.registry):
+            raise accounts.NoAccountsYet(
+                "this ledger has no accounts yet: create the first admin with `yikatong init --admin NAME`"
+            )
+        identity = accounts.authenticate(self.registry, name, password)
+        version = accounts.account(self.registry, identity.name).version
+        expires_at = int(time.time()) + seconds
+        session = sessions.Session(identity.name, version, expires_at)
+        token = sessions.issue_token(sessions.session_secret(self.db), sessions.ledger_ref(self.db), session)
+        return identity, token, expires_at
 
     # --- batches and the bank -----------------------------------------------------------------------------
 

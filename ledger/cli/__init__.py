@@ -4,22 +4,24 @@ Exit 0 on success, 1 on a refused command or bad input (one line per problem, na
 file line), 2 on usage errors (click's own). A user's file never produces a traceback.
 
 One module per command group: ledger (the day-to-day ledger: init, policy, roster, decide, account, run,
-demo), batches, bank, profiles, reports, audit, admin (db, projections). Every command runs inside the one error
-boundary (errors.py), learns who acts from `Context.actor` (identity.py) and prints through one helper
-that writes either its JSON or its lines and tables (output.py).
+demo), batches, bank, profiles, reports, audit, admin (db, projections), users (login, logout, user). Every command
+runs inside the one error boundary (errors.py), learns who acts from `Context.actor` (identity.py: an
+account after its password) and prints through one helper that writes either its JSON or its lines and
+tables (output.py).
 """
 
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 
 import click
 
-from ledger.cli import admin, audit, bank, batches, profiles, reports
+from ledger.cli import admin, audit, bank, batches, profiles, reports, users
 from ledger.cli import ledger as day_to_day
 from ledger.cli.context import Context
 from ledger.cli.errors import RefusingGroup, refusals
-from ledger.cli.identity import as_option
+from ledger.cli.identity import as_option, password_file_option
 from ledger.cli.ledger import read_text as _read_text
 
 __all__ = ["Context", "_read_text", "main", "refusals"]
@@ -28,10 +30,11 @@ __all__ = ["Context", "_read_text", "main", "refusals"]
 @click.group(cls=RefusingGroup)
 @click.option("--db", "db_url", envvar="YIKATONG_DB", help="sqlite:///PATH (default ./yikatong.db) or postgresql://…")
 @as_option
+@password_file_option
 @click.pass_context
-def main(ctx: click.Context, db_url: str | None, claimed_actor: str) -> None:
+def main(ctx: click.Context, db_url: str | None, claimed_actor: str | None, password_file: Path | None) -> None:
     """yikatong: the 一卡通 disbursement ledger."""
-    ctx.obj = Context(db_url, claimed_actor)
+    ctx.obj = Context(db_url, claimed_actor, password_file)
     ctx.call_on_close(partial(_close, ctx.obj))
 
 
@@ -57,3 +60,6 @@ main.add_command(reports.report)
 main.add_command(audit.audit)
 main.add_command(admin.db_group)
 main.add_command(admin.projections_group)
+main.add_command(users.login)
+main.add_command(users.logout)
+main.add_command(users.user)

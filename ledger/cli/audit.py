@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from domain.accounts import escaped
 from ledger.cli.context import Context, pass_context
 from ledger.cli.output import Grid, render
 from ledger.history import describe
@@ -50,9 +51,11 @@ def _history_line(e: dict[str, Any]) -> str:
     """One line per event, recorded time first: the history reads as a log, at any terminal width."""
     recorded = e["recorded_at"][:19].replace("T", " ")
     effective = f"effective {e['effective_on']}" if e["effective_on"] else ""
-    return (
-        f"{recorded}  {effective:20}  {e['event']:16}  {e['actor']:10}  {e['programme']} {e['period']}  {describe(e)}"
-    )
+    what = f"{e['programme']} {e['period']}  {describe(e)}"
+    line = f"{recorded}  {effective:20}  {e['event']:16}  {e['actor']:10}  {what}"
+    # Events recorded before names and reasons were checked may hold control characters: shown escaped,
+    # never sent raw to the auditor's terminal (domain.accounts.escaped).
+    return escaped(line)
 
 
 @audit.command("anomalies")

@@ -11,6 +11,7 @@ from uuid import uuid4
 
 import click
 
+from domain.accounts import check_password_rule, normalised_name
 from domain.errors import RuleBroken
 from domain.identity import check_account, is_bank_code
 from domain.money import format_yuan, parse_yuan
@@ -19,14 +20,20 @@ from domain.policy import NoStandardInForce, Policy
 from ledger.apps import ImportSummary
 from ledger.bootstrap import init_ledger
 from ledger.cli.context import Context, pass_context
+from ledger.cli.identity import legacy_identity, new_password
 from ledger.cli.output import Grid, Line, Shown, render
-from ledger.demo import run_demo
+from ledger.demo import DemoNeedsNewLedger, passwords_folder_for, run_demo
 from ledger.progress import progress
+from ledger.storage import holds_events
 
 DECISIONS = ("suspend", "resume", "terminate", "adjust", "phase-out")
 WARNINGS_SHOWN_MAX = 50  # a roster's warnings printed one per line; the rest are counted
 REPRICED_PERIODS_SHOWN_MAX = 12  # periods named in one re-pricing warning
 POLICY_HEADINGS = ("项目", "名称", "对象", "发放周期", "到账日", "标准", "自")
+
+
+class InitNeedsAdmin(RuleBroken):
+    """A new ledger is created with its first admin account: `yikatong init --admin NAME`."""
 
 
 @click.command()
@@ -35,14 +42,36 @@ POLICY_HEADINGS = ("项目", "名称", "对象", "发放周期", "到账日", "�
     is_flag=True,
     help="create the ledger unencrypted, on purpose (stated in its log); ids stay uuid5 of ID numbers",
 )
+@click.option("--admin", "admin_name", help="the first admin account (a new ledger needs one)")
+@click.option(
+    "--password-file",
+    "admin_password_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="the admin's password: the first line of this private file (else typed twice, or one line of stdin)",
+)
 @pass_context
-def init(c: Context, plaintext: bool) -> None:
-    """Create the ledger: its key file (personal data encrypted), tables and charter (its id, encryption
-    and id scheme, recorded in its log). On an existing ledger it records nothing and says what it is."""
+def init(c: Context, plaintext: bool, admin_name: str | None, admin_password_file: Path | None) -> None:
+    """Create the ledger: its key file (personal data encrypted), tables, charter (its id, encryption and
+    id scheme, recorded in its log) and first admin account. On an existing ledger it records nothing
+    but the first admin when one is named: a ledger of an earlier release gets its first admin this way,
+    and until then keeps working with typed names (docs/security.md, Accounts)."""
+    password = None
+    if admin_name is not None:
+        admin_name = normalised_name(admin_name)
+        password = new_password(admin_password_file, admin_name)
+        check_password_rule(password)  # before anything is created: a refused password applies nothing
+    elif not holds_events(c.db):
+        raise InitNeedsAdmin("a new ledger needs its first admin account: yikatong init --admin NAME")
+    done = init_ledger(
+        c.db, ledger_id=uuid4(), actor=admin_name or legacy_identity(c.claimed_actor).name, plaintext=plaintext
+    )
     c.authorise()
-    done = init_ledger(c.db, ledger_id=uuid4(), actor=c.actor, plaintext=plaintext)
-    c.apps()
-    render([f"ledger ready at {c.db.url}", *(Line(text, err=warning) for text, warning in done.messages())])
+    lines: list[Shown] = [f"ledger ready at {c.db.url}"]
+    lines += [Line(text, err=warning) for text, warning in done.messages()]
+    if admin_name is not None and password is not None:
+        added = c.service().create_first_admin(admin_name, password, actor=c.actor)
+        lines.append(f"admin account {added.name} created: from now on every command acts as an account")
+    render(lines)
 
 
 # --- policy --------------------------------------------------------------------------------------
@@ -233,10 +262,13 @@ def run(c: Context, month: str, region: str | None, as_json: bool) -> None:
 @click.option("--months", default=12, show_default=True, help="month-ends to run, from 2017-01")
 @pass_context
 def demo(c: Context, households: int, months: int) -> None:
-    """The main job end to end on a synthetic city, on the embedded store (created, encrypted, if new)."""
-    c.authorise()
-    init_ledger(c.db, ledger_id=uuid4(), actor=c.actor)
-    run_demo(c, households=households, months=months)
+    """The main job end to end on a synthetic city, on a new ledger (created, encrypted): creates its
+    accounts (passwords in <ledger>-passwords/, mode 0600) and acts as each in turn."""
+    if holds_events(c.db):
+        raise DemoNeedsNewLedger(f"{c.db.url} holds events already: the demo runs on a new ledger")
+    init_ledger(c.db, ledger_id=uuid4(), actor=legacy_identity(c.claimed_actor).name)
+    service = c.service()
+    run_demo(service, passwords_folder_for(c.db), started_by=c.actor, households=households, months=months)
 
 
 def read_text(file: Path) -> str:

@@ -1,16 +1,22 @@
-"""Shared builders for ledger tests: a ledger with the shipped policy and roster rows."""
+"""Shared builders for ledger tests: a ledger with the shipped policy and roster rows, and the command
+line acting as real accounts with passwords (`with_accounts`, then `yikatong(url, ..., as_=NAME)`)."""
 
 from __future__ import annotations
 
+import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
 
+from domain.errors import RuleBroken
+from ledger.accounts import read_password_file
 from ledger.apps import Registry
-from ledger.bootstrap import open_apps
+from ledger.bootstrap import database_from_url, open_apps, open_service
 from ledger.disbursement import Disbursement
 from ledger.roster import read_roster
-from ledger.storage import Database
+from ledger.sessions import ledger_ref
+from ledger.storage import Database, parse_database_url
 
 HEADER = (
     "id_number,name,region,programme,effective_from,members,monthly_income,special_members,"
@@ -60,10 +66,63 @@ def row(
     )
 
 
-def yikatong(db: str, *args: str) -> subprocess.CompletedProcess[str]:
+# The password file of each account `with_accounts` created, by ledger (however its URL is spelled).
+PASSWORD_FILES: dict[str, dict[str, Path]] = {}
+OFFICE = (("clerk", "clerk"), ("checker", "checker"), ("auditor", "auditor"))  # name, role
+
+
+def password_file(folder: Path, name: str, password: str | None = None) -> Path:
+    """A private (0600) file holding `password` (default: a fresh random one) on its first line."""
+    path = folder / f"{name}.password"
+    path.write_text((password or secrets.token_urlsafe(15)) + "\n", encoding="utf-8")
+    os.chmod(path, 0o600)
+    return path
+
+
+def with_accounts(url: str, folder: Path, accounts: tuple[tuple[str, str], ...] = OFFICE) -> dict[str, Path]:
+    """`init --admin admin` and `user add` for each (name, role), each with its own password file in
+    `folder`; afterwards `yikatong(url, …, as_=name)` acts as that account with its password."""
+    files = {"admin": password_file(folder, "admin")}
+    PASSWORD_FILES[_ref(url)] = files
+    created = yikatong(url, "init", "--admin", "admin", "--password-file", str(files["admin"]), as_=None)
+    assert created.returncode == 0, created.stderr
+    # The other accounts in this process, through the service `user add` calls (tests/audit and
+    # tests/ledger/test_accounts.py run `user add` itself): one child process per test instead of five.
+    service = open_service(database_from_url(url))
+    try:
+        admin = service.authenticate("admin", read_password_file(files["admin"]))
+        for name, role in accounts:
+            files[name] = password_file(folder, name)
+            service.add_account(name, role, read_password_file(files[name]), actor=admin)
+    finally:
+        service.registry.close()
+        service.disbursement.close()
+    return files
+
+
+def yikatong(
+    db: str, *args: str, as_: str | None = "clerk", stdin: str = "", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`python -m ledger --db DB --as AS_ ARGS…` in a child process whose standard input is not a terminal.
+    On a ledger `with_accounts` set up, `as_` acts with its password file; else `as_` is a typed name."""
+    acting: list[str] = []
+    if as_ is not None:
+        acting = ["--as", as_]
+        files = PASSWORD_FILES.get(_ref(db), {})
+        if as_ in files:
+            acting += ["--password-file", str(files[as_])]
     return subprocess.run(
-        [sys.executable, "-m", "ledger", "--db", db, "--as", "clerk", *args],
+        [sys.executable, "-m", "ledger", "--db", db, *acting, *args],
+        input=stdin,
         capture_output=True,
         text=True,
         check=False,
+        env={**os.environ, **(env or {})},
     )
+
+
+def _ref(url: str) -> str:
+    try:
+        return ledger_ref(parse_database_url(url))
+    except RuleBroken:  # a URL the test means to be refused
+        return url

@@ -1,5 +1,6 @@
-"""Who may do what: the roles file's rules, and on PostgreSQL an auditor role the database itself holds
-to SELECT only (an INSERT, UPDATE or DELETE by it fails with insufficient privilege)."""
+"""Who may do what: each account role's rights, the roles file's rules for ledgers without accounts, and
+on PostgreSQL an auditor role the database itself holds to SELECT only (an INSERT, UPDATE or DELETE by
+it fails with insufficient privilege)."""
 
 from __future__ import annotations
 
@@ -12,25 +13,35 @@ import pytest
 from eventsourcing.persistence import PersistenceError
 from psycopg import errors, sql
 
+from domain.accounts import Identity
 from domain.periods import Month
 from ledger.apps import Registry
 from ledger.bootstrap import database_from_url
 from ledger.disbursement import Disbursement
 from ledger.roles import (
+    ADMIN_ACTIONS,
+    CHECKER_ACTIONS,
     READ_ONLY,
+    AccountHasNoRole,
     ActorHasNoRole,
     AuditorIsReadOnly,
     BadRoleName,
     GrantNeedsPostgres,
+    OnlyAdminsAdminister,
     OnlyApproversApprove,
+    OnlyCheckersApprove,
     OnlyClerksRecord,
     RoleHasMorePrivileges,
+    RolesFileMissing,
     RolesFileRejected,
     grant_auditor,
+    legacy_roles,
     load_roles,
     parse_roles,
     read_only_env,
     require,
+    require_account,
+    roles_file_ignored,
     roles_path_for,
     tables_not_writable,
 )
@@ -108,6 +119,87 @@ def test_the_roles_file_lives_beside_the_sqlite_file_unless_the_environment_says
     assert roles_path_for(database_from_url("postgresql://postgres@127.0.0.1/test")) == Path("roles.toml")
     monkeypatch.setenv("YIKATONG_ROLES", str(tmp_path / "office.toml"))
     assert roles_path_for(database_from_url(f"sqlite:///{tmp_path}/y.db")) == tmp_path / "office.toml"
+
+
+def test_a_roles_file_may_name_the_approver_checker() -> None:
+    config = parse_roles("[users]\nli = 'checker'\nwu = 'approver'", "roles.toml")
+    require(config, "li", "batch approve")
+    require(config, "wu", "batch approve")
+    assert config.roles_of("li") == config.roles_of("wu") == frozenset({"checker"})
+
+
+def test_a_roles_file_the_environment_names_must_exist_or_nothing_is_granted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = database_from_url(f"sqlite:///{tmp_path}/y.db")
+    monkeypatch.delenv("YIKATONG_ROLES", raising=False)
+    assert legacy_roles(db) is None  # no file at the default place: the earlier releases' everyone-may
+    monkeypatch.setenv("YIKATONG_ROLES", str(tmp_path / "mistyped.toml"))
+    with pytest.raises(RolesFileMissing, match=r"mistyped\.toml, which does not exist"):
+        legacy_roles(db)
+    (tmp_path / "mistyped.toml").write_text('[users]\nsun = "auditor"\n', encoding="utf-8")
+    assert legacy_roles(db) is not None
+
+
+def test_with_accounts_a_roles_file_is_named_as_ignored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = database_from_url(f"sqlite:///{tmp_path}/y.db")
+    monkeypatch.delenv("YIKATONG_ROLES", raising=False)
+    assert roles_file_ignored(db) is None
+    (tmp_path / "roles.toml").write_text(ROLES, encoding="utf-8")
+    assert "roles.toml is ignored: this ledger has accounts" in (roles_file_ignored(db) or "")
+
+
+ACCOUNT = {role: Identity(role, role) for role in ("clerk", "checker", "auditor", "admin")}
+RECORDING = ("run", "roster import", "decide", "account set", "batch export", "bank import", "profile add")
+
+
+def test_every_account_may_read_and_change_its_own_password() -> None:
+    for identity in ACCOUNT.values():
+        for action in (*sorted(READ_ONLY), "user passwd"):
+            require_account(identity, action)
+
+
+def test_a_clerk_records_and_nothing_else() -> None:
+    for action in RECORDING:
+        require_account(ACCOUNT["clerk"], action)
+    for action in sorted(CHECKER_ACTIONS):
+        with pytest.raises(OnlyCheckersApprove):
+            require_account(ACCOUNT["clerk"], action)
+    for action in sorted(ADMIN_ACTIONS):
+        with pytest.raises(OnlyAdminsAdminister):
+            require_account(ACCOUNT["clerk"], action)
+
+
+def test_a_checker_approves_and_submits_and_records_nothing() -> None:
+    for action in sorted(CHECKER_ACTIONS):
+        require_account(ACCOUNT["checker"], action)
+    for action in RECORDING:
+        with pytest.raises(OnlyClerksRecord):
+            require_account(ACCOUNT["checker"], action)
+    with pytest.raises(OnlyAdminsAdminister):
+        require_account(ACCOUNT["checker"], "user add")
+
+
+def test_an_admin_manages_accounts_and_the_policy_but_records_and_approves_nothing() -> None:
+    for action in (*sorted(ADMIN_ACTIONS), "projections rebuild"):
+        require_account(ACCOUNT["admin"], action)
+    for action in RECORDING:
+        with pytest.raises(OnlyClerksRecord):
+            require_account(ACCOUNT["admin"], action)
+    with pytest.raises(OnlyCheckersApprove):
+        require_account(ACCOUNT["admin"], "batch approve")
+
+
+def test_an_auditor_account_only_reads() -> None:
+    for action in (*RECORDING, *sorted(CHECKER_ACTIONS), *sorted(ADMIN_ACTIONS), "some new command"):
+        with pytest.raises(AuditorIsReadOnly):
+            require_account(ACCOUNT["auditor"], action)
+
+
+def test_an_unknown_role_or_an_unauthenticated_name_has_no_rights() -> None:
+    for identity in (Identity("x", "approver"), Identity("x", ""), Identity("x", "admin", authenticated=False)):
+        with pytest.raises(AccountHasNoRole):
+            require_account(identity, "report balances")
 
 
 def test_sqlite_has_no_database_roles_and_says_so(tmp_path: Path) -> None:

@@ -7,10 +7,12 @@ import sqlite3
 
 import pytest
 
+from domain.accounts import Identity
 from domain.errors import FileRejected, RuleBroken
 from domain.policy import PolicyRejected
 from exporters.rows import ResultFileRejected
 from ledger.cli import Context, refusals
+from ledger.cli.identity import legacy_identity
 from ledger.cli.output import Grid, Line, render
 from ledger.exports import ResultsRefused
 from ledger.roster import RosterRejected
@@ -53,8 +55,9 @@ def test_any_other_error_is_our_mistake_and_keeps_its_traceback() -> None:
         raise ZeroDivisionError("a bug")
 
 
-def test_the_acting_identity_is_the_name_claimed_until_accounts_exist() -> None:
-    assert Context("sqlite:///unused.db", "wang").actor == "wang"
+def test_the_acting_identity_is_the_name_claimed_normalised_until_accounts_exist() -> None:
+    assert legacy_identity(" ｗａｎｇ ") == Identity("wang", "", authenticated=False)
+    assert Context("sqlite:///unused.db", "wang").claimed_actor == "wang"  # nothing opened until a command asks
 
 
 def test_json_is_printed_instead_of_the_lines_and_tables(capsys: pytest.CaptureFixture[str]) -> None:

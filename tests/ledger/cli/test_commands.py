@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import POLICY
-from tests.helpers.ledgers import HEADER, LI, WANG, yikatong
+from tests.helpers.ledgers import HEADER, LI, WANG, with_accounts, yikatong
 
 
 @pytest.fixture
 def ledger_url(tmp_path: Path) -> str:
+    """A new ledger with its accounts (admin, clerk, checker, auditor), each acting after its password."""
     url = f"sqlite:///{tmp_path / 'cli.db'}"
-    assert yikatong(url, "init").returncode == 0
-    assert yikatong(url, "policy", "load", str(POLICY)).returncode == 0
+    with_accounts(url, tmp_path)
+    assert yikatong(url, "policy", "load", str(POLICY), as_="admin").returncode == 0
     return url
 
 
@@ -67,7 +66,7 @@ def test_refusals_exit_1_with_the_rule_and_usage_errors_exit_2(ledger_url: str, 
     assert unknown.returncode == 1 and "UnknownEnrolment" in unknown.stderr
     assert yikatong(ledger_url, "run", "2017-13").returncode == 1
     assert yikatong(ledger_url, "decide", "explode", "1", "2", "--on", "2017-01-01", "--reason", "x").returncode == 2
-    missing = yikatong(ledger_url, "policy", "load", str(tmp_path / "nope.toml"))
+    missing = yikatong(ledger_url, "policy", "load", str(tmp_path / "nope.toml"), as_="admin")
     assert missing.returncode == 1 and "Traceback" not in missing.stderr
 
 
@@ -76,7 +75,7 @@ def test_a_bad_policy_names_the_key_path_and_both_numbers(ledger_url: str, tmp_p
     bad.write_text(
         POLICY.read_text(encoding="utf-8").replace('expect = "5078.00"', 'expect = "5079.00"'), encoding="utf-8"
     )
-    refused = yikatong(ledger_url, "policy", "load", str(bad))
+    refused = yikatong(ledger_url, "policy", "load", str(bad), as_="admin")
     assert refused.returncode == 1
     assert "programmes.tekun_rural_dispersed.standards[0].expect" in refused.stderr
     assert "5078.00" in refused.stderr and "5079.00" in refused.stderr
@@ -98,21 +97,15 @@ def test_export_approve_and_bank_import_from_the_command_line(ledger_url: str, t
     assert exported.returncode == 0, exported.stderr
     (file,) = json.loads(exported.stdout)["files"]
     assert Path(file["path"]).read_bytes().count(b"<CdtTrfTxInf>") == 1
-    self_approval = yikatong(ledger_url, "batch", "approve", batch["id"][:12])
-    assert self_approval.returncode == 1 and "ApproverMustDifferFromExporter" in self_approval.stderr
-    as_checker = [sys.executable, "-m", "ledger", "--db", ledger_url, "--as", "checker"]
-    approved = subprocess.run(
-        [*as_checker, "batch", "approve", batch["id"], "--json"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    self_approval = yikatong(ledger_url, "batch", "approve", batch["id"][:12])  # the clerk who exported it
+    assert self_approval.returncode == 1 and "OnlyCheckersApprove" in self_approval.stderr
+    approved = yikatong(ledger_url, "batch", "approve", batch["id"], "--json", as_="checker")
     assert approved.returncode == 0, approved.stderr
     message = f"YKT{batch['id'][:28]}"
     views = json.loads(yikatong(ledger_url, "batch", "list", "--json").stdout)
     assert views[0]["status"] == "approved" and views[0]["approved_by"] == "checker"
     assert json.loads(approved.stdout) == views[0]  # --json prints the batch as `batch list --json` does
-    submitted = json.loads(yikatong(ledger_url, "batch", "submit", batch["id"][:12], "--json").stdout)
+    submitted = json.loads(yikatong(ledger_url, "batch", "submit", batch["id"][:12], "--json", as_="checker").stdout)
     assert submitted["status"] == "submitted" and submitted["id"] == batch["id"]
     from ledger.bootstrap import database_from_url, open_apps
 
@@ -167,10 +160,11 @@ def test_a_policy_that_changes_accrued_months_warns_and_later_months_take_the_ne
     raised.write_text(
         text.replace(old, old[:-1] + ', { from = "2017-02-01", amount = "580.00", per = "month" }]'), encoding="utf-8"
     )
-    loaded = yikatong(ledger_url, "policy", "load", str(raised))
+    loaded = yikatong(ledger_url, "policy", "load", str(raised), as_="admin")
     assert loaded.returncode == 0, loaded.stderr
     assert loaded.stderr.startswith("warning: urban_dibao: the standard for 2017-02, already accrued, differs")
-    assert yikatong(ledger_url, "policy", "load", str(raised)).stderr == ""  # the same policy again: nothing
+    again = yikatong(ledger_url, "policy", "load", str(raised), as_="admin")
+    assert again.stderr == ""  # the same policy again: nothing
     yikatong(ledger_url, "run", "2017-03")
     rows = json.loads(yikatong(ledger_url, "report", "balances", "--json").stdout)["rows"]
     by_period = {r["period"]: r["accrued_fen"] for r in rows if r["programme"] == "urban_dibao"}

@@ -36,7 +36,7 @@ from ledger.exports import approve_batch, export_batch, import_bank_file, messag
 from ledger.storage import EVENT_BYTES_MAX, Database, EventTooLarge, connect_postgres
 from ledger.synthetic import synthetic_rows
 from tests.conftest import POLICY
-from tests.helpers.ledgers import yikatong
+from tests.helpers.ledgers import with_accounts, yikatong
 
 HANG_DEADLINE_S = 120  # the write below takes ~1 s; a hang is caught here instead of blocking CI
 
@@ -235,8 +235,8 @@ def _with_query(url: str, query: str) -> str:
 
 
 def _ledger_with_roster(db: Database, tmp_path: Path) -> Path:
-    assert yikatong(db.url, "init").returncode == 0
-    assert yikatong(db.url, "policy", "load", str(POLICY)).returncode == 0
+    with_accounts(db.url, tmp_path)
+    assert yikatong(db.url, "policy", "load", str(POLICY), as_="admin").returncode == 0
     roster = tmp_path / "r.csv"
     from tests.helpers.ledgers import HEADER, LI
 
