@@ -49,7 +49,7 @@ from domain.accounts import (
 )
 from domain.errors import RuleBroken
 from ledger.apps import ConcurrentChange, Registry
-from ledger.storage import originator_rows
+from ledger.storage import log_rows, originator_rows
 
 PASSWORD_FILE_BYTES_MAX = 4 * PASSWORD_CHARS_MAX  # a password file is one line; UTF-8 takes ≤ 4 bytes a character
 # What an unknown name's password is verified against, so it costs what a real account's does: the
@@ -341,6 +341,7 @@ class IdentitiesStatus:
     accounts: int
     registry_position: int | None  # the registry log's position of the directory's `Opened` event
     disbursement_position: int | None  # the first disbursement position recorded after it
+    typed_before: bool = True  # events before those positions record typed names (not only `init`'s own)
 
     @property
     def authenticated(self) -> bool:
@@ -352,7 +353,7 @@ class IdentitiesStatus:
                 "identities: not authenticated: this ledger has no accounts, so its events record names typed "
                 "with --as, taken on trust (create the first admin with `yikatong init --admin NAME`)"
             )
-        earlier = self.registry_position > 1 or self.disbursement_position > 1
+        earlier = self.typed_before
         return (
             f"identities: {self.accounts} accounts; actors authenticated by password from registry_events "
             f"position {self.registry_position} and disbursement_events position {self.disbursement_position} on"
@@ -374,4 +375,17 @@ def identities_status(registry: Registry) -> IdentitiesStatus:
     if listed is None:
         return IdentitiesStatus(0, None, None)
     rows = originator_rows(registry.recorder, DIRECTORY_ID)
-    return IdentitiesStatus(len(listed.names), rows[0][0], listed.disbursement_position + 1)
+    opened_at = rows[0][0]
+    before = log_rows(registry.recorder, 1, opened_at - 1, CREATION_EVENTS_MAX + 1)
+    only_creation = len(before) <= CREATION_EVENTS_MAX and all(
+        row.topic.startswith(CREATION_TOPIC_PREFIXES) for row in before
+    )
+    typed_before = listed.disbursement_position > 0 or not only_creation
+    return IdentitiesStatus(len(listed.names), opened_at, listed.disbursement_position + 1, typed_before)
+
+
+# What `init` records before its first admin: the charter, the signing key and their seal. Events of
+# these kinds carry no typed name a person chose, so a ledger whose log begins with them alone was
+# authenticated from its first recorded decision.
+CREATION_TOPIC_PREFIXES = ("domain.charter:", "ledger.audit:AuditChain.")
+CREATION_EVENTS_MAX = 16
