@@ -25,7 +25,7 @@ arrears (补发) are found without re-checking every past period of every person
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -36,6 +36,7 @@ from eventsourcing.domain import Aggregate, event
 from domain.eligibility import NAMESPACE, PersonRecord
 from domain.errors import RuleBroken
 from domain.identity import age_on
+from domain.money import PAYMENT_FEN_MAX, format_yuan
 from domain.periods import Month, Period, periods_starting_between
 from domain.policy import MonthRate, NoStandardInForce, Policy, Programme, month_rate
 from domain.regions import region_contains
@@ -187,6 +188,8 @@ class Batch(Aggregate):
         self.submitted_by = ""
         self.results: dict[str, tuple[str, str]] = {}  # payment id → (paid|returned, reason code)
         self.settled_on: date | None = None
+        # payment id → the payee's corrected name (`decide rename` before approval); exports write it
+        self.payee_names: dict[str, str] = {}
 
     @property
     def count(self) -> int:
@@ -301,6 +304,29 @@ class Batch(Aggregate):
         if len(self.results) >= len(self.payment_ids):
             self.status = SETTLED
 
+    def payee_name(self, payment_id: str, accrued_name: str) -> str:
+        """The name a file of this batch writes for a payment: the corrected one, else the accrued one."""
+        return self.payee_names.get(payment_id, accrued_name)
+
+    def correct_names(self, *, names: Mapping[str, str], reason: str, actor: str) -> bool:
+        """Payees renamed (`decide rename`) before this batch was approved: its next exports carry the new
+        names. An approved batch is what the checker saw and the bank got, so it is never changed; its
+        returned payments are re-issued under the new name. False when there is nothing to change."""
+        if self.approved_by:
+            return False
+        unknown = sorted(set(names) - set(self.payment_ids))
+        if unknown:
+            raise UnknownPaymentInBatch(f"payment {unknown[0]} is not in batch {self.id.hex}")
+        changed = tuple(sorted((pid, name) for pid, name in names.items() if self.payee_names.get(pid) != name))
+        if not changed:
+            return False
+        self._names_corrected(names=changed, reason=reason, actor=actor)
+        return True
+
+    @event("NamesCorrected")
+    def _names_corrected(self, names: tuple[tuple[str, str], ...], reason: str, actor: str) -> None:
+        self.payee_names.update(names)
+
     def add_payments(self, payments: Sequence[tuple[str, int]]) -> None:
         """Add (payment id hex, amount in fen) pairs, PAYMENT_IDS_PER_EVENT to an event."""
         if self.status != DRAFTED:
@@ -376,6 +402,14 @@ class Watermark:
 # --- accrual: what is owed, decided from the registry and the policy ---------------------------------
 
 
+class UnknownPaymentInBatch(RuleBroken):
+    """A name correction names a payment the batch does not hold."""
+
+
+class PaymentAboveMaximum(RuleBroken):
+    """A payment above the ledger-wide maximum per payment (domain.money.PAYMENT_FEN_MAX) is never accrued."""
+
+
 @dataclass(frozen=True, slots=True)
 class PaymentDue:
     payment_id: UUID
@@ -421,6 +455,56 @@ class Accrual:
         watermark: Watermark | None,
         policy_position: int,
     ) -> Iterator[PaymentDue]:
+        for pid, record, enrolment, programme, period, amount_fen in self.owed(
+            records, scope, watermark, policy_position
+        ):
+            due_date = self._due_date(programme, period)
+            yield PaymentDue(
+                payment_id=payment_id(record.id_number, programme.key, period.name),
+                person_id=pid,
+                id_number=record.id_number,
+                name=record.name,
+                region=enrolment.region,
+                programme=programme.key,
+                period=period,
+                amount_fen=amount_fen,
+                persons=enrolment.household.members if programme.unit == "household" else 1,
+                due_date=due_date,
+                late=due_date < self.run_month.first_day,
+                bank_code=record.bank_code,
+                account=record.account,
+            )
+
+    def check_amounts(
+        self,
+        records: Iterable[tuple[UUID, PersonRecord]],
+        scope: str,
+        watermark: Watermark | None,
+        policy_position: int,
+    ) -> None:
+        """Refuse the month-end before it writes anything when a payment would exceed the ledger-wide
+        maximum (domain.money.PAYMENT_FEN_MAX): a figure that large is a wrong standard, household or
+        approved amount, and must not reach a bank file (issue 13). Names the enrolment and the bound."""
+        for _pid, record, enrolment, programme, period, amount_fen in self.owed(
+            records, scope, watermark, policy_position
+        ):
+            if amount_fen > PAYMENT_FEN_MAX:
+                raise PaymentAboveMaximum(
+                    f"{record.id_number} {programme.key} {period.name}: the payment would be "
+                    f"{format_yuan(amount_fen)} 元, more than the ledger's maximum per payment "
+                    f"{format_yuan(PAYMENT_FEN_MAX)} 元 (enrolment from {enrolment.effective_from.isoformat()}, "
+                    f"{enrolment.household.members} members); nothing was accrued: correct the policy or decision"
+                )
+
+    def owed(
+        self,
+        records: Iterable[tuple[UUID, PersonRecord]],
+        scope: str,
+        watermark: Watermark | None,
+        policy_position: int,
+    ) -> Iterator[tuple[UUID, PersonRecord, Any, Programme, Period, int]]:
+        """(person id, record, enrolment, programme, period, amount) for every payable period with a
+        positive amount; `due` makes payments of them, `check_amounts` checks them first."""
         covered = watermark if watermark is not None and policy_position <= watermark.registry_position else None
         for pid, record in records:
             unchanged = covered is not None and record.last_position <= covered.registry_position
@@ -447,23 +531,7 @@ class Accrual:
                         continue
                     if amount_fen <= 0:
                         continue
-                    due_date = self._due_date(programme, period)
-                    period_name = period.name
-                    yield PaymentDue(
-                        payment_id=payment_id(record.id_number, programme_key, period_name),
-                        person_id=pid,
-                        id_number=record.id_number,
-                        name=record.name,
-                        region=enrolment.region,
-                        programme=programme_key,
-                        period=period,
-                        amount_fen=amount_fen,
-                        persons=enrolment.household.members if programme.unit == "household" else 1,
-                        due_date=due_date,
-                        late=due_date < self.run_month.first_day,
-                        bank_code=record.bank_code,
-                        account=record.account,
-                    )
+                    yield pid, record, enrolment, programme, period, amount_fen
 
     def period_amount_fen(self, programme: Programme, period: Period, record: PersonRecord, enrolment: Any) -> int:
         """The sum of the period's months (see `domain.policy.month_amount_fen` for one month's rules)."""
