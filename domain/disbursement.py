@@ -25,7 +25,7 @@ arrears (补发) are found without re-checking every past period of every person
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -36,9 +36,9 @@ from eventsourcing.domain import Aggregate, event
 from domain.eligibility import NAMESPACE, PersonRecord
 from domain.errors import RuleBroken
 from domain.identity import age_on
-from domain.money import PAYMENT_FEN_MAX, format_yuan
+from domain.money import MONTHS_PER_PAYMENT_MAX, PAYMENT_FEN_MAX, format_yuan
 from domain.periods import Month, Period, periods_starting_between
-from domain.policy import MonthRate, NoStandardInForce, Policy, Programme, month_rate
+from domain.policy import HouseholdFacts, MonthRate, NoStandardInForce, Policy, Programme, month_rate
 from domain.regions import region_contains
 
 PAYMENT_IDS_PER_EVENT = 4_000  # 32-hex ids: ≈ 140 KB of JSON per PaymentsAdded
@@ -477,14 +477,20 @@ class Accrual:
 
     def check_amounts(
         self,
-        records: Iterable[tuple[UUID, PersonRecord]],
+        records: Collection[tuple[UUID, PersonRecord]],
         scope: str,
         watermark: Watermark | None,
         policy_position: int,
     ) -> None:
         """Refuse the month-end before it writes anything when a payment would exceed the ledger-wide
         maximum (domain.money.PAYMENT_FEN_MAX): a figure that large is a wrong standard, household or
-        approved amount, and must not reach a bank file (issue 13). Names the enrolment and the bound."""
+        approved amount, and must not reach a bank file (issue 13). Names the enrolment and the bound.
+
+        An upper bound first (`largest_possible_fen`: one pass over the enrolments, no periods): when even
+        the largest household on the highest standard for a whole year fits, nothing can exceed the
+        maximum and the exact pass over every period is skipped, as it is at every ordinary month-end."""
+        if self.largest_possible_fen(records, scope) <= PAYMENT_FEN_MAX:
+            return
         for _pid, record, enrolment, programme, period, amount_fen in self.owed(
             records, scope, watermark, policy_position
         ):
@@ -495,6 +501,70 @@ class Accrual:
                     f"{format_yuan(PAYMENT_FEN_MAX)} 元 (enrolment from {enrolment.effective_from.isoformat()}, "
                     f"{enrolment.household.members} members); nothing was accrued: correct the policy or decision"
                 )
+
+    def _inside(self, scope: str, region: str) -> bool:
+        in_scope = self._in_scope.get(region)
+        if in_scope is None:
+            in_scope = self._in_scope[region] = region_contains(scope, region)
+        return in_scope
+
+    def largest_possible_fen(self, records: Iterable[tuple[UUID, PersonRecord]], scope: str) -> int:
+        """More than any one payment of this run can be: per programme, twelve months (a yearly period) of
+        the largest month any of its enrolments could be owed, from its earliest start to the run month's
+        year end: the largest household (no income, every member special), the highest tier, the largest
+        approved amount."""
+        # (largest household, most special members, earliest start, largest approved amount) per programme
+        seen: dict[tuple[str, str], list[Any]] = {}
+        for _pid, record in records:
+            for enrolment in (*record.past, *record.enrolments.values()):
+                household = enrolment.household
+                found = seen.get((enrolment.programme, enrolment.region))
+                if found is None:
+                    seen[enrolment.programme, enrolment.region] = [
+                        household.members,
+                        household.special_members,
+                        enrolment.effective_from,
+                        0,
+                    ]
+                    found = seen[enrolment.programme, enrolment.region]
+                else:
+                    if household.members > found[0]:
+                        found[0] = household.members
+                    if household.special_members > found[1]:
+                        found[1] = household.special_members
+                    if enrolment.effective_from < found[2]:
+                        found[2] = enrolment.effective_from
+                for decision in enrolment.decisions:
+                    if decision.kind == "adjust" and (decision.amount_fen or 0) > found[3]:
+                        found[3] = decision.amount_fen
+        members: dict[str, int] = {}
+        special: dict[str, int] = {}
+        override: dict[str, int] = {}
+        first: dict[str, Month] = {}
+        for (key, region), (most, most_special, earliest, approved) in seen.items():
+            if key not in self.policy.programmes or not self._inside(scope, region):
+                continue
+            members[key] = max(members.get(key, 0), most)
+            special[key] = max(special.get(key, 0), most_special)
+            override[key] = max(override.get(key, 0), approved)
+            first[key] = min(first.get(key, Month.of(earliest)), Month.of(earliest))
+        largest = 0
+        for key, start in first.items():
+            programme = self.policy.programmes[key]
+            facts = HouseholdFacts(members[key], 0, special[key])
+            month_max = override.get(key, 0)
+            month = start
+            while month <= self.run_month.plus(11):
+                try:
+                    rate = self._rate(programme, month)
+                except NoStandardInForce:
+                    rate = None
+                if rate is not None:
+                    tier_max = max((fen for _, fen in rate.tiers), default=0)
+                    month_max = max(month_max, rate.amount_for(0, facts), tier_max)
+                month = month.plus(1)
+            largest = max(largest, MONTHS_PER_PAYMENT_MAX * month_max)
+        return largest
 
     def owed(
         self,

@@ -128,6 +128,13 @@ def name_problems(name: str, rules: Mapping[str, FieldRule] | None = None) -> li
     return rule.problems(name) if rule is not None else []
 
 
+def field_problems(field: str, value: str, rules: Mapping[str, FieldRule] | None = None) -> list[str]:
+    """What keeps some configured export format from carrying `value` in `field` (a bank code or an
+    account given to `account set`), by the rule a roster row's field obeys."""
+    rule = (export_field_rules() if rules is None else rules).get(field)
+    return rule.problems(value) if rule is not None else []
+
+
 def _basic_name_problems(name: str) -> list[str]:
     if not name:
         return ["name: empty"]

@@ -32,7 +32,7 @@ from ledger.deadlines import deadline_rows
 from ledger.disbursement import Disbursement, RunSummary
 from ledger.exports import ExportedFile, ImportOutcome
 from ledger.history import batch_keys, person_history
-from ledger.roster import name_problems, read_roster
+from ledger.roster import field_problems, name_problems, read_roster
 from ledger.storage import Database
 
 Advance = Callable[[int], None]
@@ -45,6 +45,10 @@ class RegionOutsidePolicy(RuleBroken):
 
 class NameRefused(RuleBroken):
     """A name some configured export format cannot carry, or empty, or with control characters."""
+
+
+class FieldRefused(RuleBroken):
+    """A bank code or account some configured export format cannot carry (exporters.limits)."""
 
 
 class NothingAccrued(RuleBroken):
@@ -189,6 +193,9 @@ class LedgerService:
         return RenameResult(renamed, batches)
 
     def set_account(self, *, id_number: str, bank_code: str, account: str, reason: str, actor: str) -> bool:
+        problems = [*field_problems("bank_code", bank_code), *field_problems("account", account)]
+        if problems:
+            raise FieldRefused("; ".join(problems))
         return self.registry.set_account(
             id_number=id_number, bank_code=bank_code, account=account, reason=reason, actor=actor
         )
