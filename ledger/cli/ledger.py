@@ -23,6 +23,13 @@ from ledger.demo import run_demo
 from ledger.progress import progress
 
 DECISIONS = ("suspend", "resume", "terminate", "adjust", "phase-out")
+DECISION_HELP = {
+    "suspend": "Suspend one enrolment from a date (暂停).",
+    "resume": "Resume a suspended enrolment from a date (恢复).",
+    "terminate": "Terminate one enrolment from a date (停保).",
+    "adjust": "Set the approved monthly amount of one enrolment from a date (--amount).",
+    "phase-out": "Start the six-month phase-out of one enrolment (渐退期, 004_… 二.1).",
+}
 WARNINGS_SHOWN_MAX = 50  # a roster's warnings printed one per line; the rest are counted
 REPRICED_PERIODS_SHOWN_MAX = 12  # periods named in one re-pricing warning
 POLICY_HEADINGS = ("项目", "名称", "对象", "发放周期", "到账日", "标准", "自")
@@ -163,7 +170,7 @@ def decide() -> None:
 def _decision_command(kind: str) -> click.Command:
     """`decide KIND ID_NUMBER PROGRAMME --on DATE --reason TEXT [--amount YUAN]`, one command per kind."""
 
-    @click.command(kind, help=f"Record a {kind} decision on one enrolment.")
+    @click.command(kind, help=DECISION_HELP[kind])
     @click.argument("id_number")
     @click.argument("programme")
     @click.option("--on", "on", required=True, type=click.DateTime(["%Y-%m-%d"]), help="effective date")
