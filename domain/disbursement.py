@@ -25,7 +25,7 @@ arrears (补发) are found without re-checking every past period of every person
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -37,8 +37,9 @@ from domain.eligibility import NAMESPACE, PersonRecord
 from domain.errors import RuleBroken
 from domain.identity import age_on
 from domain.ids import UUID5_IDS, IdScheme, payment_id  # payment_id: uuid5, re-exported here
+from domain.money import MONTHS_PER_PAYMENT_MAX, PAYMENT_FEN_MAX, format_yuan
 from domain.periods import Month, Period, periods_starting_between
-from domain.policy import MonthRate, NoStandardInForce, Policy, Programme, month_rate
+from domain.policy import HouseholdFacts, MonthRate, NoStandardInForce, Policy, Programme, month_rate
 from domain.regions import region_contains
 
 PAYMENT_IDS_PER_EVENT = 4_000  # 32-hex ids: ≈ 140 KB of JSON per PaymentsAdded
@@ -171,6 +172,8 @@ class Batch(Aggregate):
         self.submitted_by = ""
         self.results: dict[str, tuple[str, str]] = {}  # payment id → (paid|returned, reason code)
         self.settled_on: date | None = None
+        # payment id → the payee's corrected name (`decide rename` before approval); exports write it
+        self.payee_names: dict[str, str] = {}
 
     @property
     def count(self) -> int:
@@ -301,6 +304,29 @@ class Batch(Aggregate):
         if len(self.results) >= len(self.payment_ids):
             self.status = SETTLED
 
+    def payee_name(self, payment_id: str, accrued_name: str) -> str:
+        """The name a file of this batch writes for a payment: the corrected one, else the accrued one."""
+        return self.payee_names.get(payment_id, accrued_name)
+
+    def correct_names(self, *, names: Mapping[str, str], reason: str, actor: str) -> bool:
+        """Payees renamed (`decide rename`) before this batch was approved: its next exports carry the new
+        names. An approved batch is what the checker saw and the bank got, so it is never changed; its
+        returned payments are re-issued under the new name. False when there is nothing to change."""
+        if self.approved_by:
+            return False
+        unknown = sorted(set(names) - set(self.payment_ids))
+        if unknown:
+            raise UnknownPaymentInBatch(f"payment {unknown[0]} is not in batch {self.id.hex}")
+        changed = tuple(sorted((pid, name) for pid, name in names.items() if self.payee_names.get(pid) != name))
+        if not changed:
+            return False
+        self._names_corrected(names=changed, reason=reason, actor=actor)
+        return True
+
+    @event("NamesCorrected")
+    def _names_corrected(self, names: tuple[tuple[str, str], ...], reason: str, actor: str) -> None:
+        self.payee_names.update(names)
+
     def add_payments(self, payments: Sequence[tuple[str, int]]) -> None:
         """Add (payment id hex, amount in fen) pairs, PAYMENT_IDS_PER_EVENT to an event."""
         if self.status != DRAFTED:
@@ -384,6 +410,14 @@ class Watermark:
 # --- accrual: what is owed, decided from the registry and the policy ---------------------------------
 
 
+class UnknownPaymentInBatch(RuleBroken):
+    """A name correction names a payment the batch does not hold."""
+
+
+class PaymentAboveMaximum(RuleBroken):
+    """A payment above the ledger-wide maximum per payment (domain.money.PAYMENT_FEN_MAX) is never accrued."""
+
+
 @dataclass(frozen=True, slots=True)
 class PaymentDue:
     payment_id: UUID
@@ -430,8 +464,128 @@ class Accrual:
         watermark: Watermark | None,
         policy_position: int,
     ) -> Iterator[PaymentDue]:
-        covered = watermark if watermark is not None and policy_position <= watermark.registry_position else None
         payment_id_of = self.ids.payment_id
+        for pid, record, enrolment, programme, period, amount_fen in self.owed(
+            records, scope, watermark, policy_position
+        ):
+            due_date = self._due_date(programme, period)
+            yield PaymentDue(
+                payment_id=payment_id_of(record.id_number, programme.key, period.name),
+                person_id=pid,
+                id_number=record.id_number,
+                name=record.name,
+                region=enrolment.region,
+                programme=programme.key,
+                period=period,
+                amount_fen=amount_fen,
+                persons=enrolment.household.members if programme.unit == "household" else 1,
+                due_date=due_date,
+                late=due_date < self.run_month.first_day,
+                bank_code=record.bank_code,
+                account=record.account,
+            )
+
+    def check_amounts(
+        self,
+        records: Collection[tuple[UUID, PersonRecord]],
+        scope: str,
+        watermark: Watermark | None,
+        policy_position: int,
+    ) -> None:
+        """Refuse the month-end before it writes anything when a payment would exceed the ledger-wide
+        maximum (domain.money.PAYMENT_FEN_MAX): a figure that large is a wrong standard, household or
+        approved amount, and must not reach a bank file (issue 13). Names the enrolment and the bound.
+
+        An upper bound first (`largest_possible_fen`: one pass over the enrolments, no periods): when even
+        the largest household on the highest standard for a whole year fits, nothing can exceed the
+        maximum and the exact pass over every period is skipped, as it is at every ordinary month-end."""
+        if self.largest_possible_fen(records, scope) <= PAYMENT_FEN_MAX:
+            return
+        for _pid, record, enrolment, programme, period, amount_fen in self.owed(
+            records, scope, watermark, policy_position
+        ):
+            if amount_fen > PAYMENT_FEN_MAX:
+                raise PaymentAboveMaximum(
+                    f"{record.id_number} {programme.key} {period.name}: the payment would be "
+                    f"{format_yuan(amount_fen)} 元, more than the ledger's maximum per payment "
+                    f"{format_yuan(PAYMENT_FEN_MAX)} 元 (enrolment from {enrolment.effective_from.isoformat()}, "
+                    f"{enrolment.household.members} members); nothing was accrued: correct the policy or decision"
+                )
+
+    def _inside(self, scope: str, region: str) -> bool:
+        in_scope = self._in_scope.get(region)
+        if in_scope is None:
+            in_scope = self._in_scope[region] = region_contains(scope, region)
+        return in_scope
+
+    def largest_possible_fen(self, records: Iterable[tuple[UUID, PersonRecord]], scope: str) -> int:
+        """More than any one payment of this run can be: per programme, twelve months (a yearly period) of
+        the largest month any of its enrolments could be owed, from its earliest start to the run month's
+        year end: the largest household (no income, every member special), the highest tier, the largest
+        approved amount."""
+        # (largest household, most special members, earliest start, largest approved amount) per programme
+        seen: dict[tuple[str, str], list[Any]] = {}
+        for _pid, record in records:
+            for enrolment in (*record.past, *record.enrolments.values()):
+                household = enrolment.household
+                found = seen.get((enrolment.programme, enrolment.region))
+                if found is None:
+                    seen[enrolment.programme, enrolment.region] = [
+                        household.members,
+                        household.special_members,
+                        enrolment.effective_from,
+                        0,
+                    ]
+                    found = seen[enrolment.programme, enrolment.region]
+                else:
+                    if household.members > found[0]:
+                        found[0] = household.members
+                    if household.special_members > found[1]:
+                        found[1] = household.special_members
+                    if enrolment.effective_from < found[2]:
+                        found[2] = enrolment.effective_from
+                for decision in enrolment.decisions:
+                    if decision.kind == "adjust" and (decision.amount_fen or 0) > found[3]:
+                        found[3] = decision.amount_fen
+        members: dict[str, int] = {}
+        special: dict[str, int] = {}
+        override: dict[str, int] = {}
+        first: dict[str, Month] = {}
+        for (key, region), (most, most_special, earliest, approved) in seen.items():
+            if key not in self.policy.programmes or not self._inside(scope, region):
+                continue
+            members[key] = max(members.get(key, 0), most)
+            special[key] = max(special.get(key, 0), most_special)
+            override[key] = max(override.get(key, 0), approved)
+            first[key] = min(first.get(key, Month.of(earliest)), Month.of(earliest))
+        largest = 0
+        for key, start in first.items():
+            programme = self.policy.programmes[key]
+            facts = HouseholdFacts(members[key], 0, special[key])
+            month_max = override.get(key, 0)
+            month = start
+            while month <= self.run_month.plus(11):
+                try:
+                    rate = self._rate(programme, month)
+                except NoStandardInForce:
+                    rate = None
+                if rate is not None:
+                    tier_max = max((fen for _, fen in rate.tiers), default=0)
+                    month_max = max(month_max, rate.amount_for(0, facts), tier_max)
+                month = month.plus(1)
+            largest = max(largest, MONTHS_PER_PAYMENT_MAX * month_max)
+        return largest
+
+    def owed(
+        self,
+        records: Iterable[tuple[UUID, PersonRecord]],
+        scope: str,
+        watermark: Watermark | None,
+        policy_position: int,
+    ) -> Iterator[tuple[UUID, PersonRecord, Any, Programme, Period, int]]:
+        """(person id, record, enrolment, programme, period, amount) for every payable period with a
+        positive amount; `due` makes payments of them, `check_amounts` checks them first."""
+        covered = watermark if watermark is not None and policy_position <= watermark.registry_position else None
         for pid, record in records:
             unchanged = covered is not None and record.last_position <= covered.registry_position
             for enrolment in record.all_enrolments():
@@ -457,23 +611,7 @@ class Accrual:
                         continue
                     if amount_fen <= 0:
                         continue
-                    due_date = self._due_date(programme, period)
-                    period_name = period.name
-                    yield PaymentDue(
-                        payment_id=payment_id_of(record.id_number, programme_key, period_name),
-                        person_id=pid,
-                        id_number=record.id_number,
-                        name=record.name,
-                        region=enrolment.region,
-                        programme=programme_key,
-                        period=period,
-                        amount_fen=amount_fen,
-                        persons=enrolment.household.members if programme.unit == "household" else 1,
-                        due_date=due_date,
-                        late=due_date < self.run_month.first_day,
-                        bank_code=record.bank_code,
-                        account=record.account,
-                    )
+                    yield pid, record, enrolment, programme, period, amount_fen
 
     def period_amount_fen(self, programme: Programme, period: Period, record: PersonRecord, enrolment: Any) -> int:
         """The sum of the period's months (see `domain.policy.month_amount_fen` for one month's rules)."""

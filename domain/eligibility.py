@@ -5,6 +5,9 @@ exclusions between programmes (000_a883bdda05437b65.txt 四: 特困 excludes dib
 orphans exclude 特困) are checked against one version of the truth, and two clerks changing the same
 person at once cannot both succeed: the second append conflicts on the aggregate version.
 
+A corrected name (`rename`, event `Renamed`) is an event like any other: the registered name stays in the
+log, and payments accrued after the rename (re-issues too) carry the new one.
+
 Each decision has an effective date (`effective_on`), an actor and a reason (the decision document
 number). Effective date and recorded time are different axes: the enrolment's timeline is ordered by
 effective date, so a decision recorded late still applies from its date.
@@ -31,6 +34,7 @@ from uuid import UUID, uuid5
 from eventsourcing.domain import Aggregate, event
 
 from domain.errors import RuleBroken
+from domain.money import MONTH_AMOUNT_FEN_MAX, PAYMENT_FEN_MAX, format_yuan
 from domain.periods import Month
 from domain.policy import HouseholdFacts
 
@@ -71,6 +75,14 @@ class DecisionNotAllowed(RuleBroken):
 
 class DecisionBeforeEnrolment(RuleBroken):
     """A decision cannot take effect before the enrolment starts."""
+
+
+class AmountAboveMaximum(RuleBroken):
+    """An approved amount above what the ledger may pay (domain.money.MONTH_AMOUNT_FEN_MAX a month)."""
+
+
+class NameInvalid(RuleBroken):
+    """A payee's name must be non-empty printable text; a rename needs a reason."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,6 +328,12 @@ class Person(Aggregate):
             raise DecisionNotAllowed(f"cannot {kind} {programme} for {self.id_number}: it is {status} on {on}")
         if kind == "adjust" and (amount_fen is None or amount_fen < 0):
             raise DecisionNotAllowed("adjust needs --amount, the approved monthly amount in yuan")
+        if kind == "adjust" and amount_fen is not None and amount_fen > MONTH_AMOUNT_FEN_MAX:
+            raise AmountAboveMaximum(
+                f"adjust {programme} for {self.id_number}: {format_yuan(amount_fen)} 元 a month is more than "
+                f"{format_yuan(MONTH_AMOUNT_FEN_MAX)} 元, the most a month may pay so that a year of it stays "
+                f"within the ledger's maximum per payment ({format_yuan(PAYMENT_FEN_MAX)} 元)"
+            )
         if kind == "resume":
             others = {k: v for k, v in self.enrolments.items() if k != programme}
             check_exclusions(others, programme, on, excluded_pairs, self.id_number)
@@ -329,6 +347,21 @@ class Person(Aggregate):
             amount_fen=amount_fen if kind == "adjust" else None,
             ends_on=ends_on,
         )
+
+    def rename(self, *, name: str, effective_on: date, reason: str, actor: str) -> bool:
+        """A corrected name (户名): a new event, never an edit; payments accrued from now on, re-issues
+        included, carry it. False when the name is already this one. The caller checks the name against
+        the export formats (ledger.roster.name_problems); here only what any name must be."""
+        if not name or name != name.strip() or not name.isprintable():
+            raise NameInvalid(f"{self.id_number}: the new name must be non-empty printable text without outer spaces")
+        if not reason.strip():
+            raise NameInvalid(f"{self.id_number}: a rename needs a reason (the document that corrects the name)")
+        if name == self.name:
+            return False
+        self._renamed(
+            name=name, previous_name=self.name, effective_on=effective_on.isoformat(), reason=reason, actor=actor
+        )
+        return True
 
     def set_account(self, *, bank_code: str, account: str, reason: str, actor: str) -> bool:
         """A corrected 一卡通 account; later payments go there. False when nothing changes."""
@@ -373,6 +406,10 @@ class Person(Aggregate):
     def _account_changed(self, bank_code: str, account: str, reason: str, actor: str) -> None:
         self.bank_code = bank_code
         self.account = account
+
+    @event("Renamed")
+    def _renamed(self, name: str, previous_name: str, effective_on: str, reason: str, actor: str) -> None:
+        self.name = name
 
 
 def check_reenrolment(
@@ -491,3 +528,5 @@ def apply_person_event(
     elif name == "AccountChanged":
         record.bank_code = data["bank_code"]
         record.account = data["account"]
+    elif name == "Renamed":
+        record.name = data["name"]

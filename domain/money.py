@@ -18,6 +18,19 @@ from domain.errors import BadAmount
 
 FEN_PER_YUAN = 100
 
+# The ledger-wide maximum of one payment, checked before the month-end writes anything and on every
+# approved amount (`decide adjust --amount`). The largest payment a policy within its bounds
+# (domain.policy: a standard of at most 20 000 元 a month per person, 20 members, an uplift of 0.2, a
+# yearly period) can produce is 20 × 20 000 × 1.2 × 12 = 5 760 000 元, below this. It is ~10^10 times
+# below the int64 columns (9.2 × 10^18 fen) the read models and PostgreSQL keep amounts in, and a batch of
+# ROWS_PER_BATCH_MAX (2 × 10^6) such payments totals 2 × 10^15 fen, inside int64 and inside the 18 digits
+# of pain.001's amounts (exporters/xsd). A payment above it is a wrong figure, never a real one.
+PAYMENT_FEN_MAX = 1_000_000_000  # 10 000 000.00 元
+# A period pays at most 12 months (a yearly cadence), so an approved monthly amount above this could not
+# be paid for a year without breaking PAYMENT_FEN_MAX.
+MONTHS_PER_PAYMENT_MAX = 12
+MONTH_AMOUNT_FEN_MAX = PAYMENT_FEN_MAX // MONTHS_PER_PAYMENT_MAX  # 833 333.33 元
+
 
 # Plain decimal notation only: no exponent, no underscores, no NaN/inf. More than 2 decimals is
 # matched here so that it gets its own message below.

@@ -19,7 +19,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
+from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
@@ -34,6 +35,41 @@ ROUNDINGS = ("yuan", "fen")
 DUE_DAY_MAX = 28
 PROGRAMMES_MAX = 200
 STANDARDS_MAX = 500
+
+# --- bounds on every figure a policy or a roster states (docs/policy.md, "Bounds") ------------------------
+# A figure outside these is refused at `policy load` (or roster import) naming the key and the bound, so a
+# typing error never reaches the month-end: an uplift of "50" instead of "0.05", a standard with ten
+# digits too many (issue 13: 5.05 × 10^18 元 written to a bank file, then every write failing).
+
+# 001_… and 004_…: 增发 is 5–10 % of the standard per special member; 0.2 leaves room for a region that
+# decides more, and refuses a percentage typed as a number ("5", "50").
+SPECIAL_MEMBER_UPLIFT_MAX = Fraction(1, 5)
+# The highest standard per person and month a policy may state or derive. The highest the seeds state is
+# 2 300 元 a month (003_…: Ordos 2021, centralised orphans); 20 000 元 leaves eight times that for raises
+# and richer regions, while keeping the largest payment a bounded policy can produce (20 members × 20 000 ×
+# 1.2 × 12 months) below domain.money.PAYMENT_FEN_MAX. An annual standard may be twelve times this.
+STANDARD_MONTH_FEN_MAX = 2_000_000  # 20 000.00 元 per person and month
+STANDARD_YEAR_FEN_MAX = 12 * STANDARD_MONTH_FEN_MAX
+# Derived standards: the seeds' factors are 0.25–1.3 (000_… 一.3, 一.4); ten times a base is no rule
+# any document states.
+FACTOR_MAX = Fraction(10)
+# A setting that a standard derives from (the monthly minimum wage, 000_… 一.3): at most 1 000 000 元.
+SETTING_AMOUNT_FEN_MAX = 100_000_000
+# Age tiers (003_… 二: 75, 80, 100 周岁): ages in completed years, a handful of tiers.
+AGE_MAX = 150
+AGE_TIERS_MAX = 20
+# A household (roster `members`, `special_members`): DESIGN.md, 按户施保. Twenty people is beyond any
+# household a dibao office registers; a larger figure is a typing error, and members multiply the standard.
+HOUSEHOLD_MEMBERS_MAX = 20
+# A household's monthly income (roster `monthly_income`): above 20 × the highest standard no household
+# programme pays anything, so 1 000 000 元 is far beyond any real figure, and refuses a misplaced point.
+MONTHLY_INCOME_FEN_MAX = 100_000_000
+# Working days before the due date the bank needs the file (`bank_lead_days`).
+BANK_LEAD_DAYS_MAX = 30
+# Dates a policy states (`from`, the calendar): the programmes date from the 1990s; 2199 is far enough.
+POLICY_YEAR_MIN = 1950
+POLICY_YEAR_MAX = 2199
+CALENDAR_DAYS_MAX = 10_000  # holidays and workdays listed in [calendar]
 _KEY = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 
@@ -190,9 +226,15 @@ def parse_policy(doc: Mapping[str, Any], source: str = "policy") -> Policy:
     settings_raw = _table(doc, "settings", errors)
     settings = {k: str(v) for k, v in settings_raw.items()}
     uplift = _setting_ratio(settings, "special_member_uplift", errors)
+    if uplift > SPECIAL_MEMBER_UPLIFT_MAX:
+        errors.append(
+            f"settings.special_member_uplift: {settings['special_member_uplift']!r} is above "
+            f'{_decimal(SPECIAL_MEMBER_UPLIFT_MAX)}: a share of the standard, e.g. "0.05" for 5 % (001_…, 004_…)'
+        )
+        uplift = Fraction(0)
     lead_days = settings_raw.get("bank_lead_days", 2)
-    if not isinstance(lead_days, int) or isinstance(lead_days, bool) or not 0 <= lead_days <= 30:
-        errors.append(f"settings.bank_lead_days: {lead_days!r} is not a whole number of days 0-30")
+    if not isinstance(lead_days, int) or isinstance(lead_days, bool) or not 0 <= lead_days <= BANK_LEAD_DAYS_MAX:
+        errors.append(f"settings.bank_lead_days: {lead_days!r} is not a whole number of days 0-{BANK_LEAD_DAYS_MAX}")
         lead_days = 2
 
     programmes_raw = _table(doc, "programmes", errors)
@@ -221,6 +263,8 @@ def parse_policy(doc: Mapping[str, Any], source: str = "policy") -> Policy:
     reference_errors: list[str] = []
     _check_references(policy, reference_errors)
     errors.extend(reference_errors)
+    if not errors:
+        _check_derived_bounds(policy, errors)
     if not errors:
         _check_expectations(policy, errors)
     if errors:
@@ -317,19 +361,23 @@ def _parse_rule(path: str, entry: Any, errors: list[str], index: int) -> Standar
     for derivation_key in ("factor", "add", "round"):
         if derivation_key in entry and "base" not in entry:
             errors.append(f"{path}.{derivation_key}: only a derived standard (with `base`) takes {derivation_key}")
-    amount = _yuan(entry, "amount", path, errors)
-    add = _yuan(entry, "add", path, errors) or 0
-    expect = _yuan(entry, "expect", path, errors)
+    fen_max = STANDARD_YEAR_FEN_MAX if per == "year" else STANDARD_MONTH_FEN_MAX
+    amount = _yuan(entry, "amount", path, errors, fen_max)
+    add = _yuan(entry, "add", path, errors, fen_max) or 0
+    expect = _yuan(entry, "expect", path, errors, fen_max)
     factor = Fraction(1)
     if "factor" in entry:
         try:
             factor = parse_ratio(str(entry["factor"]))
         except BadAmount as e:
             errors.append(f"{path}.factor: {e}")
+        if factor > FACTOR_MAX:
+            errors.append(f"{path}.factor: {entry['factor']!r} is above {_decimal(FACTOR_MAX)}")
+            factor = Fraction(1)
     rounding = entry.get("round", "fen")
     if rounding not in ROUNDINGS:
         errors.append(f"{path}.round: {rounding!r} is not one of {', '.join(ROUNDINGS)}")
-    by_age = _parse_tiers(entry.get("by_age"), f"{path}.by_age", errors) if "by_age" in entry else ()
+    by_age = _parse_tiers(entry.get("by_age"), f"{path}.by_age", errors, fen_max) if "by_age" in entry else ()
     base = entry.get("base")
     if base is not None and not isinstance(base, str):
         errors.append(f"{path}.base: must be a programme key or setting name")
@@ -350,39 +398,74 @@ def _parse_rule(path: str, entry: Any, errors: list[str], index: int) -> Standar
     )
 
 
-def _yuan(entry: Mapping[str, Any], key: str, path: str, errors: list[str]) -> int | None:
+def _yuan(entry: Mapping[str, Any], key: str, path: str, errors: list[str], fen_max: int) -> int | None:
+    """A yuan figure of a standard, within ±`fen_max` (only `add` may be negative)."""
     if key not in entry:
         return None
     try:
-        return parse_yuan(str(entry[key]), allow_negative=(key == "add"))
+        fen = parse_yuan(str(entry[key]), allow_negative=(key == "add"))
     except BadAmount as e:
         errors.append(f"{path}.{key}: {e}")
         return None
+    if abs(fen) > fen_max:
+        errors.append(f"{path}.{key}: {entry[key]!r} is beyond {_bound_text(fen_max)}")
+        return None
+    return fen
+
+
+def _bound_text(fen_max: int) -> str:
+    """How a standard's bound reads in a message: the figure and what it bounds."""
+    if fen_max == STANDARD_YEAR_FEN_MAX:
+        return f"{format_yuan(fen_max)} 元 a year, the highest standard a policy may state (docs/policy.md, Bounds)"
+    if fen_max == STANDARD_MONTH_FEN_MAX:
+        return f"{format_yuan(fen_max)} 元 a month, the highest standard a policy may state (docs/policy.md, Bounds)"
+    return f"{format_yuan(fen_max)} 元 (docs/policy.md, Bounds)"
+
+
+def _decimal(value: Fraction) -> str:
+    """A bound such as 1/5 as the decimal a policy file writes (0.2)."""
+    return str(Decimal(value.numerator) / Decimal(value.denominator))
 
 
 def _parse_date(value: Any, path: str, errors: list[str]) -> date | None:
-    if isinstance(value, date):
-        return value
-    try:
-        return date.fromisoformat(str(value))
-    except (TypeError, ValueError):
-        errors.append(f"{path}: {value!r} is not a date (YYYY-MM-DD)")
+    if isinstance(value, date) and not isinstance(value, datetime):
+        day = value
+    else:
+        try:
+            day = date.fromisoformat(str(value))
+        except (TypeError, ValueError):
+            errors.append(f"{path}: {value!r} is not a date (YYYY-MM-DD)")
+            return None
+    if not POLICY_YEAR_MIN <= day.year <= POLICY_YEAR_MAX:
+        errors.append(f"{path}: {day.isoformat()} is outside the years {POLICY_YEAR_MIN}-{POLICY_YEAR_MAX}")
         return None
+    return day
 
 
-def _parse_tiers(value: Any, path: str, errors: list[str]) -> tuple[tuple[int, int], ...]:
+def _parse_tiers(value: Any, path: str, errors: list[str], fen_max: int) -> tuple[tuple[int, int], ...]:
     if not isinstance(value, list) or not value:
         errors.append(f"{path}: must be a list of [minimum age, amount] pairs")
         return ()
+    if len(value) > AGE_TIERS_MAX:
+        errors.append(f"{path}: more than {AGE_TIERS_MAX} tiers")
+        return ()
     tiers = []
     for i, pair in enumerate(value):
-        if not (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], int)):
+        if not (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], int)) or isinstance(pair[0], bool):
             errors.append(f'{path}[{i}]: must be [minimum age, "amount"]')
             continue
+        if not 0 <= pair[0] <= AGE_MAX:
+            errors.append(f"{path}[{i}]: minimum age {pair[0]} is outside 0-{AGE_MAX}")
+            continue
         try:
-            tiers.append((int(pair[0]), parse_yuan(str(pair[1]))))
+            tier_fen = parse_yuan(str(pair[1]))
         except BadAmount as e:
             errors.append(f"{path}[{i}]: {e}")
+            continue
+        if tier_fen > fen_max:
+            errors.append(f"{path}[{i}]: {pair[1]!r} is beyond {_bound_text(fen_max)}")
+            continue
+        tiers.append((int(pair[0]), tier_fen))
     ages = [age for age, _ in tiers]
     if ages != sorted(set(ages)):
         errors.append(f"{path}: minimum ages must be strictly ascending")
@@ -400,13 +483,21 @@ def _parse_calendar(raw: Any, errors: list[str]) -> tuple[tuple[date, ...], tupl
         if not isinstance(listed, list):
             errors.append(f"calendar.{key}: must be a list of dates")
             listed = []
+        if len(listed) > CALENDAR_DAYS_MAX:
+            errors.append(f"calendar.{key}: more than {CALENDAR_DAYS_MAX} dates")
+            listed = []
         days[key] = tuple(d for i, v in enumerate(listed) if (d := _parse_date(v, f"calendar.{key}[{i}]", errors)))
     holidays, workdays = days["holidays"], days["workdays"]
 
     years_raw = raw.get("years", [])
-    if not isinstance(years_raw, list) or not all(isinstance(y, int) for y in years_raw):
+    if not isinstance(years_raw, list) or not all(isinstance(y, int) and not isinstance(y, bool) for y in years_raw):
         errors.append("calendar.years: must be a list of years")
         years_raw = []
+    for i, year in enumerate(years_raw):
+        if not POLICY_YEAR_MIN <= year <= POLICY_YEAR_MAX:
+            errors.append(f"calendar.years[{i}]: {year} is outside the years {POLICY_YEAR_MIN}-{POLICY_YEAR_MAX}")
+            years_raw = []
+            break
     return holidays, workdays, tuple(years_raw)
 
 
@@ -424,9 +515,15 @@ def _check_references(policy: Policy, errors: list[str]) -> None:
                 errors.append(f"{path}: unknown base {rule.base!r} (neither a programme nor a setting)")
             elif rule.base not in policy.programmes:
                 try:
-                    parse_yuan(policy.settings[rule.base])
+                    setting_fen = parse_yuan(policy.settings[rule.base])
                 except BadAmount as e:
                     errors.append(f"settings.{rule.base}: {e}")
+                    continue
+                if setting_fen > SETTING_AMOUNT_FEN_MAX:
+                    errors.append(
+                        f"settings.{rule.base}: {policy.settings[rule.base]!r} is beyond "
+                        f"{_bound_text(SETTING_AMOUNT_FEN_MAX)}"
+                    )
     reported: set[frozenset[str]] = set()
     for key in policy.programmes:
         cycle = _find_cycle(policy, key, ())
@@ -444,6 +541,39 @@ def _find_cycle(policy: Policy, key: str, path: tuple[str, ...]) -> tuple[str, .
             if cycle:
                 return cycle
     return ()
+
+
+def _check_derived_bounds(policy: Policy, errors: list[str]) -> None:
+    """A derived standard stays within 0 and the bound on every date its value can change: its own
+    entries' dates and every date a programme it derives from changes (联动 follows the base)."""
+    dates = sorted({rule.effective_from for p in policy.programmes.values() for rule in p.standards})
+    for programme in policy.programmes.values():
+        derived = [rule for rule in programme.standards if rule.base is not None]
+        if not derived:
+            continue
+        for day in dates:
+            rule = _rule_in_force(programme, day)
+            if rule is None or rule.base is None:
+                continue
+            try:
+                got = policy.standard_on(programme.key, day).amount_fen
+            except RuleBroken:
+                continue  # a base with no standard yet, or with age tiers: reported where it matters
+            fen_max = STANDARD_YEAR_FEN_MAX if rule.per == "year" else STANDARD_MONTH_FEN_MAX
+            if not 0 <= got <= fen_max:
+                path = f"programmes.{programme.key}.standards[{rule.index}]"
+                errors.append(
+                    f"{path}: derivation gives {format_yuan(got)} on {day.isoformat()}, outside 0 and "
+                    f"{_bound_text(fen_max)}"
+                )
+                break
+
+
+def _rule_in_force(programme: Programme, day: date) -> StandardRule | None:
+    try:
+        return _rule_on(programme, day)
+    except NoStandardInForce:
+        return None
 
 
 def _check_expectations(policy: Policy, errors: list[str]) -> None:

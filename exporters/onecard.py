@@ -42,7 +42,15 @@ from typing import Any
 from domain.errors import BadAmount
 from domain.identity import shown
 from domain.money import format_yuan, parse_yuan
-from exporters.rows import BankResult, BatchHeader, ExportRefused, PaymentRow, ResultFileRejected, reason_zh
+from exporters.rows import (
+    BankResult,
+    BatchHeader,
+    ExportRefused,
+    FieldLimit,
+    PaymentRow,
+    ResultFileRejected,
+    reason_zh,
+)
 
 # Limits (STYLE.md 8).
 ROWS_PER_FILE_MAX = 1_000_000  # the largest `rows_max` a profile may ask for
@@ -800,6 +808,26 @@ def _row_values(row: PaymentRow, line: int, batch_values: Mapping[str, Any]) -> 
         remark=row.remark,
     )
     return values
+
+
+def field_limits(profile: Profile) -> tuple[FieldLimit, ...]:
+    """What this profile's batch files can carry in each text field their templates write: no delimiter,
+    line break or control character (`_field_problems` refuses them at export), in the profile's encoding.
+    A delimited layout has no column widths of its own, so no length limit."""
+    fmt = f"onecard:{profile.name}"
+    forbidden = _forbidden(profile.delimiter).pattern
+    limits = [
+        FieldLimit(fmt, field, "batch_file.detail", forbidden=forbidden, encoding=profile.encoding)
+        for field in _ROW_TEXT_FIELDS
+        if field in _fields(profile.detail)
+    ]
+    frame = _fields(profile.header) | _fields(profile.trailer)
+    limits.extend(
+        FieldLimit(fmt, field, "batch_file.header", forbidden=forbidden, encoding=profile.encoding)
+        for field in _BATCH_TEXT_FIELDS
+        if field in frame
+    )
+    return tuple(limits)
 
 
 @lru_cache(maxsize=64)

@@ -24,7 +24,7 @@ from importlib.resources import files
 from lxml import etree
 
 from domain.money import format_yuan
-from exporters.rows import BatchHeader, ExportRefused, PaymentRow
+from exporters.rows import BatchHeader, ExportRefused, FieldLimit, PaymentRow
 
 PAIN001_VERSIONS = ("001.001.03", "001.001.09")
 PAIN001_VERSION_DEFAULT = "001.001.09"
@@ -366,6 +366,24 @@ def _text_problem(value: str, chars_max: int) -> tuple[str, str] | None:
     if bad:
         return ("Pain001CharacterNotAllowed", f"character U+{ord(bad.group()):04X} at position {bad.start() + 1}")
     return None
+
+
+def field_limits() -> tuple[FieldLimit, ...]:
+    """What a pain.001 file can carry in each field it writes (`_check_row`, `_check_header` enforce it)."""
+    fields = (
+        ("name", "Cdtr/Nm", NAME_CHARS_MAX),
+        ("id_number", "Cdtr/Id/PrvtId/Othr/Id", ID_NUMBER_CHARS_MAX),
+        ("account", "CdtrAcct/Id/Othr/Id", ACCOUNT_CHARS_MAX),
+        ("bank_code", "CdtrAgt/FinInstnId/ClrSysMmbId/MmbId", BANK_CODE_CHARS_MAX),
+        ("remark", "RmtInf/Ustrd", REMARK_CHARS_MAX),
+        ("payer_name", "Dbtr/Nm", NAME_CHARS_MAX),
+        ("payer_account", "DbtrAcct/Id/Othr/Id", ACCOUNT_CHARS_MAX),
+        ("payer_bank_code", "DbtrAgt/FinInstnId/ClrSysMmbId/MmbId", BANK_CODE_CHARS_MAX),
+    )
+    return tuple(
+        FieldLimit("pain001", field, where, chars_max, forbidden=_NOT_XML_CHAR.pattern)
+        for field, where, chars_max in fields
+    )
 
 
 def _check_file_name_safe(message_id: str) -> None:

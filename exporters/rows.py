@@ -32,6 +32,22 @@ class ResultFileRejected(FileRejected):
 
 
 @dataclass(frozen=True, slots=True)
+class FieldLimit:
+    """What one export format can carry in one field of a `PaymentRow` or `BatchHeader` (exporters.limits).
+
+    Each exporter declares its own, beside the check that enforces it at export time, so what is checked
+    at the door (a roster import, a rename, a policy load) is exactly what an export would refuse later.
+    """
+
+    fmt: str  # "pain001", "xlsx", "onecard:generic"
+    field: str  # the row or header field: "name", "account", "remark", "payer_name"…
+    where: str  # where the value goes in the file, for messages: "Cdtr/Nm", "batch_file.detail"
+    chars_max: int | None = None  # the longest value the format can carry; None: no limit of its own
+    forbidden: str = ""  # a regex character class of characters that would break the file
+    encoding: str = ""  # the codec the text must encode in; "" for any Unicode text
+
+
+@dataclass(frozen=True, slots=True)
 class BatchHeader:
     """What every file of one batch says about the batch as a whole."""
 

@@ -36,7 +36,7 @@ from openpyxl.writer.excel import ExcelWriter
 
 from domain.identity import mask_id, mask_name, shown
 from domain.money import format_yuan
-from exporters.rows import BatchHeader, ExportRefused, PaymentRow
+from exporters.rows import BatchHeader, ExportRefused, FieldLimit, PaymentRow
 
 # An Excel sheet holds 1,048,576 rows; the title, headings, total and signature lines need a few.
 SHEET_ROWS_MAX = 1_048_576 - 16
@@ -156,6 +156,19 @@ def _check_rows(rows: Sequence[PaymentRow], texts: Iterable[tuple[str, ...]]) ->
 def _check_header(header: BatchHeader, texts: tuple[str, ...]) -> None:
     problems = [f"batch {header.batch_id}: {p}" for p in map(_text_problem, texts) if p]
     _refuse_if(problems)
+
+
+# The texts each workbook writes (render_roster, render_notice check them with `_text_problem`).
+_ROW_TEXTS = ("name", "id_number", "account", "bank_code", "remark")
+_HEADER_TEXTS = ("region_name", "programme_name", "period", "payer_name")
+
+
+def field_limits() -> tuple[FieldLimit, ...]:
+    """What an xlsx cell can carry, for each field the roster and the notice write."""
+    return tuple(
+        FieldLimit("xlsx", field, "a cell", CELL_CHARS_MAX, forbidden=_NOT_XML.pattern)
+        for field in (*_ROW_TEXTS, *_HEADER_TEXTS)
+    )
 
 
 def _text_problem(text: str) -> str:

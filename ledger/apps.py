@@ -166,6 +166,14 @@ class Registry(Application[UUID]):
         self._save(person)
         return person
 
+    def rename(self, *, id_number: str, name: str, on: date, reason: str, actor: str) -> bool:
+        """Record a corrected name on the person (`Person.Renamed`); False when it is already the name."""
+        person = self.person(id_number)
+        changed = person.rename(name=name, effective_on=on, reason=reason, actor=actor)
+        if changed:
+            self._save(person)
+        return changed
+
     def set_account(self, *, id_number: str, bank_code: str, account: str, reason: str, actor: str) -> bool:
         person = self.person(id_number)
         changed = person.set_account(bank_code=bank_code, account=account, reason=reason, actor=actor)

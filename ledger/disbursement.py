@@ -117,6 +117,9 @@ class Disbursement(Application[UUID]):
         watermark = run_log.watermark_for(run_month)
         accrual = Accrual(policy, run_month, self.ids)
         reissues = self._reissues_due(snapshot, scope, summary)
+        # Every amount is checked against the ledger-wide maximum before the first chunk is written, so a
+        # wrong figure refuses the whole month-end instead of reaching a bank file (issue 13).
+        accrual.check_amounts(snapshot.persons.items(), scope, watermark, snapshot.policy_position)
         dues = itertools.chain(
             accrual.due(snapshot.persons.items(), scope, watermark, snapshot.policy_position), reissues
         )
@@ -147,14 +150,20 @@ class Disbursement(Application[UUID]):
         raise RunConflict("could not record the run's completion; run it again")
 
     def _reissues_due(self, snapshot: Any, scope: str, summary: RunSummary) -> list[PaymentDue]:
-        """Returned payments to pay again (补发), once the payee's account has been corrected.
+        """Returned payments to pay again (补发), once the payee's account or name has been corrected.
 
         Each returned payment has exactly one possible re-issue, `reissue_id(returned)`, so the store
         refuses a second; a payment the bank paid is never re-issued; a re-issue that comes back returned
         can itself be re-issued after another correction. The re-issue keeps the period, amount and due
-        date of what it replaces (so it counts late) and goes to the account on record now.
+        date of what it replaces (so it counts late) and goes to the account and name on record now.
         """
-        returned = [pid for batch in self.batches() for pid in batch.returned_ids()]
+        exported_name: dict[str, str] = {}  # a returned payment → the name its bank file carried, if corrected
+        returned = []
+        for batch in self.batches():
+            for pid in batch.returned_ids():
+                returned.append(pid)
+                if pid in batch.payee_names:
+                    exported_name[pid] = batch.payee_names[pid]
         if not returned:
             return []
         candidates = {reissue_id(pid): pid for pid in returned}
@@ -168,7 +177,9 @@ class Disbursement(Application[UUID]):
             record = snapshot.persons.get(holder)
             if record is None or not region_contains(scope, view.region):
                 continue
-            if (record.bank_code, record.account) == (view.bank_code, view.account):
+            # A return is paid again once the account or the name (BE01 户名不符, `decide rename`) is corrected.
+            sent = (view.bank_code, view.account, exported_name.get(pid, view.name))
+            if (record.bank_code, record.account, record.name) == sent:
                 summary.awaiting_account += 1
                 continue
             dues.append(

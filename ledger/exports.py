@@ -27,20 +27,23 @@ import os
 import re
 import socket
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError
 
 from domain.disbursement import APPROVED, SETTLED, SUBMITTED, BankFile, Batch, bank_file_id
 from domain.errors import FileRejected, RuleBroken
 from domain.policy import Policy
+from exporters.limits import FieldRule, export_field_rules
 from exporters.onecard import Profile
 from exporters.rows import BankResult, BatchHeader, ExportRefused, PaymentRow, ResultFileRejected
 from ledger.apps import ConcurrentChange
 from ledger.disbursement import Disbursement, PaymentView
+from ledger.history import payments_of
 from ledger.profiles import ProfileInUse, profile_in_use
 
 FORMATS = ("onecard", "pain001", "xlsx", "notice")
@@ -100,6 +103,33 @@ def batch_header(policy: Policy, batch: Batch) -> BatchHeader:
     )
 
 
+# The longest remark a payment of a programme carries: its name, the longest period name, the re-issue mark.
+_REMARK_SAMPLE = "{name} 2017-01 补发"
+
+
+def policy_field_problems(policy: Policy, rules: Mapping[str, FieldRule] | None = None) -> list[str]:
+    """The policy's texts that go into bank files and workbooks (`batch_header`, `payment_rows`), each
+    against what every configured export format can carry (exporters.limits), by TOML key path: a
+    programme name with the delimiter, or too long for pain.001's remark, is refused at `policy load`
+    rather than when the first batch of that programme is exported."""
+    chosen = export_field_rules() if rules is None else rules
+    texts = [
+        ("region.name", "region_name", policy.region_name),
+        ("settings.payer_name", "payer_name", policy.settings.get("payer_name", policy.region_name)),
+        ("settings.payer_account", "payer_account", policy.settings.get("payer_account", "")),
+        ("settings.payer_bank_code", "payer_bank_code", policy.settings.get("payer_bank_code", "")),
+    ]
+    for key, programme in policy.programmes.items():
+        texts.append((f"programmes.{key}.name", "programme_name", programme.name))
+        texts.append((f"programmes.{key}.name", "remark", _REMARK_SAMPLE.format(name=programme.name)))
+    problems = []
+    for path, field, value in texts:
+        rule = chosen.get(field)
+        if rule is not None and value:
+            problems.extend(f"{path}: {problem}" for problem in rule.problems(value))
+    return problems
+
+
 def payment_rows(header: BatchHeader, batch: Batch, views: dict[str, PaymentView]) -> list[PaymentRow]:
     rows = []
     for serial, pid in enumerate(batch.payment_ids, start=1):
@@ -110,7 +140,7 @@ def payment_rows(header: BatchHeader, batch: Batch, views: dict[str, PaymentView
                 serial=serial,
                 payment_id=pid,
                 id_number=view.id_number,
-                name=view.name,
+                name=batch.payee_name(pid, view.name),
                 account=view.account,
                 bank_code=view.bank_code,
                 amount_fen=view.amount_fen,
@@ -339,6 +369,24 @@ def _record_export(
     again.record_export(format_name=label, files=files, actor=actor, profile_sha256=sha)
     _save(disbursement, *used.pending, again)
     return again
+
+
+def correct_payee_names(disbursement: Disbursement, id_number: str, name: str, *, reason: str, actor: str) -> int:
+    """After `decide rename`: every batch not yet approved that holds a payment to `id_number` under
+    another name records the correction (`Batch.NamesCorrected`), so its next export writes `name`;
+    returns how many batches changed. Idempotent, so a rename interrupted between the two logs completes
+    when run again. Approved batches keep what was approved (a return is re-issued under the new name)."""
+    by_batch: dict[str, dict[str, str]] = {}
+    for pid, data in payments_of(disbursement, id_number).items():
+        by_batch.setdefault(data["batch_id"], {})[pid] = data["name"]
+    changed = 0
+    for batch_hex, accrued in by_batch.items():
+        batch = disbursement.repository.get(UUID(batch_hex))
+        names = {pid: name for pid, old in accrued.items() if batch.payee_name(pid, old) != name}
+        if names and batch.correct_names(names=names, reason=reason, actor=actor):
+            _save(disbursement, batch)
+            changed += 1
+    return changed
 
 
 def approve_batch(disbursement: Disbursement, batch_ref: str, actor: str) -> Batch:

@@ -50,7 +50,7 @@ def person_history(registry: Any, disbursement: Any, id_number: str) -> list[dic
     """Every event touching `id_number`, ordered by recorded time (ties keep log order)."""
     id_number = id_number.strip().upper()
     entries = _person_entries(registry, id_number)
-    payments = _payments_of(disbursement, id_number)
+    payments = payments_of(disbursement, id_number)
     if not entries and not payments:
         raise UnknownEnrolment(f"no person with id_number {id_number} in the registry and no payment to them")
     entries.extend(_entry_payment(pid, data) for pid, data in payments.items())
@@ -140,6 +140,12 @@ def _entry_account(data: dict[str, Any]) -> dict[str, Any]:
     return entry
 
 
+def _entry_renamed(data: dict[str, Any]) -> dict[str, Any]:
+    entry = _base(data, "renamed", effective_on=data["effective_on"])
+    entry.update(name=data["name"], previous_name=data["previous_name"], reason=data["reason"])
+    return entry
+
+
 def _entry_unknown(name: str, data: dict[str, Any]) -> dict[str, Any]:
     """An event class this module does not know yet: shown with its raw fields, never dropped."""
     entry = _base(data, name)
@@ -152,13 +158,14 @@ _PERSON_ENTRIES = {
     "Enrolled": _entry_enrolled,
     "DecisionRecorded": _entry_decision,
     "AccountChanged": _entry_account,
+    "Renamed": _entry_renamed,
 }
 
 
 # --- payments, found by their ids ----------------------------------------------------------------------
 
 
-def _payments_of(disbursement: Any, id_number: str) -> dict[str, dict[str, Any]]:
+def payments_of(disbursement: Any, id_number: str) -> dict[str, dict[str, Any]]:
     """Payment id (hex) → `Payment.Accrued` payload, first attempts and every re-issue."""
     recorder = disbursement.recorder
     payment_id = disbursement.ids.payment_id  # the ledger's id scheme (domain.ids)
@@ -251,6 +258,12 @@ def _one_batch(disbursement: Any, batch_hex: str, pids: list[str], bank_files: s
                 total_fen=data["total_fen"],
             )
             entries.append(entry)
+        elif name == "NamesCorrected":
+            corrected = [(pid, new) for pid, new in data["names"] if pid in mine]
+            if corrected:
+                entry = _base(data, "batch_names_corrected", programme=programme, period=period)
+                entry.update(common, names=[list(pair) for pair in corrected], reason=data["reason"])
+                entries.append(entry)
         elif name in ("Approved", "Submitted"):
             entry = _base(data, f"batch_{name.lower()}", programme=programme, period=period)
             entry.update(common)
@@ -306,6 +319,8 @@ def describe(entry: dict[str, Any]) -> str:
         return f"{entry['kind']}{amount}{ends} ({entry['reason']})"
     if event == "account_changed":
         return f"account → {entry['bank_code']}/{entry['account']} ({entry['reason']})"
+    if event == "renamed":
+        return f"name {entry['previous_name']} → {entry['name']} ({entry['reason']})"
     if event in ("payment_accrued", "reissued"):
         late = " late" if entry["late"] else ""
         again = f" re-issue of {entry['reissue_of'][:12]}" if entry["reissue_of"] else ""
@@ -317,6 +332,9 @@ def describe(entry: dict[str, Any]) -> str:
     if event == "batch_exported":
         files = ", ".join(f"{f['name']} sha256 {f['sha256'][:16]}…" for f in entry["files"])
         return f"batch {entry['batch_id'][:12]} exported as {entry['format']}: {files}"
+    if event == "batch_names_corrected":
+        names = ", ".join(sorted({new for _, new in entry["names"]}))
+        return f"batch {entry['batch_id'][:12]} will export the name {names} ({entry['reason']})"
     if event in ("batch_approved", "batch_submitted"):
         return f"batch {entry['batch_id'][:12]} {event.split('_')[1]}"
     if event == "bank_result":

@@ -12,6 +12,11 @@ Guarantees:
   never refuse it.
 - Work and memory are bounded: at most ROSTER_ROWS_MAX rows, fields of at most FIELD_CHARS_MAX
   characters; the file is streamed, never held whole in memory.
+- Every figure is within the bounds domain.policy states (members 1-HOUSEHOLD_MEMBERS_MAX, income up to
+  MONTHLY_INCOME_FEN_MAX), and every field a bank file or workbook writes (name, ID number, account, bank
+  code) is one every configured export format can carry (exporters.limits: length, delimiters, control
+  characters). A name the export would refuse later, after the money is accrued, is refused here;
+  `name_problems` is the same check for `decide rename`.
 
 This module is an input edge (STYLE.md 9): it opens the file; the checks themselves are the domain's.
 """
@@ -21,7 +26,7 @@ from __future__ import annotations
 import codecs
 import csv
 import gc
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -37,8 +42,10 @@ from domain.identity import (
     is_bank_code,
     shown,
 )
-from domain.money import parse_yuan
+from domain.money import format_yuan, parse_yuan
+from domain.policy import HOUSEHOLD_MEMBERS_MAX, MONTHLY_INCOME_FEN_MAX
 from domain.regions import is_region_code, region_contains
+from exporters.limits import FieldRule, export_field_rules
 
 COLUMNS = (
     "id_number",
@@ -62,8 +69,6 @@ LINE_CHARS_MAX = 1 << 16
 # Problems listed in full; the rest are counted. A human reads the first screenful, and a file of
 # two million bad rows must not become gigabytes of messages.
 ERRORS_LISTED_MAX = 100_000
-# A household larger than this is a typing error, and the amount it would produce is not small.
-HOUSEHOLD_MEMBERS_MAX = 99
 # Longer than any household income written in yuan and fen (a trillion yuan is 16 characters).
 YUAN_CHARS_MAX = 20
 ENCODINGS = ("utf-8-sig", "gb18030")
@@ -109,10 +114,45 @@ class RosterRow:
     warnings: tuple[str, ...]
 
 
-def read_roster(path: Path, *, region: str, programmes: Collection[str]) -> tuple[RosterRow, ...]:
-    """Read and check a whole roster for the policy's `region` and `programmes`, or raise RosterRejected."""
+# The row fields that go into bank files and workbooks, checked against what every export format carries.
+EXPORTED_FIELDS = ("name", "id_number", "account", "bank_code")
+
+
+def name_problems(name: str, rules: Mapping[str, FieldRule] | None = None) -> list[str]:
+    """What is wrong with a payee's name, by the rules a roster row's name obeys: not empty, no control
+    character, and carried by every configured export format (exporters.limits)."""
+    problems = _basic_name_problems(name)
+    if problems:
+        return problems
+    rule = (export_field_rules() if rules is None else rules).get("name")
+    return rule.problems(name) if rule is not None else []
+
+
+def field_problems(field: str, value: str, rules: Mapping[str, FieldRule] | None = None) -> list[str]:
+    """What keeps some configured export format from carrying `value` in `field` (a bank code or an
+    account given to `account set`), by the rule a roster row's field obeys."""
+    rule = (export_field_rules() if rules is None else rules).get(field)
+    return rule.problems(value) if rule is not None else []
+
+
+def _basic_name_problems(name: str) -> list[str]:
+    if not name:
+        return ["name: empty"]
+    if not name.isprintable():
+        # A control character in a name would reach bank files and public notices.
+        return [f"name {shown(name)}: contains control characters"]
+    return []
+
+
+def read_roster(
+    path: Path, *, region: str, programmes: Collection[str], rules: Mapping[str, FieldRule] | None = None
+) -> tuple[RosterRow, ...]:
+    """Read and check a whole roster for the policy's `region` and `programmes`, or raise RosterRejected.
+
+    `rules` are the export formats' field limits (default: every shipped format and profile)."""
     if not is_region_code(region):
         raise ValueError(f"policy region {region!r} is not a six-digit division code")
+    field_rules = export_field_rules() if rules is None else rules
     encoding = _encoding_of(path)
     limit_before = csv.field_size_limit(FIELD_CHARS_MAX)
     # Reading a million rows allocates millions of long-lived objects and none of them in cycles, so the
@@ -121,7 +161,7 @@ def read_roster(path: Path, *, region: str, programmes: Collection[str]) -> tupl
     gc.disable()
     try:
         with path.open(encoding=encoding, newline="") as file:
-            return _read_rows(path.name, file, region, frozenset(programmes))
+            return _read_rows(path.name, file, region, frozenset(programmes), field_rules)
     except OSError as error:
         raise RosterRejected((f"{path.name}: cannot read: {error.strerror or error}",)) from None
     finally:
@@ -162,7 +202,9 @@ def _first_undecodable_byte(path: Path, encoding: str) -> int | None:
     return None
 
 
-def _read_rows(name: str, file: TextIO, region: str, programmes: frozenset[str]) -> tuple[RosterRow, ...]:
+def _read_rows(
+    name: str, file: TextIO, region: str, programmes: frozenset[str], rules: Mapping[str, FieldRule]
+) -> tuple[RosterRow, ...]:
     lines = _BoundedLines(file)
     reader = csv.reader(lines, strict=True)
     try:
@@ -173,7 +215,7 @@ def _read_rows(name: str, file: TextIO, region: str, programmes: frozenset[str])
         raise RosterRejected((f"{name} line 1: header longer than {LINE_CHARS_MAX} characters",))
     if header is None:
         raise RosterRejected((f"{name}: empty file, expected a header line",))
-    checker = _RowChecker(name, region, programmes, _column_index(name, header))
+    checker = _RowChecker(name, region, programmes, _column_index(name, header), rules)
     lines.on_too_long = checker.too_long
     row_count = 0
     for line, fields in _records(reader, checker):
@@ -257,8 +299,16 @@ def _column_index(name: str, header: list[str]) -> tuple[int, ...]:
 class _RowChecker:
     """Checks rows one at a time, keeping the rows that pass and a message per problem."""
 
-    def __init__(self, name: str, region: str, programmes: frozenset[str], index: tuple[int, ...]) -> None:
+    def __init__(
+        self,
+        name: str,
+        region: str,
+        programmes: frozenset[str],
+        index: tuple[int, ...],
+        rules: Mapping[str, FieldRule],
+    ) -> None:
         self.name = name
+        self.exported = tuple((position, rules[field]) for position, field in _exported_positions() if field in rules)
         self.region = region
         self.programmes = programmes
         self.index = index
@@ -327,7 +377,7 @@ class _RowChecker:
 
         resident = _resident_or_problem(id_text, problems)
         account = _account_or_problem(account_text, problems)
-        self._check_name(name, problems)
+        problems.extend(_basic_name_problems(name))
         self._check_region(region, problems)
         if programme not in self.programmes:
             problems.append(f"programme {shown(programme)}: not in the policy ({self._programmes_list()})")
@@ -343,6 +393,7 @@ class _RowChecker:
             problems.append(f"bank_code {shown(bank_code)}: not digits")
         if not decision_ref:
             problems.append("decision_ref: empty")
+        export_warnings = self._check_exported(values, problems)
         if resident is not None and programme in self.programmes:
             self._check_duplicate(line, resident.number, programme, problems)
         if problems:
@@ -364,15 +415,19 @@ class _RowChecker:
             bank_code=shared.setdefault(bank_code, bank_code),
             account=account[0],
             decision_ref=shared.setdefault(decision_ref, decision_ref),
-            warnings=resident.warnings + account[1],
+            warnings=resident.warnings + account[1] + export_warnings,
         )
 
-    def _check_name(self, name: str, problems: list[str]) -> None:
-        if not name:
-            problems.append("name: empty")
-        elif not name.isprintable():
-            # A control character in a name would reach bank files and public notices.
-            problems.append(f"name {shown(name)}: contains control characters")
+    def _check_exported(self, values: list[str], problems: list[str]) -> tuple[str, ...]:
+        """Each field a bank file or workbook writes, against every configured format (exporters.limits):
+        a value some format cannot carry is refused now, not when its batch is exported."""
+        warnings: list[str] = []
+        for position, rule in self.exported:
+            value = values[position]
+            if value and value.isprintable():  # empty and control characters are reported by their own check
+                problems.extend(rule.problems(value))
+                warnings.extend(rule.warnings(value))
+        return tuple(warnings)
 
     def _check_region(self, region: str, problems: list[str]) -> None:
         if not is_region_code(region):
@@ -394,6 +449,10 @@ class _RowChecker:
         names = sorted(self.programmes)
         listed = ", ".join(names[:PROGRAMMES_SHOWN_MAX])
         return listed + (", …" if len(names) > PROGRAMMES_SHOWN_MAX else "")
+
+
+def _exported_positions() -> tuple[tuple[int, str], ...]:
+    return tuple((COLUMNS.index(field), field) for field in EXPORTED_FIELDS)
 
 
 def _resident_or_problem(text: str, problems: list[str]) -> ResidentId | None:
@@ -443,7 +502,7 @@ def _income_or_problem(text: str, problems: list[str]) -> int | None:
         return None
     try:
         # A household's income is never negative; parse_yuan refuses negatives by default.
-        return parse_yuan(text)
+        income_fen = parse_yuan(text)
     except BadAmount:
         reason = ""
         if text.startswith("-"):
@@ -452,6 +511,10 @@ def _income_or_problem(text: str, problems: list[str]) -> int | None:
             reason = " (more than 2 decimals)"
         problems.append(f"monthly_income {shown(text)}: not a yuan amount{reason}")
         return None
+    if income_fen > MONTHLY_INCOME_FEN_MAX:
+        problems.append(f"monthly_income {text}: more than {format_yuan(MONTHLY_INCOME_FEN_MAX)} a month")
+        return None
+    return income_fen
 
 
 def _special_or_problem(text: str, members: int | None, problems: list[str]) -> int | None:

@@ -30,6 +30,8 @@ def pg_url(schema: str, *, user: str | None = None) -> str:
         parsed = urlparse(url)
         url = urlunparse(parsed._replace(netloc=f"{user}@{parsed.hostname}:{parsed.port or 5432}"))
     return f"{url}?schema={schema}"
+
+
 POLICY = Path(__file__).resolve().parent.parent / "ledger" / "data" / "ulanqab-2017.toml"
 
 

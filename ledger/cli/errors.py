@@ -7,7 +7,8 @@ What the user reads, by the error's type (STYLE.md 5 and 19; DESIGN.md, Interfac
 - the event store's failures and the storage libraries' own errors (psycopg, sqlite3, SQLAlchemy):
   `error: storage: reason`, where a wait that timed out names the setting that bounds it and a
   PostgreSQL refusal names the tables the role may not write;
-- `OSError` (a full disk, a file that cannot be read): `error: message`.
+- `OSError` (a full disk, a file that cannot be read): `error: message`;
+- `OverflowError` (an amount beyond an int64 column, in a ledger written before the bounds): `error: storage: …`.
 Anything else is our own mistake and keeps its traceback. Usage errors are click's: exit code 2.
 """
 
@@ -42,6 +43,10 @@ def refusals(*, quiet: bool = False) -> Iterator[None]:
         refuse(f"error: storage: {_storage_reason(e)}")
     except OSError as e:
         refuse(f"error: {e}")
+    except OverflowError as e:
+        # An amount beyond the int64 columns (the read models, PostgreSQL BIGINT): only a ledger written
+        # before the bounds of docs/policy.md can hold one; said in one line rather than a traceback.
+        refuse(f"error: storage: {e}: an amount beyond what the database columns hold (docs/policy.md, Bounds)")
     except storage_library_errors() as e:
         refuse(f"error: storage: {_storage_reason(e)}")
 

@@ -27,6 +27,13 @@ from ledger.progress import progress
 from ledger.storage import holds_events
 
 DECISIONS = ("suspend", "resume", "terminate", "adjust", "phase-out")
+DECISION_HELP = {
+    "suspend": "Suspend one enrolment from a date (暂停).",
+    "resume": "Resume a suspended enrolment from a date (恢复).",
+    "terminate": "Terminate one enrolment from a date (停保).",
+    "adjust": "Set the approved monthly amount of one enrolment from a date (--amount).",
+    "phase-out": "Start the six-month phase-out of one enrolment (渐退期, 004_… 二.1).",
+}
 WARNINGS_SHOWN_MAX = 50  # a roster's warnings printed one per line; the rest are counted
 REPRICED_PERIODS_SHOWN_MAX = 12  # periods named in one re-pricing warning
 POLICY_HEADINGS = ("项目", "名称", "对象", "发放周期", "到账日", "标准", "自")
@@ -190,29 +197,58 @@ def _import_json(file: Path, summary: ImportSummary) -> dict[str, Any]:
     }
 
 
-@click.command()
-@click.argument("kind", type=click.Choice(DECISIONS))
+@click.group()
+def decide() -> None:
+    """Record a decision on a person: on one enrolment (suspend, resume, terminate, adjust, phase-out), or a
+    corrected name (rename)."""
+
+
+def _decision_command(kind: str) -> click.Command:
+    """`decide KIND ID_NUMBER PROGRAMME --on DATE --reason TEXT [--amount YUAN]`, one command per kind."""
+
+    @click.command(kind, help=DECISION_HELP[kind])
+    @click.argument("id_number")
+    @click.argument("programme")
+    @click.option("--on", "on", required=True, type=click.DateTime(["%Y-%m-%d"]), help="effective date")
+    @click.option("--reason", required=True, help="decision document number, e.g. 乌海政发〔2014〕73号")
+    @click.option("--amount", help="adjust: the approved monthly amount in yuan")
+    @pass_context
+    def decide_kind(c: Context, id_number: str, programme: str, on: datetime, reason: str, amount: str | None) -> None:
+        amount_fen = parse_yuan(amount) if amount is not None else None
+        c.service().decide(
+            kind=kind,
+            id_number=id_number.upper(),
+            programme=programme,
+            on=on.date(),
+            actor=c.actor,
+            reason=reason,
+            amount_fen=amount_fen,
+        )
+        render([f"{kind} {programme} for {id_number} from {on.date().isoformat()} recorded"])
+
+    return decide_kind
+
+
+for _kind in DECISIONS:
+    decide.add_command(_decision_command(_kind))
+
+
+@decide.command("rename")
 @click.argument("id_number")
-@click.argument("programme")
-@click.option("--on", "on", required=True, type=click.DateTime(["%Y-%m-%d"]), help="effective date")
-@click.option("--reason", required=True, help="decision document number, e.g. 乌海政发〔2014〕73号")
-@click.option("--amount", help="adjust: the approved monthly amount in yuan")
+@click.option("--name", "name", required=True, help="the corrected name (户名), as on the 一卡通 account")
+@click.option("--reason", required=True, help="the document that corrects it")
+@click.option("--on", "on", type=click.DateTime(["%Y-%m-%d"]), help="effective date (default today)")
 @pass_context
-def decide(
-    c: Context, kind: str, id_number: str, programme: str, on: datetime, reason: str, amount: str | None
-) -> None:
-    """Record an eligibility decision on one enrolment."""
-    amount_fen = parse_yuan(amount) if amount is not None else None
-    c.service().decide(
-        kind=kind,
-        id_number=id_number.upper(),
-        programme=programme,
-        on=on.date(),
-        actor=c.actor,
-        reason=reason,
-        amount_fen=amount_fen,
-    )
-    render([f"{kind} {programme} for {id_number} from {on.date().isoformat()} recorded"])
+def decide_rename(c: Context, id_number: str, name: str, reason: str, on: datetime | None) -> None:
+    """Correct a person's name: a new event (the old name stays in the history); payments accrued from now
+    on, re-issues included, carry it. Refused when some configured export format cannot carry it."""
+    day = on.date() if on else date.today()
+    done = c.service().rename(id_number=id_number.upper(), name=name, reason=reason, actor=c.actor, on=day)
+    if not done.renamed and not done.batches_corrected:
+        render(["name unchanged: nothing recorded"])
+        return
+    batches = f"; {done.batches_corrected} batch(es) not yet approved will export it" if done.batches_corrected else ""
+    render([f"name of {id_number} corrected{batches}"])
 
 
 @click.group()

@@ -232,7 +232,6 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
                 for r in curs.fetchall()
             ]
 
-
     def originator_rows(self, originator_id: UUID) -> list[tuple[int, int, str, bytes]]:
         """(notification id, version, topic, state) of one originator's events, in version order."""
         statement = sql.SQL(

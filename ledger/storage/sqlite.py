@@ -66,8 +66,7 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
         with self.datastore.transaction(commit=False) as c:
             c.execute(statement, (start, upper, limit))
             return [
-                (row[0], bytes.fromhex(row[1].replace("-", "")), row[2], row[3], bytes(row[4]))
-                for row in c.fetchall()
+                (row[0], bytes.fromhex(row[1].replace("-", "")), row[2], row[3], bytes(row[4])) for row in c.fetchall()
             ]
 
     def originator_rows(self, originator_id: UUID) -> list[tuple[int, int, str, bytes]]:

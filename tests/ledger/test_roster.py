@@ -297,3 +297,38 @@ def test_a_city_sized_roster_reads_every_row(tmp_path: Path) -> None:
     rows = read(write(tmp_path, city_roster_lines(20_000)))
     assert len(rows) == 20_000
     assert len({r.id_number for r in rows}) == 20_000
+
+
+# --- bounds (issue 13, item 6): figures within domain.policy's, fields every export format can carry ------
+
+
+def _id(serial: int) -> str:
+    return with_check_digit(f"152601198001011{serial:02d}")
+
+
+def test_members_income_and_fields_beyond_their_bounds_are_refused_each_with_its_line(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        [
+            HEADER,
+            row(id_number=_id(1), members="21"),
+            row(id_number=_id(2), members="20", special_members="0", monthly_income="1000000.01"),
+            row(id_number=_id(3), name="李|建华"),
+            row(id_number=_id(4), name="王" * 141),
+            row(id_number=_id(5), bank_code="1" * 36),
+            row(id_number=_id(6), members="20", monthly_income="1000000.00", name="王" * 140, bank_code="1" * 35),
+        ],
+    )
+    errors = rejected(path).errors
+    assert errors[0] == "r.csv line 2: members 21: more than 20"
+    assert errors[1] == "r.csv line 3: monthly_income 1000000.01: more than 1000000.00 a month"
+    assert errors[2].startswith("r.csv line 4: name 李|建华: contains '|' (U+007C), which onecard:")
+    assert errors[3].startswith("r.csv line 5: name 王王") and errors[3].endswith("pain001 Cdtr/Nm can carry")
+    assert errors[4].startswith("r.csv line 6: bank_code 111") and "35 that pain001 CdtrAgt" in errors[4]
+    assert len(errors) == 5  # line 7 is at every bound and passes
+
+
+def test_a_rare_character_a_gbk_profile_lacks_is_a_warning_and_the_row_is_imported(tmp_path: Path) -> None:
+    (checked,) = read(write(tmp_path, [HEADER, row(name="王䶮")]))
+    assert checked.name == "王䶮"
+    assert any("cannot be written in GBK, so onecard:bank-date" in w for w in checked.warnings)
