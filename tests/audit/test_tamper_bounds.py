@@ -29,7 +29,7 @@ from ledger.reports import catch_up
 from ledger.service import LedgerService
 from ledger.storage import Database
 from tests.conftest import POLICY
-from tests.helpers.ledgers import HEADER, LI, WANG, yikatong
+from tests.helpers.ledgers import HEADER, LI, WANG, new_ledger, yikatong
 
 LI_ID, WANG_ID = "152601198001011239", "152621197505052342"
 ABSURD_STANDARD = "999999999999999.00"  # 15 digits before the point (the attack)
@@ -62,7 +62,7 @@ def _service(db: Database) -> LedgerService:
 
 @pytest.fixture
 def url(db: Database) -> str:
-    assert yikatong(db.url, "init").returncode == 0
+    new_ledger(db.url)
     return db.url
 
 

@@ -25,11 +25,11 @@ from pathlib import Path
 import pytest
 
 from domain.periods import Month
-from ledger.bootstrap import database_from_url, init_key, open_service
+from ledger.bootstrap import database_from_url, open_service
 from ledger.exports import approve_batch
 from ledger.service import LedgerService
 from ledger.storage import Database
-from tests.helpers.ledgers import HEADER, LI, password_file, with_accounts, yikatong
+from tests.helpers.ledgers import HEADER, LI, new_ledger, password_file, with_accounts, yikatong
 
 LI_ID = LI.split(",")[0]
 NO_TERMINAL_S_MAX = 20  # a refusal for want of a password comes at once; a prompt would wait forever
@@ -84,8 +84,9 @@ def office(db: Database, tmp_path: Path, policy_text: str) -> Ledger:
 
 @pytest.fixture
 def legacy(db: Database, tmp_path: Path, policy_text: str) -> Ledger:
-    """A ledger as earlier releases wrote it (encrypted, no accounts): alice exported a batch."""
-    init_key(db)
+    """A ledger without accounts, as earlier releases wrote them (names typed, taken on trust): alice
+    exported a batch."""
+    new_ledger(db.url)
     return Ledger(
         db.url, {}, _month_end_and_export(db.url, tmp_path, policy_text, admin="alice", clerk="alice"), "alice"
     )

@@ -43,7 +43,7 @@ from ledger.roles import (
 from ledger.storage import EVENT_TABLES, Database, notification_pages
 from tests.conftest import PG_ADMIN, POLICY, pg_url
 from tests.helpers.anomalies import city, run
-from tests.helpers.ledgers import HEADER, LI, WANG, ledger
+from tests.helpers.ledgers import HEADER, LI, WANG, ledger, new_ledger
 
 TRIGGER = "yikatong_events_append_only"
 REWRITES = (
@@ -288,7 +288,7 @@ def test_a_month_end_runs_connected_as_the_application_role(
     app, auditor = deployment.as_app.url, deployment.as_auditor.url
     roster = tmp_path / "r.csv"
     roster.write_text(HEADER + LI + WANG, encoding="utf-8")
-    yikatong(app, "init")
+    new_ledger(app)
     yikatong(app, "policy", "load", str(POLICY))
     yikatong(app, "roster", "import", str(roster))
     yikatong(app, "run", "2017-01")

@@ -38,7 +38,7 @@ from ledger.profiles import ProfileRejected, UnknownProfile
 from ledger.service import LedgerService
 from ledger.storage import Database
 from tests.conftest import POLICY
-from tests.helpers.ledgers import HEADER, LI, WANG, import_rows, ledger
+from tests.helpers.ledgers import HEADER, LI, WANG, import_rows, ledger, new_ledger
 
 THIEF_ACCOUNT = "6217000000009999"
 LI_ACCOUNT = "6228480045001122337"
@@ -373,7 +373,8 @@ def test_the_command_line_refuses_each_attack_with_exit_1_naming_file_line_and_r
     url = db.url if db.kind == "postgres" else f"sqlite:///{tmp_path / 'cli.db'}"
     roster = tmp_path / "r.csv"
     roster.write_text(HEADER + LI, encoding="utf-8")
-    for step in (("init",), ("policy", "load", str(POLICY)), ("roster", "import", str(roster)), ("run", "2017-01")):
+    new_ledger(url)
+    for step in (("policy", "load", str(POLICY)), ("roster", "import", str(roster)), ("run", "2017-01")):
         done = yikatong(url, "clerk", tmp_path, *step)
         assert done.returncode == 0, done.stderr
     (batch,) = json.loads(yikatong(url, "clerk", tmp_path, "batch", "list", "--json").stdout)
