@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	rm -rf demo.db demo.db-wal demo.db-shm demo.db.key demo-out demo-chart.png
+	rm -rf demo.db demo.db-wal demo.db-shm demo.db.key demo.db.key.sign demo-out demo-chart.png
 	$(VENV)/bin/yikatong --db sqlite:///demo.db init
 	$(VENV)/bin/yikatong --db sqlite:///demo.db demo
 

@@ -31,11 +31,14 @@ POLICY_HEADINGS = ("项目", "名称", "对象", "发放周期", "到账日", "�
 @click.command()
 @pass_context
 def init(c: Context) -> None:
-    """Create the event store's tables and, for a new ledger, its key file (personal data encrypted)."""
+    """Create the event store's tables and, for a new ledger, its key file (personal data encrypted); and the
+    ledger's signing key for anchors, its public half recorded in the log (added to a ledger of an earlier
+    release when `init` runs on it again)."""
     c.authorise()
     status = init_key(c.db)
     c.apps()
-    render([f"ledger ready at {c.db.url}", Line(status.message(), err=status.source == "none")])
+    signing = c.service().init_signing_key(actor=c.actor)
+    render([f"ledger ready at {c.db.url}", Line(status.message(), err=status.source == "none"), signing.message()])
 
 
 # --- policy --------------------------------------------------------------------------------------
