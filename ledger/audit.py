@@ -20,7 +20,8 @@ What a checkpoint guarantees (docs/audit.md gives the reasoning and the trade-of
 - A seal that was itself edited is caught by the next seal, which covers it; its own claims are then
   set aside, so an edited digest is reported at the seal's position, not at the event it describes.
   The last seal is covered by nothing until the next checkpoint: events after it are counted as
-  unsealed, never reported as verified.
+  unsealed, never reported as verified. An anchor (ledger.anchors) covers it meanwhile.
+- Every command that appends ends sealed (ledger.service), so a log holding events and no seal fails.
 - Verification only reads: it runs as a SELECT-only auditor.
 """
 
