@@ -12,7 +12,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	rm -rf demo.db demo.db-wal demo.db-shm demo.db.key demo.db.sessions-key demo-passwords demo-out demo-chart.png
+	rm -rf demo.db demo.db-wal demo.db-shm demo.db.key demo.db.key.sign demo.db.sessions-key demo-passwords \
+	  demo-out demo-chart.png demo-anchor.json
 	$(VENV)/bin/yikatong --db sqlite:///demo.db demo
 	$(VENV)/bin/yikatong --db sqlite:///demo.db --as auditor --password-file demo-passwords/auditor \
 	  audit verify --exports demo-out

@@ -387,5 +387,5 @@ def identities_status(registry: Registry) -> IdentitiesStatus:
 # What `init` records before its first admin: the charter, the signing key and their seal. Events of
 # these kinds carry no typed name a person chose, so a ledger whose log begins with them alone was
 # authenticated from its first recorded decision.
-CREATION_TOPIC_PREFIXES = ("domain.charter:", "ledger.audit:AuditChain.")
+CREATION_TOPIC_PREFIXES = ("domain.charter:", "domain.signing:", "ledger.audit:AuditChain.")
 CREATION_EVENTS_MAX = 16

@@ -20,7 +20,8 @@ What a checkpoint guarantees (docs/audit.md gives the reasoning and the trade-of
 - A seal that was itself edited is caught by the next seal, which covers it; its own claims are then
   set aside, so an edited digest is reported at the seal's position, not at the event it describes.
   The last seal is covered by nothing until the next checkpoint: events after it are counted as
-  unsealed, never reported as verified.
+  unsealed, never reported as verified. An anchor (ledger.anchors) covers it meanwhile.
+- Every command that appends ends sealed (ledger.service), so a log holding events and no seal fails.
 - Verification only reads: it runs as a SELECT-only auditor.
 """
 
@@ -30,9 +31,9 @@ import base64
 import bisect
 import hashlib
 import struct
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,7 +47,14 @@ from domain.eligibility import NAMESPACE
 from domain.errors import RuleBroken
 from ledger.accounts import IdentitiesStatus, identities_status
 from ledger.protection import Protection, protection_of
-from ledger.storage import LogRow, log_row_pages, originator_rows, parse_database_url, scratch_copy_of_disbursement_log
+from ledger.storage import (
+    LogRow,
+    log_row_pages,
+    log_rows,
+    originator_rows,
+    parse_database_url,
+    scratch_copy_of_disbursement_log,
+)
 
 if TYPE_CHECKING:
     from eventsourcing.application import Application
@@ -60,9 +68,11 @@ SEGMENT_EVENTS_MAX = 16_384  # digests per Sealed event (≈ 175 KB of base64, u
 SEGMENT_SKIPPED_RUNS_MAX = 1_000  # absent-id runs per Sealed event (≈ 25 KB at most)
 SEGMENT_EVENTS_MAX_V1 = 100_000  # what release 88ba6cb and earlier sealed per event (≈ 1.1 MB), still verified
 DIGEST_BYTES = 8  # per-event digest kept in the seal: enough to tell which event changed (see docs/audit.md)
+SEALS_ALONE_MAX = 64  # seal events after the last sealed position that a no-op seal looks through
 CHECKPOINT_ATTEMPTS_MAX = 20  # concurrent checkpoints tolerated before giving up loudly
 FAILURES_MAX = 100  # failures kept per check; the first is the one that matters
 EXPORT_FILES_SCANNED_MAX = 100_000  # files looked at under --exports DIR
+ABSENT_RUNS_MAX = 10_000  # runs of absent ids kept per log scan (an anchor records them; PostgreSQL has few)
 
 _HEAD = struct.Struct(">qq16sI")  # notification id, originator version, originator id, topic length
 
@@ -156,7 +166,7 @@ def _row_sha256(position: int, originator: bytes, originator_version: int, topic
     return hashlib.sha256(head + topic_bytes + state).digest()
 
 
-def _log_row_sha256(row: LogRow) -> bytes:
+def log_row_sha256(row: LogRow) -> bytes:
     return _row_sha256(row.id, row.originator, row.originator_version, row.topic, row.state)
 
 
@@ -172,14 +182,20 @@ class Checkpoint:
     events_sealed: int  # events this call sealed (0: nothing new, nothing recorded)
 
 
-def record_checkpoint(app: Application[UUID]) -> Checkpoint:
+def record_checkpoint(app: Application[UUID], *, reseal: bool = True) -> Checkpoint:
     """Seal every event recorded since the last checkpoint; a no-op when there is none.
+
+    `reseal=False`: also a no-op when nothing but the last checkpoint's own seal events is new, so a
+    command that appended nothing leaves the log as it was (ledger.service seals after every command;
+    the last seal stays uncovered until the next command appends, and an anchor covers it meanwhile).
 
     Two checkpoints at once both try to append the chain's next version; the store refuses one, which
     starts again from the winner's seal (so it hashes only what the winner did not cover).
     """
     for _ in range(CHECKPOINT_ATTEMPTS_MAX):
         last = last_checkpoint(app)
+        if not reseal and _only_seals_since(app, last):
+            return last
         stored, checkpoint = _seal_new_events(app, last)
         if not stored:
             return checkpoint
@@ -204,6 +220,13 @@ def last_checkpoint(app: Application[UUID]) -> Checkpoint:
     except Exception as e:  # any decoding failure means the stored seal is not what was written
         raise AuditChainUnreadable(f"{app.name}: the last checkpoint cannot be read ({e})") from None
     return Checkpoint(app.name, position, chain, found[0].originator_version, 0)
+
+
+def _only_seals_since(app: Application[UUID], last: Checkpoint) -> bool:
+    """Every event after the last sealed position is one of the chain's own seals (a few at most)."""
+    rows = log_rows(app.recorder, last.position + 1, None, SEALS_ALONE_MAX + 1)
+    chain = audit_chain_id(app.name).bytes
+    return len(rows) <= SEALS_ALONE_MAX and all(row.originator == chain for row in rows)
 
 
 def _seal_new_events(app: Application[UUID], last: Checkpoint) -> tuple[list[StoredEvent], Checkpoint]:
@@ -256,7 +279,7 @@ class _Sealer:
     def add(self, n: Any) -> None:
         if n.id != self.position + 1:
             self.skipped.append((self.position + 1, n.id - self.position - 1))
-        digest = _log_row_sha256(n)
+        digest = log_row_sha256(n)
         self.chain = hashlib.sha256(self.chain + digest).digest()
         self.digests += digest[:DIGEST_BYTES]
         self.position = n.id
@@ -297,8 +320,10 @@ class Failure:
     """One thing that is not as recorded. `position` is the notification id (None: not locatable)."""
 
     position: int | None
-    kind: str  # changed | missing | inserted | chain | checkpoint
+    kind: str  # changed | missing | inserted | chain | checkpoint | unsealed | anchor
     detail: str
+    sealed_by: int | None = None  # where the seal that makes this claim is stored (None: no seal's claim)
+    within: int | None = None  # not locatable, but at or before this position (an anchor's proof): ordered there
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,6 +337,11 @@ class VerifyResult:
     unverifiable: int  # events inside a range whose seal cannot be read
     chain_sha256: str  # the recomputed h(sealed_position), hex
     failures: tuple[Failure, ...]  # first failure first; at most FAILURES_MAX
+    position: int = 0  # the last notification id read (0: an empty log)
+    head_sha256: str = ""  # the chain over every stored event read, h(position), hex
+    absent: tuple[tuple[int, int], ...] = ()  # runs (first id, count) of ids below `position` holding no event
+    absent_complete: bool = True  # False: more than ABSENT_RUNS_MAX runs, the rest not kept
+    at: dict[int, tuple[int, str]] = field(default_factory=dict)  # mark → (events at ids ≤ mark, h(mark) hex)
 
     @property
     def ok(self) -> bool:
@@ -343,13 +373,25 @@ class _Segment:
     chain_matches: bool | None = None
 
 
-def verify_log(app: Application[UUID]) -> VerifyResult:
-    """Re-hash the whole log from position 1 and name the first event that is not as sealed."""
+def verify_log(app: Application[UUID], marks: Iterable[int] = ()) -> VerifyResult:
+    """Re-hash the whole log from position 1 and name the first event that is not as sealed.
+
+    Every command that appends ends sealed (ledger.service), so a log holding events and no seal at all
+    is a failure: its seals were deleted, or it was written around the application. Which event changed
+    cannot be told without a seal; an anchor (ledger.anchors) names the first missing or changed one.
+    `marks`: positions at which to note the chain and the event count (an anchor's).
+    """
     segments, structural = _load_segments(app)
     readable = [s for s in segments if s.readable]
-    scan = _Scan(app, readable, {s.notification_id for s in segments})
+    scan = _Scan(app, readable, {s.notification_id for s in segments}, marks)
     scan.run()
     failures = _first_failures(segments, structural)
+    if scan.events and not segments:
+        detail = (
+            f"{scan.events} events and no seal: every command that appends ends sealed, so the seals were "
+            "deleted or the events written around the application"
+        )
+        failures.append(Failure(None, "unsealed", detail))
     sealed_position = readable[-1].position if readable else 0
     return VerifyResult(
         application=app.name,
@@ -361,6 +403,11 @@ def verify_log(app: Application[UUID]) -> VerifyResult:
         unverifiable=scan.unverifiable,
         chain_sha256=scan.chain_at_sealed.hex(),
         failures=tuple(failures[:FAILURES_MAX]),
+        position=scan.position,
+        head_sha256=scan.chain.hex(),
+        absent=tuple(scan.absent),
+        absent_complete=scan.absent_complete,
+        at=scan.at,
     )
 
 
@@ -465,7 +512,9 @@ def _chain_rows(app: Application[UUID]) -> list[tuple[int, int, str, bytes]]:
 class _Scan:
     """One pass over the log, merging stored events with the ids and digests the seals expect."""
 
-    def __init__(self, app: Application[UUID], segments: list[_Segment], seal_positions: set[int]) -> None:
+    def __init__(
+        self, app: Application[UUID], segments: list[_Segment], seal_positions: set[int], marks: Iterable[int] = ()
+    ) -> None:
         self.app = app
         self.segments = segments
         self.ends = [s.position for s in segments]
@@ -474,17 +523,23 @@ class _Scan:
         self.chain = genesis_sha256(app.name)
         self.chain_at_sealed = self.chain
         self.events = self.unsealed = self.unverifiable = 0
+        self.position = 0
+        self.absent: list[tuple[int, int]] = []
+        self.absent_complete = True
+        self.marks = sorted(set(marks))
+        self.at: dict[int, tuple[int, str]] = {}
 
     def run(self) -> None:
         expected = self._expected()
         due = next(expected, None)
         for page in _pages(self.app, 1):
             for n in page:
+                self._pass(n.id)
                 while due is not None and due[0] < n.id:
                     self._fail(due[2], Failure(due[0], "missing", "sealed here, no longer in the log (deleted)"))
                     self._after(due)
                     due = next(expected, None)
-                digest = _log_row_sha256(n)
+                digest = log_row_sha256(n)
                 self.chain = hashlib.sha256(self.chain + digest).digest()
                 self.events += 1
                 if due is not None and due[0] == n.id:
@@ -498,6 +553,21 @@ class _Scan:
             self._fail(due[2], Failure(due[0], "missing", "sealed here, no longer in the log (deleted)"))
             self._after(due)
             due = next(expected, None)
+        self._pass(None)
+
+    def _pass(self, upcoming: int | None) -> None:
+        """Before the event at `upcoming` (None: the end) is hashed: note the marks it passes, and the
+        ids absent before it."""
+        while self.marks and (upcoming is None or self.marks[0] < upcoming):
+            self.at[self.marks.pop(0)] = (self.events, self.chain.hex())
+        if upcoming is None:
+            return
+        if upcoming != self.position + 1:
+            if len(self.absent) < ABSENT_RUNS_MAX:
+                self.absent.append((self.position + 1, upcoming - self.position - 1))
+            else:
+                self.absent_complete = False
+        self.position = upcoming
 
     def _expected(self) -> Iterator[tuple[int, bytes, _Segment]]:
         """(position, digest, seal) for every event the readable seals recorded, in position order.
@@ -533,6 +603,7 @@ class _Scan:
             self.unverifiable += 1
 
     def _fail(self, segment: _Segment, failure: Failure) -> None:
+        failure = replace(failure, sealed_by=segment.notification_id)
         if segment.first_failure is None:
             segment.first_failure = failure
         if failure.position in self.seal_positions:
@@ -572,7 +643,7 @@ def _first_failures(segments: list[_Segment], structural: list[Failure]) -> list
             f"the chain at {segment.position} differs from the seal, though every event in "
             f"({segment.after}, {segment.position}] matches its digest (a forged digest collision)"
         )
-        failures.append(Failure(segment.after + 1, "chain", detail))
+        failures.append(Failure(segment.after + 1, "chain", detail, sealed_by=segment.notification_id))
         break
     ordered = sorted(failures, key=lambda f: (f.position is None, f.position or 0, f.kind != "checkpoint"))
     # An unreadable seal is also a changed event to the seal covering it: say it once, as a checkpoint.
@@ -872,17 +943,78 @@ def _row_key(row: dict[str, Any]) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class AnchoredTable:
+    """What an anchor recorded for one event table (ledger.anchors), and whether the log still extends it."""
+
+    table: str
+    sealed_position: int
+    position: int
+    events: int
+    extended: bool  # the log still holds every anchored event, unchanged
+
+
+@dataclass(frozen=True, slots=True)
+class AnchorResult:
+    """One `--anchor FILE` checked: its signature and key, and each table against the log.
+
+    `failures` are the anchor's own (signature, key, ledger); a position the log no longer has or holds
+    changed is reported among that log's failures, where it is located.
+    """
+
+    source: str
+    anchored_at: str
+    ledger_id: str
+    public_key: str
+    signature_valid: bool
+    tables: tuple[AnchoredTable, ...]
+    failures: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return self.signature_valid and not self.failures and all(t.extended for t in self.tables)
+
+    def line(self) -> str:
+        tables = ", ".join(f"{t.table} through position {t.position} ({t.events} events)" for t in self.tables)
+        verdict = "the log extends it" if self.ok else "NOT extended by the log"
+        signature = "signature valid" if self.signature_valid else "signature INVALID"
+        return f"anchor {self.source} of {self.anchored_at} ({signature}): {tables}; {verdict}"
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "file": self.source,
+            "anchored_at": self.anchored_at,
+            "ledger_id": self.ledger_id,
+            "public_key": self.public_key,
+            "signature_valid": self.signature_valid,
+            "ok": self.ok,
+            "tables": [
+                {
+                    "table": t.table,
+                    "sealed_position": t.sealed_position,
+                    "position": t.position,
+                    "events": t.events,
+                    "extended": t.extended,
+                }
+                for t in self.tables
+            ],
+            "failures": list(self.failures),
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class AuditReport:
     logs: tuple[VerifyResult, ...]
     read_models: ReadModelsResult
     exports: ExportsResult
     protection: Protection | None = None  # encrypted or plain text (on purpose / legacy), id scheme
     identities: IdentitiesStatus | None = None  # whether the recorded actors were authenticated (ledger.accounts)
+    anchors: tuple[AnchorResult, ...] = ()
 
     @property
     def failures(self) -> list[str]:
         """Every failure found, logs first (a changed log explains the rest), each on one line."""
         found = [log.describe(f) for log in self.logs for f in log.failures]
+        found.extend(f"anchor {a.source}: {f}" for a in self.anchors for f in a.failures)
         found.extend(f"read models: {d}" for d in self.read_models.differences)
         found.extend(f"exports: {f}" for f in self.exports.failures)
         return found
@@ -906,6 +1038,7 @@ class AuditReport:
                 + (f", {log.unverifiable} under an unreadable checkpoint" if log.unverifiable else "")
                 + (f"; {len(log.failures)} failures" if log.failures else "; intact")
             )
+        out.extend(a.line() for a in self.anchors)
         rm = self.read_models
         if rm.checked:
             out.append(f"read models: {'equal to a rebuild' if rm.ok else f'{len(rm.differences)} differences'}")
@@ -944,9 +1077,12 @@ class AuditReport:
                     "unverifiable": log.unverifiable,
                     "chain_sha256": log.chain_sha256,
                     "failures": [{"position": f.position, "kind": f.kind, "detail": f.detail} for f in log.failures],
+                    "position": log.position,
+                    "head_sha256": log.head_sha256,
                 }
                 for log in self.logs
             ],
+            "anchors": [a.as_json() for a in self.anchors],
             "read_models": {
                 "checked": self.read_models.checked,
                 "differences": list(self.read_models.differences),
@@ -972,13 +1108,22 @@ class AuditReport:
 
 
 def audit_verify(
-    db: Database, registry: Any, disbursement: Disbursement, exports_dir: Path | None = None
+    db: Database,
+    registry: Any,
+    disbursement: Disbursement,
+    exports_dir: Path | None = None,
+    *,
+    logs: tuple[VerifyResult, ...] | None = None,
+    anchors: tuple[AnchorResult, ...] = (),
 ) -> AuditReport:
-    """Both logs, the read models and every export; read-only throughout. Also states whether the
-    recorded actors were authenticated accounts, and from which positions on (ledger.accounts)."""
+    """Both logs, the read models and every export; read-only throughout. `logs`, when given, are both
+    logs already verified (against anchors: ledger.anchors), with `anchors` the result of each. Also
+    states how the ledger is protected (ledger.protection) and whether the recorded actors were
+    authenticated accounts, and from which positions on (ledger.accounts)."""
     from ledger.keys import StoredEventDamaged
 
-    logs = (verify_log(registry), verify_log(disbursement))
+    if logs is None:
+        logs = (verify_log(registry), verify_log(disbursement))
     try:
         read_models = verify_read_models(db)
         exports = verify_exports(disbursement, policy_history(registry), exports_dir)
@@ -994,4 +1139,5 @@ def audit_verify(
         exports=exports,
         protection=protection_of(registry),
         identities=identities_status(registry),
+        anchors=anchors,
     )

@@ -13,6 +13,7 @@ from uuid import UUID
 
 from domain.charter import Charter
 from domain.errors import RuleBroken
+from ledger.anchors import init_signing_key
 from ledger.apps import Registry
 from ledger.audit import record_checkpoint
 from ledger.disbursement import Disbursement
@@ -162,6 +163,8 @@ def init_ledger(db: Database, *, ledger_id: UUID, actor: str, plaintext: bool = 
     registry, disbursement = open_apps(db)
     try:
         charter = registry.found_ledger(ledger_id=ledger_id, plaintext=plaintext, actor=actor)
+        # The signing key of its anchors (ledger.anchors), its public half recorded beside the charter.
+        init_signing_key(with_cipher(db), registry, actor)
         record_checkpoint(registry)
         created = charter.ledger_id == ledger_id
         if not created:  # another `init` created it a moment before this one

@@ -104,6 +104,7 @@ ADMIN_ACTIONS = frozenset(
         "user role",
         "db grant-auditor",
         "db setup",
+        "audit anchor",  # signed with the ledger's key on the server; the auditor keeps the file it writes
     }
 )
 OPERATIONS = frozenset({"projections rebuild", "projections follow"})  # the read models, not the log

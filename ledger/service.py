@@ -1,6 +1,11 @@
 """The use cases a user performs, as one service over both applications: what the CLI, the demo, the
 reliability harness and (next) the web server call, so none of them types a use case out again.
 
+Every use case that appends to the log ends sealed (`sealed` below, `LedgerService.seal`): no window
+exists in which an event is recorded and not yet covered by a seal (DESIGN.md, "Identity, roles and
+integrity"; docs/audit.md). A use case added later that appends ends with `self.seal()`, or carries
+`@sealed`.
+
 `LedgerService.month_end` is the month-end as `yikatong run` has always done it: read the registry,
 accrue and write every payment due (ledger.disbursement), seal both logs (ledger.audit: from here on,
 any edit to what the month-end read or wrote is detected), and catch the read models up before it
@@ -10,13 +15,14 @@ result objects; rendering them is the caller's business.
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from domain.accounts import Identity, normalised_reason
 from domain.bank_profiles import ProfileVersion
@@ -30,6 +36,7 @@ from domain.regions import region_contains
 from ledger import accounts, exports, sessions
 from ledger import profiles as profile_book
 from ledger.accounts import AccountView
+from ledger.anchors import Anchor, SigningKeyStatus, init_signing_key, read_anchor, verify_against, write_anchor
 from ledger.anomalies import find_anomalies
 from ledger.apps import ImportSummary, NoPolicy, Registry, RegistrySnapshot, parse_policy_text
 from ledger.audit import AuditReport, audit_verify, record_checkpoint
@@ -43,6 +50,34 @@ from ledger.storage import Database
 
 Advance = Callable[[int], None]
 Progress = Callable[[str, int | None], AbstractContextManager[Advance]]
+UseCase = TypeVar("UseCase", bound=Callable[..., Any])
+
+
+def sealed(use_case: UseCase) -> UseCase:
+    """The rule, in one place: a use case that appends to the log ends with both logs sealed.
+
+    A refused use case appends nothing, and nothing is sealed for it (a refusal leaves the ledger as it
+    was). One that fails part-way after recording something (a roster or a month-end is written in
+    chunks) has what it recorded sealed before the failure goes on; should sealing fail as well, the
+    failure says so in a note.
+    """
+
+    @functools.wraps(use_case)
+    def ends_sealed(self: LedgerService, *args: Any, **kwargs: Any) -> Any:
+        ends = self._log_ends()
+        try:
+            result = use_case(self, *args, **kwargs)
+        except Exception as failure:
+            try:
+                if self._log_ends() != ends:
+                    self.seal()
+            except Exception as also:
+                failure.add_note(f"and the log could not be sealed after it: {type(also).__name__}: {also}")
+            raise
+        self.seal()
+        return result
+
+    return cast(UseCase, ends_sealed)
 
 
 class RegionOutsidePolicy(RuleBroken):
@@ -113,6 +148,7 @@ class LedgerService:
         self.registry = registry
         self.disbursement = disbursement
 
+    @sealed
     def month_end(
         self,
         month: Month,
@@ -145,6 +181,7 @@ class LedgerService:
 
     # --- the registry -----------------------------------------------------------------------------------
 
+    @sealed
     def load_policy(self, toml_text: str, source: str, *, actor: str) -> PolicyLoaded:
         """Load a policy (all or nothing) and say which standards it changes for periods already accrued:
         those payments keep their amounts (they are not re-priced)."""
@@ -161,15 +198,15 @@ class LedgerService:
         repriced = repriced_periods(before, loaded, batch_keys(self.disbursement)) if before is not None else {}
         return PolicyLoaded(loaded, repriced)
 
+    @sealed
     def import_roster(self, path: Path, *, actor: str, progress: Progress = no_progress) -> ImportSummary:
         """A roster CSV, read whole and checked against the policy before anything is recorded, then sealed."""
         policy = self.registry.policy()
         rows = read_roster(path, region=policy.region_code, programmes=policy.programmes.keys())
         with progress("importing roster", len(rows)) as advance:
-            summary = self.registry.import_roster(rows, path.name, actor, advance)
-        record_checkpoint(self.registry)
-        return summary
+            return self.registry.import_roster(rows, path.name, actor, advance)
 
+    @sealed
     def decide(
         self, *, kind: str, id_number: str, programme: str, on: date, actor: str, reason: str, amount_fen: int | None
     ) -> Person:
@@ -183,6 +220,7 @@ class LedgerService:
             amount_fen=amount_fen,
         )
 
+    @sealed
     def rename(self, *, id_number: str, name: str, reason: str, actor: str, on: date) -> RenameResult:
         """Correct a payee's name (`decide rename`): checked by the roster's name rules against every
         configured export format, recorded on the person as a new event with actor and reason, then sealed.
@@ -196,9 +234,9 @@ class LedgerService:
             raise NameRefused("; ".join(problems))
         renamed = self.registry.rename(id_number=id_number, name=name, on=on, reason=reason, actor=actor)
         batches = exports.correct_payee_names(self.disbursement, id_number, name, reason=reason, actor=actor)
-        self.seal()
         return RenameResult(renamed, batches)
 
+    @sealed
     def set_account(self, *, id_number: str, bank_code: str, account: str, reason: str, actor: str) -> bool:
         problems = [*field_problems("bank_code", bank_code), *field_problems("account", account)]
         if problems:
@@ -219,37 +257,37 @@ class LedgerService:
     def accounts(self) -> list[AccountView]:
         return [accounts.view(a) for a in accounts.all_accounts(self.registry)]
 
+    @sealed
     def create_first_admin(self, name: str, password: str, *, actor: str) -> AccountView:
         """The first admin: from here on the ledger authenticates who acts. `actor` is who ran it (on a
         ledger of an earlier release, the name typed with --as)."""
         position = self.disbursement.recorder.max_notification_id() or 0
         added = accounts.add_first_admin(self.registry, name, password, actor=actor, disbursement_position=position)
-        self.seal()
         return accounts.view(added)
 
+    @sealed
     def add_account(self, name: str, role: str, password: str, *, actor: Identity) -> AccountView:
         added = accounts.add_account(self.registry, name, role, password, actor=actor)
-        self.seal()
         return accounts.view(added)
 
+    @sealed
     def change_role(self, name: str, role: str, *, actor: Identity) -> tuple[AccountView, bool]:
         changed, done = accounts.change_role(self.registry, name, role, actor=actor)
-        self.seal()
         return accounts.view(changed), done
 
+    @sealed
     def change_password(self, name: str, password: str, *, actor: Identity) -> AccountView:
         changed = accounts.change_password(self.registry, name, password, actor=actor)
-        self.seal()
         return accounts.view(changed)
 
+    @sealed
     def disable_account(self, name: str, *, actor: Identity) -> tuple[AccountView, bool]:
         changed, done = accounts.disable_account(self.registry, name, actor=actor)
-        self.seal()
         return accounts.view(changed), done
 
+    @sealed
     def enable_account(self, name: str, *, actor: Identity) -> tuple[AccountView, bool]:
         changed, done = accounts.enable_account(self.registry, name, actor=actor)
-        self.seal()
         return accounts.view(changed), done
 
     def open_session(self, name: str, password: str, *, seconds: int) -> tuple[Identity, str, int]:
@@ -268,6 +306,7 @@ class LedgerService:
 
     # --- batches and the bank -----------------------------------------------------------------------------
 
+    @sealed
     def export_batch(
         self,
         batch_ref: str,
@@ -282,7 +321,7 @@ class LedgerService:
         """Write a batch's file and record the export with its SHA-256 (and its profile's), then seal
         (ledger.exports). A file of the same name with other bytes refuses it unless `force`, which an
         approved batch refuses."""
-        done = exports.export_batch(
+        return exports.export_batch(
             self.disbursement,
             self.registry.policy(),
             batch_ref,
@@ -293,33 +332,32 @@ class LedgerService:
             actor=actor,
             force=force,
         )
-        record_checkpoint(self.disbursement)
-        return done
 
+    @sealed
     def approve_batch(self, batch_ref: str, *, actor: str) -> Batch:
         return exports.approve_batch(self.disbursement, batch_ref, actor)
 
+    @sealed
     def submit_batch(self, batch_ref: str, *, actor: str) -> Batch:
         return exports.submit_batch(self.disbursement, batch_ref, actor)
 
+    @sealed
     def import_bank_file(self, path: Path, *, actor: str, profile: str = "generic") -> ImportOutcome:
         """A bank's result file, applied whole or not at all, then sealed (ledger.exports)."""
-        outcome = exports.import_bank_file(self.disbursement, path, actor=actor, profile=profile)
-        record_checkpoint(self.disbursement)
-        return outcome
+        return exports.import_bank_file(self.disbursement, path, actor=actor, profile=profile)
 
     # --- bank profiles (ledger.profiles: in the disbursement log, under maker-checker) ------------------
 
+    @sealed
     def add_profile(self, path: Path, *, actor: str) -> ProfileChange:
         """Record a profile file's text as a version awaiting a second person's approval, then seal."""
         changed = profile_book.add_profile(self.disbursement, read_profile_file(path), str(path), actor=actor)
-        self.seal()
         return changed
 
+    @sealed
     def approve_profile(self, name: str, *, actor: str, sha256: str = "") -> ProfileChange:
         """Approve the version of a profile awaiting approval, by anyone but who added it, then seal."""
         changed = profile_book.approve_profile(self.disbursement, name, actor=actor, sha256=sha256)
-        self.seal()
         return changed
 
     def profiles(self) -> list[dict[str, Any]]:
@@ -395,9 +433,29 @@ class LedgerService:
         """Each batch with its due date, the last safe day to hand the file to the bank, and its state."""
         return deadline_rows(self.registry.policy(), self.disbursement.batches(), today)
 
-    def verify(self, exports_dir: Path | None = None) -> AuditReport:
-        """The logs intact, the read models equal to a rebuild, every export regenerating (ledger.audit)."""
-        return audit_verify(self.db, self.registry, self.disbursement, exports_dir)
+    def verify(self, exports_dir: Path | None = None, anchors: Sequence[Path] = ()) -> AuditReport:
+        """The logs intact, the read models equal to a rebuild, every export regenerating (ledger.audit);
+        with `anchors`, each anchor file's signature checked and the log shown to extend it (ledger.anchors).
+        Reads only: an auditor's SELECT-only role runs it."""
+        if not anchors:
+            return audit_verify(self.db, self.registry, self.disbursement, exports_dir)
+        loaded = [read_anchor(path) for path in anchors]
+        logs, results = verify_against(self.registry, self.disbursement, loaded)
+        return audit_verify(self.db, self.registry, self.disbursement, exports_dir, logs=logs, anchors=results)
+
+    # --- anchors (ledger.anchors) -------------------------------------------------------------------------
+
+    @sealed
+    def init_signing_key(self, *, actor: str) -> SigningKeyStatus:
+        """`yikatong init`: the ledger's Ed25519 signing key, created beside the data key when absent, its
+        public half recorded in the log when not yet recorded (a ledger of an earlier release gains it)."""
+        return init_signing_key(self.db, self.registry, actor)
+
+    def anchor(self, out: Path, *, actor: str) -> Anchor:
+        """Seal both logs, verify them, and write a signed anchor of where they end to `out` (never
+        overwritten). Refused when the log does not verify: an anchor never vouches for a changed log."""
+        self.seal()
+        return write_anchor(out, self.db, self.registry, self.disbursement, actor)
 
     def history(self, id_number: str) -> list[dict[str, Any]]:
         """Every event touching one person, in order of recording (ledger.history)."""
@@ -407,7 +465,14 @@ class LedgerService:
         """The findings the seeds name (ledger.anomalies)."""
         return find_anomalies(self.registry, self.disbursement)
 
+    def _log_ends(self) -> tuple[int, int]:
+        return (
+            self.registry.recorder.max_notification_id() or 0,
+            self.disbursement.recorder.max_notification_id() or 0,
+        )
+
     def seal(self) -> None:
-        """Seal both logs up to their ends (ledger.audit), the disbursement log first as a month-end does."""
-        record_checkpoint(self.disbursement)
-        record_checkpoint(self.registry)
+        """Seal both logs up to their ends (ledger.audit), the disbursement log first as a month-end does.
+        Records nothing when nothing but the last seal is new. Every use case that appends ends here."""
+        record_checkpoint(self.disbursement, reseal=False)
+        record_checkpoint(self.registry, reseal=False)

@@ -1,4 +1,5 @@
-"""Auditors: verify the log and the exports, trace one person, find anomalies."""
+"""Auditors: verify the log and the exports (against anchors kept outside the store), write an anchor,
+trace one person, find anomalies."""
 
 from __future__ import annotations
 
@@ -27,13 +28,38 @@ def audit() -> None:
     type=click.Path(file_okay=False, exists=True, path_type=Path),
     help="also check the exported files found in this folder against their recorded SHA-256",
 )
+@click.option(
+    "--anchor",
+    "anchors",
+    multiple=True,
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="an anchor file (`audit anchor`): the log must still extend it; repeatable",
+)
 @click.option("--json", "as_json", is_flag=True)
 @pass_context
-def audit_verify_command(c: Context, exports_dir: Path | None, as_json: bool) -> None:
-    """Prove the log is intact, the read models equal a rebuild, and every export regenerates byte-for-byte."""
-    result = c.service().verify(exports_dir)
+def audit_verify_command(c: Context, exports_dir: Path | None, anchors: tuple[Path, ...], as_json: bool) -> None:
+    """Prove the log is intact (and extends each anchor), the read models equal a rebuild, and every export
+    regenerates byte-for-byte."""
+    result = c.service().verify(exports_dir, anchors)
     render(result.lines(), as_json=as_json, data=result.as_json())
     result.raise_for_failure()  # after the report: a failed audit shows everything it found, then exits 1
+
+
+@audit.command("anchor")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="the anchor file to write")
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+def audit_anchor_command(c: Context, out: Path, as_json: bool) -> None:
+    """Seal, verify, and write a signed anchor of where both logs end: the auditor's copy each month, and the
+    copy attached to the monthly report to the 财政 department (docs/audit.md, "Anchors")."""
+    anchor = c.service().anchor(out, actor=c.actor)
+    lines = [f"anchor written to {out}: ledger {anchor.ledger_id}, {anchor.anchored_at}, key {anchor.public_key}"]
+    lines.extend(
+        f"  {t.table}: sealed through position {t.sealed_position}, {t.events} events through position "
+        f"{t.position}, chain head {t.chain_sha256}"
+        for t in anchor.tables
+    )
+    render(lines, as_json=as_json, data={"file": str(out), **anchor.as_json()})
 
 
 @audit.command("history")

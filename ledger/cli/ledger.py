@@ -59,9 +59,10 @@ class InitNeedsAdmin(RuleBroken):
 @pass_context
 def init(c: Context, plaintext: bool, admin_name: str | None, admin_password_file: Path | None) -> None:
     """Create the ledger: its key file (personal data encrypted), tables, charter (its id, encryption and
-    id scheme, recorded in its log) and first admin account. On an existing ledger it records nothing
-    but the first admin when one is named: a ledger of an earlier release gets its first admin this way,
-    and until then keeps working with typed names (docs/security.md, Accounts)."""
+    id scheme, recorded in its log), signing key for anchors (its public half recorded and printed) and
+    first admin account. On an existing ledger it records only what the ledger lacks: a ledger of an
+    earlier release gains its signing key, and its first admin when one is named (until then it keeps
+    working with typed names: docs/security.md, Accounts)."""
     password = None
     if admin_name is not None:
         admin_name = normalised_name(admin_name)
@@ -75,6 +76,8 @@ def init(c: Context, plaintext: bool, admin_name: str | None, admin_password_fil
     c.authorise()
     lines: list[Shown] = [f"ledger ready at {c.db.url}"]
     lines += [Line(text, err=warning) for text, warning in done.messages()]
+    # A ledger of an earlier release gains its signing key here; a new one recorded it with its charter.
+    lines.append(c.service().init_signing_key(actor=c.actor).message())
     if admin_name is not None and password is not None:
         added = c.service().create_first_admin(admin_name, password, actor=c.actor)
         lines.append(f"admin account {added.name} created: from now on every command acts as an account")
