@@ -15,8 +15,10 @@ demo: $(STAMP)
 	rm -rf demo.db demo.db-wal demo.db-shm demo.db.key demo.db.key.sign demo.db.sessions-key demo-passwords \
 	  demo-out demo-chart.png demo-anchor.json
 	$(VENV)/bin/yikatong --db sqlite:///demo.db demo
+	$(VENV)/bin/yikatong --db sqlite:///demo.db --as admin --password-file demo-passwords/admin \
+	  audit anchor --out demo-anchor.json
 	$(VENV)/bin/yikatong --db sqlite:///demo.db --as auditor --password-file demo-passwords/auditor \
-	  audit verify --exports demo-out
+	  audit verify --exports demo-out --anchor demo-anchor.json
 
 # PostgreSQL is part of the test suite: start the local cluster when it is installed and down.
 postgres:

@@ -13,7 +13,7 @@ from uuid import UUID
 
 from domain.charter import Charter
 from domain.errors import RuleBroken
-from ledger.anchors import init_signing_key
+from ledger.anchors import SigningKeyStatus, init_signing_key
 from ledger.apps import Registry
 from ledger.audit import record_checkpoint
 from ledger.disbursement import Disbursement
@@ -131,6 +131,7 @@ class LedgerInit:
     key: KeyStatus
     protection: Protection
     created: bool  # this call recorded the ledger's charter
+    signing: SigningKeyStatus | None = None  # the signing key this call created and recorded with the charter
 
     def messages(self) -> list[tuple[str, bool]]:
         """(line, is a warning) pairs, key first."""
@@ -164,12 +165,12 @@ def init_ledger(db: Database, *, ledger_id: UUID, actor: str, plaintext: bool = 
     try:
         charter = registry.found_ledger(ledger_id=ledger_id, plaintext=plaintext, actor=actor)
         # The signing key of its anchors (ledger.anchors), its public half recorded beside the charter.
-        init_signing_key(with_cipher(db), registry, actor)
+        signing = init_signing_key(with_cipher(db), registry, actor)
         record_checkpoint(registry)
         created = charter.ledger_id == ledger_id
         if not created:  # another `init` created it a moment before this one
             status = _key_status_of(db, charter)
-        return LedgerInit(status, protection_of(registry), created)
+        return LedgerInit(status, protection_of(registry), created, signing if created else None)
     finally:
         registry.close()
         disbursement.close()

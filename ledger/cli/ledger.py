@@ -77,7 +77,7 @@ def init(c: Context, plaintext: bool, admin_name: str | None, admin_password_fil
     lines: list[Shown] = [f"ledger ready at {c.db.url}"]
     lines += [Line(text, err=warning) for text, warning in done.messages()]
     # A ledger of an earlier release gains its signing key here; a new one recorded it with its charter.
-    lines.append(c.service().init_signing_key(actor=c.actor).message())
+    lines.append((done.signing or c.service().init_signing_key(actor=c.actor)).message())
     if admin_name is not None and password is not None:
         added = c.service().create_first_admin(admin_name, password, actor=c.actor)
         lines.append(f"admin account {added.name} created: from now on every command acts as an account")

@@ -20,15 +20,13 @@ import os
 import shutil
 import stat
 import subprocess
-import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from uuid import UUID, uuid4
 
 import psycopg
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 
 from domain.charter import CHARTER_ID
 from domain.disbursement import payment_id
@@ -37,11 +35,11 @@ from domain.ids import HMAC_SHA256, UUID5, KeyedIds
 from domain.periods import Month
 from ledger import storage
 from ledger.bootstrap import NoLedgerHere, database_from_url, open_apps, open_service
-from ledger.cli import context, main
+from ledger.cli import context
 from ledger.keys import KEY_ENV, KEY_FILE_ENV, id_key, load_key
 from ledger.storage import Database, log_rows
 from tests.conftest import PG_ADMIN, POLICY, pg_url
-from tests.helpers.ledgers import HEADER, LI, WANG, import_rows, ledger, password_file, resident_id
+from tests.helpers.ledgers import HEADER, LI, WANG, import_rows, ledger, office_cli, office_yikatong, resident_id
 
 LI_ID, WANG_ID = LI.split(",")[0], WANG.split(",")[0]
 MONTHS = ("2017-01", "2017-02", "2017-03")
@@ -56,93 +54,13 @@ def _key_file_of_the_test(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     monkeypatch.setenv(KEY_FILE_ENV, str(tmp_path / "keys" / "ledger.key"))
 
 
-# The office these tests act as: a new ledger's `init` names its admin, who adds the clerk; the policy is
-# the admin's to load, everything else here the clerk's (ledger.roles). On a ledger without accounts (one
-# built through open_apps, as an earlier release would have) the same names are typed names.
-PASSWORDS = Path(tempfile.mkdtemp(prefix="yikatong-passwords-"))
-PASSWORD_FILES = {name: password_file(PASSWORDS, name) for name in ("admin", "clerk")}
-
-
-def acting(url: str, args: tuple[str, ...]) -> list[str]:
-    """The command line for `args`: `init` of a new ledger names the admin; others act as an account."""
-    if args[:1] == ("init",):
-        if storage.holds_events(database_from_url(url)):
-            return ["--db", url, "--as", "admin", "--password-file", str(PASSWORD_FILES["admin"]), *args]
-        return ["--db", url, "init", "--admin", "admin", "--password-file", str(PASSWORD_FILES["admin"]), *args[1:]]
-    name = "admin" if args[:2] == ("policy", "load") else "clerk"
-    return ["--db", url, "--as", name, "--password-file", str(PASSWORD_FILES[name]), *args]
-
-
-def _clerk_added(url: str, made: int) -> None:
-    if made == 0:  # the ledger's clerk, added by its admin
-        added = CliRunner().invoke(
-            main,
-            [
-                "--db",
-                url,
-                "--as",
-                "admin",
-                "--password-file",
-                str(PASSWORD_FILES["admin"]),
-                "user",
-                "add",
-                "clerk",
-                "--role",
-                "clerk",
-                "--password-file",
-                str(PASSWORD_FILES["clerk"]),
-            ],
-        )
-        assert added.exit_code == 0 or "exists" in added.output, added.output
-
-
 def cli(url: str, *args: str) -> Result:
-    new = args[:1] == ("init",) and not storage.holds_events(database_from_url(url))
-    done = CliRunner().invoke(main, acting(url, args))
-    if new:
-        _clerk_added(url, done.exit_code)
-    return done
+    return office_cli(url, *args)
 
 
 def yikatong(url: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """The real command in a child process (the environment as given, else this process's)."""
-    new = args[:1] == ("init",) and not storage.holds_events(database_from_url(url))
-    done = subprocess.run(
-        [sys.executable, "-m", "ledger", *acting(url, args)],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=env if env is not None else dict(os.environ),
-        timeout=300,
-    )
-    if new and done.returncode == 0:
-        added = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "ledger",
-                "--db",
-                url,
-                "--as",
-                "admin",
-                "--password-file",
-                str(PASSWORD_FILES["admin"]),
-                "user",
-                "add",
-                "clerk",
-                "--role",
-                "clerk",
-                "--password-file",
-                str(PASSWORD_FILES["clerk"]),
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-            env=env if env is not None else dict(os.environ),
-            timeout=300,
-        )
-        assert added.returncode == 0, added.stderr
-    return done
+    return office_yikatong(url, *args, env=env)
 
 
 def other_store(db: Database, tmp_path: Path, name: str) -> Database:

@@ -7,17 +7,21 @@ import os
 import secrets
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from uuid import uuid4
+
+from click.testing import CliRunner, Result
 
 from domain.errors import RuleBroken
 from ledger.accounts import read_password_file
 from ledger.apps import Registry
 from ledger.bootstrap import database_from_url, init_ledger, open_apps, open_service
+from ledger.cli import main
 from ledger.disbursement import Disbursement
 from ledger.roster import read_roster
 from ledger.sessions import ledger_ref
-from ledger.storage import Database, parse_database_url
+from ledger.storage import Database, holds_events, parse_database_url
 
 HEADER = (
     "id_number,name,region,programme,effective_from,members,monthly_income,special_members,"
@@ -134,3 +138,100 @@ def new_ledger(url: str) -> None:
     typed names, as on a ledger of an earlier release. For tests about anything but identity; the
     identity tests create accounts (`with_accounts`) and act through their passwords."""
     init_ledger(database_from_url(url), ledger_id=uuid4(), actor="admin")
+
+
+# --- the command line as an office runs it, for tests of other things than identity ------------------
+# A new ledger's `init` names its admin ("admin"), who adds a clerk and a checker; each command then acts
+# as the account whose role runs it (ledger.roles), with its password file. On a ledger without accounts
+# (one an earlier release wrote, or built through open_apps) the same names are typed names.
+
+OFFICE_PASSWORDS = Path(tempfile.mkdtemp(prefix="yikatong-office-"))
+OFFICE_FILES = {name: password_file(OFFICE_PASSWORDS, name) for name in ("admin", "clerk", "checker")}
+ADMIN_COMMANDS = (("policy", "load"), ("audit", "anchor"), ("user",), ("db",))
+CHECKER_COMMANDS = (("batch", "approve"), ("batch", "submit"), ("profile", "approve"))
+
+
+def office_account(args: tuple[str, ...]) -> str:
+    """The office account that runs `args`: the admin, the checker or the clerk."""
+    if any(args[: len(c)] == c for c in ADMIN_COMMANDS):
+        return "admin"
+    if any(args[: len(c)] == c for c in CHECKER_COMMANDS):
+        return "checker"
+    return "clerk"
+
+
+def office_command(url: str, args: tuple[str, ...]) -> tuple[list[str], bool]:
+    """(the command line after `python -m ledger`, whether it creates a ledger and its accounts)."""
+    if args[:1] == ("init",):
+        if not holds_events(database_from_url(url)):
+            return [
+                "--db",
+                url,
+                "init",
+                "--admin",
+                "admin",
+                "--password-file",
+                str(OFFICE_FILES["admin"]),
+                *args[1:],
+            ], True
+        name = "admin"
+    else:
+        name = office_account(args)
+    return ["--db", url, "--as", name, "--password-file", str(OFFICE_FILES[name]), *args], False
+
+
+def office_accounts_added(url: str, env: dict[str, str] | None = None) -> None:
+    """The clerk and the checker, added by the admin (in a child process: the environment as given)."""
+    for name in ("clerk", "checker"):
+        added = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "ledger",
+                "--db",
+                url,
+                "--as",
+                "admin",
+                "--password-file",
+                str(OFFICE_FILES["admin"]),
+                "user",
+                "add",
+                name,
+                "--role",
+                name,
+                "--password-file",
+                str(OFFICE_FILES[name]),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            env={**os.environ, **(env or {})},
+            timeout=300,
+        )
+        assert added.returncode == 0, added.stderr
+
+
+def office_cli(url: str, *args: str, env: dict[str, str] | None = None) -> Result:
+    """`yikatong ARGS` in this process (click's runner) as the office account whose role runs it."""
+    line, creates = office_command(url, args)
+    done = CliRunner().invoke(main, line, env=env)
+    if creates and done.exit_code == 0:
+        office_accounts_added(url, env)
+    return done
+
+
+def office_yikatong(url: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`python -m ledger ARGS` in a child process (the environment as given, else this process's), as the
+    office account whose role runs it."""
+    line, creates = office_command(url, args)
+    done = subprocess.run(
+        [sys.executable, "-m", "ledger", *line],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env if env is not None else dict(os.environ),
+        timeout=300,
+    )
+    if creates and done.returncode == 0:
+        office_accounts_added(url, {} if env is None else {k: v for k, v in env.items()})
+    return done

@@ -22,7 +22,7 @@ from eventsourcing.sqlite import SQLiteDatastore
 from domain.periods import Month
 from ledger.anchors import SIGNING_KEY_FILE_ENV
 from ledger.audit import DIGEST_BYTES, AuditChain, audit_chain_id, genesis_sha256, log_row_sha256
-from ledger.bootstrap import open_service
+from ledger.bootstrap import init_ledger, open_service
 from ledger.keys import KEY_ENV, new_key
 from ledger.service import LedgerService
 from ledger.storage import Database, log_rows, originator_rows
@@ -58,8 +58,8 @@ def small_ledger(
     """init (signing key), policy, a roster, January's month-end, one batch exported, approved, submitted:
     every step through the service, so every step ends sealed. `anchor_before_roster`: an anchor written
     there after the policy is loaded."""
+    init_ledger(db, ledger_id=uuid4(), actor="admin")  # charter and signing key, as `init` records them
     service = open_service(db)
-    service.init_signing_key(actor="admin")
     service.load_policy(policy_text, "ulanqab-2017.toml", actor="clerk")
     if anchor_before_roster is not None:
         service.anchor(anchor_before_roster, actor="admin")
