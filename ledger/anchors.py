@@ -36,7 +36,6 @@ import binascii
 import bisect
 import json
 import os
-import stat
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,7 +59,7 @@ from ledger.audit import (
     log_row_sha256,
     verify_log,
 )
-from ledger.keys import KEY_FILE_MODE, KeyFileNotPrivate, key_path_for
+from ledger.keys import key_path_for, read_private_file, write_private_file
 from ledger.storage import Database, log_rows
 
 ANCHOR_FORMAT = "yikatong-anchor/1"
@@ -120,29 +119,15 @@ def create_signing_key(path: Path) -> Ed25519PrivateKey:
     """A new Ed25519 key written to `path` as PKCS#8 PEM, mode 0600 from the first byte, created exclusively."""
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, KEY_FILE_MODE)
-    except FileExistsError:
-        raise SigningKeyFileExists(f"{path} exists; a signing key file is never overwritten") from None
-    with os.fdopen(handle, "wb") as f:
-        f.write(pem)
-        f.flush()
-        os.fsync(f.fileno())
+    write_private_file(path, pem, SigningKeyFileExists, "a signing key file")
     return key
 
 
 def load_signing_key(path: Path) -> Ed25519PrivateKey | None:
     """The key in `path`, or None when there is no such file."""
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
+    data = read_private_file(path, SIGNING_KEY_FILE_BYTES_MAX, BadSigningKey, "a signing key file")
+    if data is None:
         return None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise KeyFileNotPrivate(f"{path} has mode {stat.S_IMODE(mode):03o}; it must be 600 (chmod 600 {path})")
-    data = path.read_bytes()[: SIGNING_KEY_FILE_BYTES_MAX + 1]
-    if len(data) > SIGNING_KEY_FILE_BYTES_MAX:
-        raise BadSigningKey(f"{path} is not a signing key file (larger than {SIGNING_KEY_FILE_BYTES_MAX} bytes)")
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as e:

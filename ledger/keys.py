@@ -124,30 +124,46 @@ def new_key() -> str:
 def create_key(path: Path) -> str:
     """Write a new AES-256 key to `path` (mode 0600, created exclusively) and return it."""
     key = new_key()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        # O_EXCL: two `init`s at once cannot both write a key; the mode applies from the first byte.
-        handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, KEY_FILE_MODE)
-    except FileExistsError:
-        raise KeyFileExists(f"{path} exists; a key file is never overwritten") from None
-    with os.fdopen(handle, "w", encoding="ascii") as f:
-        f.write(key + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    # O_EXCL: two `init`s at once cannot both write a key; the mode applies from the first byte.
+    write_private_file(path, (key + "\n").encode("ascii"), KeyFileExists, "a key file")
     return key
 
 
-def load_key(path: Path) -> str | None:
-    """The key in `path`, or None when there is no such file."""
+def write_private_file(path: Path, data: bytes, exists: type[RuleBroken], what: str) -> None:
+    """`data` as the new file `path`: mode 0600 from its first byte, created exclusively (an existing file
+    is never overwritten: `exists` is raised, naming `what` it is), flushed to disk before returning."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, KEY_FILE_MODE)
+    except FileExistsError:
+        raise exists(f"{path} exists; {what} is never overwritten") from None
+    with os.fdopen(handle, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_private_file(path: Path, bytes_max: int, too_large: type[RuleBroken], what: str) -> bytes | None:
+    """The bytes of the key-like file `path`, or None when there is no such file. Refused when group or
+    others may read it (as ssh refuses a private key), or when it is larger than `bytes_max` (`too_large`,
+    naming `what` it is not)."""
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
         return None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise KeyFileNotPrivate(f"{path} has mode {stat.S_IMODE(mode):03o}; it must be 600 (chmod 600 {path})")
-    data = path.read_bytes()[: KEY_FILE_BYTES_MAX + 1]
-    if len(data) > KEY_FILE_BYTES_MAX:
-        raise BadKey(f"{path} is not a key file (larger than {KEY_FILE_BYTES_MAX} bytes)")
+    data = path.read_bytes()[: bytes_max + 1]
+    if len(data) > bytes_max:
+        raise too_large(f"{path} is not {what} (larger than {bytes_max} bytes)")
+    return data
+
+
+def load_key(path: Path) -> str | None:
+    """The key in `path`, or None when there is no such file."""
+    data = read_private_file(path, KEY_FILE_BYTES_MAX, BadKey, "a key file")
+    if data is None:
+        return None
     return check_key_text(data.decode("ascii", errors="replace").strip(), str(path))
 
 
