@@ -366,7 +366,13 @@ class IdentitiesStatus:
             if self.authenticated
             else None
         )
-        return {"authenticated": self.authenticated, "accounts": self.accounts, "authenticated_from": since}
+        return {
+            "authenticated": self.authenticated,
+            "accounts": self.accounts,
+            "authenticated_from": since,
+            # events before those positions that record names typed with --as (not only `init`'s own)
+            "typed_names_before": self.typed_before if self.authenticated else None,
+        }
 
 
 def identities_status(registry: Registry) -> IdentitiesStatus:

@@ -25,6 +25,10 @@ from ledger.storage import Database
 # Commands that need no acting identity: `login` proves one itself, `logout` only removes a file.
 UNIDENTIFIED = frozenset({"login", "logout"})
 OPENED_READ_ONLY = READ_ONLY | {"login"}
+# Commands that prepare a PostgreSQL database, before any ledger may be in it: they open no ledger and
+# act as no account; the database itself decides (`db setup` needs a superuser's URL, `db grant-auditor`
+# a role that may create roles), and nothing they do is an event in the log.
+STORE_SETUP = frozenset({"db setup", "db grant-auditor"})
 
 
 class Context:
@@ -55,9 +59,12 @@ class Context:
 
     def authorise(self) -> str:
         """Open the ledger, establish who acts and refuse the command if their role does not allow it;
-        returns the command's path, e.g. "batch approve"."""
-        self.apps()
-        return command_action(click.get_current_context())
+        returns the command's path, e.g. "batch approve". A command that prepares the database
+        (`STORE_SETUP`) opens no ledger: the database's own roles authorise it."""
+        action = command_action(click.get_current_context())
+        if action not in STORE_SETUP:
+            self.apps()
+        return action
 
     def apps(self) -> tuple[Registry, Disbursement]:
         """Both applications, once the store holds a ledger (a command that changes the ledger on a store

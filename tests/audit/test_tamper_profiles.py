@@ -368,11 +368,12 @@ def yikatong(url: str, actor: str, cwd: Path, *args: str) -> subprocess.Complete
 
 
 def test_the_command_line_refuses_each_attack_with_exit_1_naming_file_line_and_rule(
-    db: Database, tmp_path: Path
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url = db.url if db.kind == "postgres" else f"sqlite:///{tmp_path / 'cli.db'}"
     roster = tmp_path / "r.csv"
     roster.write_text(HEADER + LI, encoding="utf-8")
+    monkeypatch.setenv("YIKATONG_KEY_FILE", str(tmp_path / "ledger.key"))  # where `yikatong` below looks
     new_ledger(url)
     for step in (("policy", "load", str(POLICY)), ("roster", "import", str(roster)), ("run", "2017-01")):
         done = yikatong(url, "clerk", tmp_path, *step)

@@ -37,7 +37,7 @@ from ledger.accounts import (
     identity_of,
     read_password_file,
 )
-from ledger.bootstrap import open_service
+from ledger.bootstrap import database_from_url, open_service
 from ledger.service import LedgerService
 from ledger.sessions import (
     BadDuration,
@@ -51,6 +51,7 @@ from ledger.sessions import (
     write_session,
 )
 from ledger.storage import Database
+from tests.helpers.ledgers import new_ledger
 
 ADMIN_PW = "admin password 1"
 CLERK_PW = "clerk password 1"
@@ -58,7 +59,8 @@ CLERK_PW = "clerk password 1"
 
 @pytest.fixture
 def service(db: Database) -> Iterator[LedgerService]:
-    opened = open_service(db)
+    new_ledger(db.url)  # as `init` makes it, before its first admin
+    opened = open_service(database_from_url(db.url))
     yield opened
     opened.registry.close()
     opened.disbursement.close()
@@ -144,6 +146,7 @@ def test_a_ledger_without_accounts_says_so(service: LedgerService) -> None:
         "authenticated": False,
         "accounts": 0,
         "authenticated_from": None,
+        "typed_names_before": None,
     }
     with pytest.raises(NoAccountsYet):
         service.open_session("chief", ADMIN_PW, seconds=60)
@@ -158,7 +161,8 @@ def test_the_first_admin_opens_the_directory_and_keeps_only_an_argon2_hash(
     assert stored.password_hash.startswith("$argon2id$") and ADMIN_PW not in stored.password_hash
     status = identities_status(service.registry)
     assert status.authenticated and status.accounts == 1
-    assert (status.registry_position, status.disbursement_position) == (1, 1)
+    # Right after what `init` recorded (charter, signing key, their seal), none of which is a typed name.
+    assert status.registry_position > 1 and status.disbursement_position == 1 and not status.typed_before
     with pytest.raises(AccountsExist):
         service.create_first_admin("other", ADMIN_PW, actor="setup")
 
