@@ -325,11 +325,18 @@ def _full_disk_fdopen(fd: int, *args: Any, **kwargs: Any) -> _FullDisk:
     return _FullDisk(_REAL_FDOPEN(fd, *args, **kwargs))
 
 
-# Where write_atomically can meet a full disk: writing the bytes, forcing them out, renaming.
+def _cannot_put_in_place(patch: pytest.MonkeyPatch) -> None:
+    """The last step fails: hard-linking the file into place (an export never replaces a file) and the
+    rename it falls back to on a file system without hard links (`--force` renames)."""
+    patch.setattr(ledger.exports.os, "link", _enospc)
+    patch.setattr(ledger.exports.os, "replace", _enospc)
+
+
+# Where write_atomically can meet a full disk: writing the bytes, forcing them out, putting them in place.
 FAULTS: dict[str, Callable[[pytest.MonkeyPatch], None]] = {
     "write": lambda patch: patch.setattr(ledger.exports.os, "fdopen", _full_disk_fdopen),
     "fsync": lambda patch: patch.setattr(ledger.exports.os, "fsync", _enospc),
-    "rename": lambda patch: patch.setattr(ledger.exports.os, "replace", _enospc),
+    "rename": _cannot_put_in_place,
 }
 
 
