@@ -28,15 +28,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
+from fractions import Fraction
 from typing import Any
 from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
 from domain.errors import RuleBroken
-from domain.money import MONTH_AMOUNT_FEN_MAX, PAYMENT_FEN_MAX, format_yuan
+from domain.identity import age_on
+from domain.money import MONTH_AMOUNT_FEN_MAX, PAYMENT_FEN_MAX, format_yuan, round_half_up_fen
 from domain.periods import Month
-from domain.policy import HouseholdFacts
+from domain.policy import HouseholdFacts, NoStandardInForce, Policy
 
 NAMESPACE = UUID("6f1c2b1e-1f7d-4d55-9a57-0c3b8e0f7a11")
 PHASE_OUT_MONTHS = 6  # 004_… 二.1: 给予6个月的渐退期
@@ -200,6 +202,84 @@ def check_exclusions(
             )
 
 
+# --- eligibility guards (docs/entitlement.md, "Eligibility guards") --------------------------------
+# Each is a policy key per programme and is checked only when a new enrolment starts (roster import) or
+# an enrolment starts again (`decide resume`): what an earlier release recorded is never re-judged.
+
+
+class AgeBelowMinimum(RuleBroken):
+    """The person is younger than the programme's `age_min` on the effective date (e.g. 000_… 一.3:
+    未满16周岁儿童暂不纳入特困人员)."""
+
+
+class AgeAboveMaximum(RuleBroken):
+    """The person is older than the programme's `age_max` on the effective date (children's programmes)."""
+
+
+class RequiredProgrammeMissing(RuleBroken):
+    """The programme is paid on top of another (`requires`), which the person does not hold on the date."""
+
+
+class IncomeAtOrAboveStandard(RuleBroken):
+    """A household's per-capita income is at or above the standard (`income_test`): nothing to top up."""
+
+
+def check_guards(
+    policy: Policy,
+    programme: str,
+    *,
+    id_number: str,
+    birth_date: date,
+    on: date,
+    held: Mapping[str, Enrolment],
+    household: HouseholdFacts | None,
+) -> None:
+    """Refuse starting `programme` on `on` for this person when a guard of the policy forbids it.
+
+    `held` are the person's other enrolments (the ledger's and those of the same import); `household`
+    is None where the household facts are not being decided (a resumption), so no income test runs.
+    """
+    rules = policy.programme(programme)
+    _check_age(rules.key, rules.age_min, rules.age_max, id_number, birth_date, on)
+    if rules.requires and not any(key in held and held[key].status_on(on) == ACTIVE for key in rules.requires):
+        raise RequiredProgrammeMissing(
+            f"{id_number}: {programme} requires one of {', '.join(rules.requires)} held on {on.isoformat()} "
+            "(policy key requires)"
+        )
+    if household is not None and rules.income_test:
+        _check_income(policy, programme, id_number, on, household)
+
+
+def _check_age(
+    programme: str, age_min: int | None, age_max: int | None, id_number: str, birth_date: date, on: date
+) -> None:
+    if age_min is None and age_max is None:
+        return
+    age = age_on(birth_date, on) if on >= birth_date else -1  # not yet born: below any minimum
+    if age_min is not None and age < age_min:
+        raise AgeBelowMinimum(
+            f"{id_number}: aged {max(age, 0)} on {on.isoformat()}, {programme} starts at {age_min} (policy key age_min)"
+        )
+    if age_max is not None and age > age_max:
+        raise AgeAboveMaximum(
+            f"{id_number}: aged {age} on {on.isoformat()}, {programme} ends at {age_max} (policy key age_max)"
+        )
+
+
+def _check_income(policy: Policy, programme: str, id_number: str, on: date, household: HouseholdFacts) -> None:
+    try:
+        standard = policy.monthly_standard_fen(programme, on)
+    except NoStandardInForce:
+        return  # nothing accrues before a standard is loaded; the guard applies once there is one
+    # Per-capita income ≥ standard ⇔ income ≥ members × standard (exact, in fen; 001_…, 004_…: 补差).
+    if household.monthly_income_fen >= household.members * standard:
+        per_capita = round_half_up_fen(Fraction(household.monthly_income_fen, household.members))
+        raise IncomeAtOrAboveStandard(
+            f"{id_number}: per-capita income {format_yuan(per_capita)} 元 a month is at or above the {programme} "
+            f"standard {format_yuan(round_half_up_fen(standard))} 元 on {on.isoformat()} (policy key income_test)"
+        )
+
+
 # --- the aggregate -------------------------------------------------------------------------------
 
 
@@ -315,7 +395,9 @@ class Person(Aggregate):
         reason: str,
         amount_fen: int | None,
         excluded_pairs: Iterable[frozenset[str]],
+        policy: Policy | None = None,
     ) -> None:
+        """`policy`, when given, has its eligibility guards checked for a resumption (check_guards)."""
         enrolment = self.enrolments.get(programme)
         if enrolment is None:
             raise UnknownEnrolment(f"{self.id_number} has no enrolment in {programme}")
@@ -337,6 +419,16 @@ class Person(Aggregate):
         if kind == "resume":
             others = {k: v for k, v in self.enrolments.items() if k != programme}
             check_exclusions(others, programme, on, excluded_pairs, self.id_number)
+            if policy is not None:
+                check_guards(
+                    policy,
+                    programme,
+                    id_number=self.id_number,
+                    birth_date=self.birth_date,
+                    on=on,
+                    held=others,
+                    household=None,
+                )
         ends_on = phase_out_ends_on(on).isoformat() if kind == "phase-out" else None
         self._decided(
             programme=programme,

@@ -114,6 +114,11 @@ class Programme:
     due_day: int
     excludes: tuple[str, ...]
     standards: tuple[StandardRule, ...]  # ascending by effective_from
+    # Eligibility guards (docs/entitlement.md, "Eligibility guards"); each is off when its key is absent.
+    age_min: int | None = None  # whole years on the enrolment's effective date, from the ID number
+    age_max: int | None = None
+    requires: tuple[str, ...] = ()  # at least one of these held, active on the effective date
+    income_test: bool = False  # household: per-capita income at or above the standard is refused
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,6 +316,18 @@ def _parse_programme(key: str, raw: Any, errors: list[str]) -> Programme | None:
     if not isinstance(excludes, list) or not all(isinstance(x, str) for x in excludes):
         errors.append(f"{path}.excludes: must be a list of programme keys")
         excludes = []
+    age_min, age_max = _parse_age_bounds(path, raw, errors)
+    requires = raw.get("requires", [])
+    if not isinstance(requires, list) or not all(isinstance(x, str) for x in requires):
+        errors.append(f"{path}.requires: must be a list of programme keys")
+        requires = []
+    income_test = raw.get("income_test", False)
+    if not isinstance(income_test, bool):
+        errors.append(f"{path}.income_test: {income_test!r} is not true or false")
+        income_test = False
+    elif income_test and unit == "person":
+        errors.append(f"{path}.income_test: only a household programme has an income test (unit is {unit!r})")
+        income_test = False
     standards_raw = raw.get("standards", [])
     # An empty list is allowed: the programme exists (exclusions may name it) but nothing accrues
     # until a standard is loaded (seed 000 gives no figure for several programmes).
@@ -340,7 +357,27 @@ def _parse_programme(key: str, raw: Any, errors: list[str]) -> Programme | None:
         due_day=int(due_day),
         excludes=tuple(excludes),
         standards=tuple(sorted(rules, key=lambda r: r.effective_from)),
+        age_min=age_min,
+        age_max=age_max,
+        requires=tuple(requires),
+        income_test=income_test,
     )
+
+
+def _parse_age_bounds(path: str, raw: Mapping[str, Any], errors: list[str]) -> tuple[int | None, int | None]:
+    """`age_min` / `age_max`: whole years 0-AGE_MAX, optional, and the minimum not above the maximum."""
+    bounds: dict[str, int | None] = {}
+    for key in ("age_min", "age_max"):
+        value = raw.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= AGE_MAX):
+            errors.append(f"{path}.{key}: {value!r} is not a whole number of years 0-{AGE_MAX}")
+            value = None
+        bounds[key] = value
+    age_min, age_max = bounds["age_min"], bounds["age_max"]
+    if age_min is not None and age_max is not None and age_min > age_max:
+        errors.append(f"{path}.age_min: {age_min} is above age_max {age_max}")
+        return None, None
+    return age_min, age_max
 
 
 def _parse_rule(path: str, entry: Any, errors: list[str], index: int) -> StandardRule | None:
@@ -507,6 +544,11 @@ def _check_references(policy: Policy, errors: list[str]) -> None:
         for other in programme.excludes:
             if other not in policy.programmes:
                 errors.append(f"programmes.{programme.key}.excludes: unknown programme {other!r}")
+        for other in programme.requires:
+            if other not in policy.programmes:
+                errors.append(f"programmes.{programme.key}.requires: unknown programme {other!r}")
+            elif other == programme.key:
+                errors.append(f"programmes.{programme.key}.requires: a programme cannot require itself")
         for rule in programme.standards:
             if rule.base is None:
                 continue

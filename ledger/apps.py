@@ -30,11 +30,13 @@ from domain.eligibility import (
     UnknownEnrolment,
     apply_person_event,
     check_exclusions,
+    check_guards,
     check_reenrolment,
     enrolment_from_event,
 )
 from domain.errors import RuleBroken
 from domain.ids import UUID5_IDS, IdScheme
+from domain.money import format_yuan
 from domain.policy import HouseholdFacts, Policy, PolicyRejected, parse_policy
 from domain.policy_log import POLICY_ID, PolicyLog
 from ledger import topics  # noqa: F401  (stored topics of moved classes)
@@ -162,6 +164,7 @@ class Registry(Application[UUID]):
             reason=reason,
             amount_fen=amount_fen,
             excluded_pairs=policy.excluded_pairs(),
+            policy=policy,
         )
         self._save(person)
         return person
@@ -199,7 +202,7 @@ class Registry(Application[UUID]):
         existing = existing_originators(self.recorder, (self.ids.person_id(i) for i in by_person))
         errors: list[str] = []
         for id_number, person_rows in by_person.items():
-            errors.extend(self._check_rows(id_number, person_rows, existing, pairs, source))
+            errors.extend(self._check_rows(id_number, person_rows, existing, policy, source))
         if errors:
             raise RosterRejected(tuple(errors), len({e.split(":")[0] for e in errors}))
         enrolled = unchanged = 0
@@ -237,32 +240,49 @@ class Registry(Application[UUID]):
         id_number: str,
         rows: list[RosterRow],
         existing: set[UUID],
-        pairs: frozenset[frozenset[str]],
+        policy: Policy,
         source: str,
     ) -> list[str]:
-        """Exclusions among a person's rows and against what the registry already holds."""
+        """Each row against what the ledger holds and the rows before it: the person's name and account
+        (a row never changes them silently), the enrolment's terms, exclusions and eligibility guards."""
+        pairs = policy.excluded_pairs()
         errors = []
         held = {}
+        person_fields = None
         if self.ids.person_id(id_number) in existing:
-            held = dict(self.person(id_number).enrolments)
+            person = self.person(id_number)
+            held = dict(person.enrolments)
+            person_fields = (person.name, person.bank_code, person.account), "the ledger"
+        this_import = {row.programme: enrolment_from_event(_enrolment_fields(row)) for row in rows}
         for row in rows:
+            if person_fields is None:
+                person_fields = (row.name, row.bank_code, row.account), f"line {row.line}"
             current = held.get(row.programme)
             new = enrolment_from_event(_enrolment_fields(row))
-            if current is not None and _same_terms(current, new):
-                continue  # the same row again: nothing new, so nothing to check against later decisions
             try:
+                check_person_fields(row, *person_fields)
+                if current is not None and _same_terms(current, new):
+                    continue  # the same row again: nothing new, so nothing to check against later decisions
+                if current is not None:
+                    check_enrolment_fields(id_number, current, new)
                 check_exclusions(held, row.programme, row.effective_from, pairs, id_number)
-            except RuleBroken as e:
-                errors.append(f"{source} line {row.line}: {e.rule}: {e}")
-                continue
-            if current is not None:
-                try:
+                if current is not None:
                     check_reenrolment(
                         id_number, current, new.region, new.effective_from, new.household, new.decision_ref
                     )
-                except RuleBroken as e:
-                    errors.append(f"{source} line {row.line}: {e.rule}: {e}")
-                    continue
+                check_guards(
+                    policy,
+                    row.programme,
+                    id_number=id_number,
+                    birth_date=row.birth_date,
+                    on=row.effective_from,
+                    # `requires` counts the person's other rows of this import, in whatever order.
+                    held={k: v for k, v in _with_import(held, this_import).items() if k != row.programme},
+                    household=new.household if policy.programmes[row.programme].unit == "household" else None,
+                )
+            except RuleBroken as e:
+                errors.append(f"{source} line {row.line}: {e.rule}: {e}")
+                continue
             held[row.programme] = new
         return errors
 
@@ -343,6 +363,62 @@ class Registry(Application[UUID]):
 
 
 _PERSON_TOPIC_PREFIX = "domain.eligibility:Person."
+
+
+class RowDiffersFromLedger(RuleBroken):
+    """A re-imported row states a fact other than the one recorded; a roster never changes it silently,
+    the command that records such a change must (docs/entitlement.md, "Eligibility guards")."""
+
+
+# Field of a roster row → the command that changes it once recorded.
+PERSON_FIELD_COMMANDS = {"name": "decide rename", "bank_code": "account set", "account": "account set"}
+CHANGE_DECISION = "a change decision (decide change, not yet available)"
+
+
+def check_person_fields(row: RosterRow, recorded: tuple[str, str, str], where: str) -> None:
+    """Refuse a row whose name, bank code or account differs from the person's recorded ones (`where`:
+    the ledger, or the first row of the same person in this import)."""
+    given = (row.name, row.bank_code, row.account)
+    differing = [
+        (field, old, new)
+        for field, old, new in zip(("name", "bank_code", "account"), recorded, given, strict=True)
+        if old != new
+    ]
+    if differing:
+        fields = "; ".join(f"{field} {new} differs from {old} recorded in {where}" for field, old, new in differing)
+        commands = sorted({PERSON_FIELD_COMMANDS[field] for field, _, _ in differing})
+        raise RowDiffersFromLedger(f"{row.id_number}: {fields}; use {' and '.join(f'`{c}`' for c in commands)}")
+
+
+def check_enrolment_fields(id_number: str, current: Any, new: Any) -> None:
+    """The same enrolment (programme and start) sent again with other household facts: refused naming
+    each field; changing them is a decision of its own, not a roster row."""
+    if current.effective_from != new.effective_from or current.end_date() is not None:
+        return  # another spell or an ended one: check_reenrolment decides
+    old, given = current.household, new.household
+    pairs = (
+        ("members", str(old.members), str(given.members)),
+        ("monthly_income", format_yuan(old.monthly_income_fen), format_yuan(given.monthly_income_fen)),
+        ("special_members", str(old.special_members), str(given.special_members)),
+    )
+    differing = [
+        f"{column} {new_text} differs from {old_text} in the ledger"
+        for column, old_text, new_text in pairs
+        if old_text != new_text
+    ]
+    if differing:
+        raise RowDiffersFromLedger(f"{id_number} {current.programme}: {'; '.join(differing)}; use {CHANGE_DECISION}")
+
+
+def _with_import(held: dict[str, Any], this_import: dict[str, Any]) -> dict[str, Any]:
+    """The person's enrolments as they will stand after the import: the ledger's spell (with its decisions)
+    where the row re-sends it, the row's where it starts a new spell or a new programme."""
+    merged = dict(held)
+    for key, enrolment in this_import.items():
+        current = merged.get(key)
+        if current is None or current.effective_from < enrolment.effective_from:
+            merged[key] = enrolment
+    return merged
 
 
 def _same_terms(a: Any, b: Any) -> bool:

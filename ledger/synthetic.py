@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import date, timedelta
 
 from ledger.roster import RosterRow
@@ -27,18 +28,25 @@ SURNAMES = "王李张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗梁宋�
 GIVEN = "建华桂英秀兰玉梅志强国平海燕丽娟金凤永军文明淑珍春花德福宝山红霞敏慧"
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 
-# (programme, share of rows, birth years, household?) — a mix like a city's caseload.
+# (programme, share of rows, ages in the start year, household?) — a mix like a city's caseload. Ages, not
+# birth years, so every row passes the shipped policy's age guards (特困 from 16, children under 18) for
+# any start date; at the default start (2017) they are the birth years 1940-1985, 1935-1985, … as before.
 MIX = (
-    ("urban_dibao", 30, (1940, 1985), True),
-    ("rural_dibao", 35, (1935, 1985), True),
-    ("tekun_rural_dispersed", 8, (1930, 1960), False),
-    ("orphan_dispersed", 3, (2005, 2016), False),
-    ("children_in_difficulty", 4, (2005, 2016), False),
-    ("sanmin", 5, (1935, 1960), False),
-    ("youfu_topup", 5, (1930, 1955), False),
-    ("tekun_care_partial", 5, (1930, 1950), False),
-    ("jingjian_tuizhi", 5, (1930, 1950), False),
+    ("urban_dibao", 30, (32, 77), True),
+    ("rural_dibao", 35, (32, 82), True),
+    ("tekun_rural_dispersed", 8, (57, 87), False),
+    ("orphan_dispersed", 3, (1, 12), False),
+    ("children_in_difficulty", 4, (1, 12), False),
+    ("sanmin", 5, (57, 82), False),
+    ("youfu_topup", 5, (62, 87), False),
+    ("tekun_care_partial", 5, (67, 87), False),
+    ("jingjian_tuizhi", 5, (67, 87), False),
 )
+# A care subsidy is paid on top of a basic 特困 form (policy `requires`): its person gets that row first.
+REQUIRED_FIRST = {"tekun_care_partial": "tekun_rural_dispersed"}
+# Household income per person stays below the lowest household standard (rural 3906 元 a year = 325.50 a
+# month): a household at or above the line is refused (policy `income_test`).
+INCOME_PER_MEMBER_FEN_MAX = 30_000
 
 
 def check_digit(first17: str) -> str:
@@ -56,13 +64,16 @@ def luhn_complete(body: str) -> str:
 
 
 def synthetic_rows(count: int, *, seed: int = 2017, start: date = date(2017, 1, 1)) -> Iterator[RosterRow]:
-    """`count` enrolment rows, one person each, every row valid for the shipped Ulanqab policy."""
+    """`count` enrolment rows, one person each (a care subsidy's person two: basic 特困 first), every row
+    valid for the shipped Ulanqab policy, its guards included."""
     rng = random.Random(seed)
     programmes = [m for m in MIX for _ in range(m[1])]
     counties = list(COUNTIES)
     seen: set[str] = set()
-    for n in range(count):
-        programme, _, (year_lo, year_hi), household = programmes[rng.randrange(len(programmes))]
+    n = 0
+    while n < count:
+        programme, _, (age_lo, age_hi), household = programmes[rng.randrange(len(programmes))]
+        year_lo, year_hi = start.year - age_hi, start.year - age_lo
         county = counties[rng.randrange(len(counties))]
         birth = date(rng.randint(year_lo, year_hi), 1, 1) + timedelta(days=rng.randrange(365))
         place = COUNTIES[county] if birth.year < 2004 else county
@@ -74,9 +85,10 @@ def synthetic_rows(count: int, *, seed: int = 2017, start: date = date(2017, 1, 
         seen.add(body)
         id_number = body + check_digit(body)
         members = rng.randint(1, 5) if household else 1
-        income_fen = rng.randrange(0, 60_000, 100) if household else 0
+        income_fen = min(rng.randrange(0, 60_000, 100), members * INCOME_PER_MEMBER_FEN_MAX) if household else 0
         special = rng.randint(0, min(members, 2)) if household else 0
-        yield RosterRow(
+        first = REQUIRED_FIRST.get(programme)
+        row = RosterRow(
             line=n + 2,
             id_number=id_number,
             birth_date=birth,
@@ -92,3 +104,11 @@ def synthetic_rows(count: int, *, seed: int = 2017, start: date = date(2017, 1, 
             decision_ref=f"集民发〔{start.year}〕{rng.randint(1, 200)}号",
             warnings=(),
         )
+        if first is not None:
+            yield replace(row, programme=first)
+            n += 1
+            if n == count:
+                return
+            row = replace(row, line=n + 2)
+        yield row
+        n += 1

@@ -49,6 +49,7 @@ from hypothesis.stateful import (
 
 from domain.disbursement import reissue_id
 from domain.errors import RuleBroken
+from domain.identity import age_on
 from domain.periods import Month
 from exporters.pain002 import render_pain002
 from ledger.bootstrap import database_from_url, open_apps
@@ -234,6 +235,16 @@ def views_of(machine: Any, pid: str) -> Any:
     return machine.disbursement.payment_views([pid])[pid]
 
 
+# Eligibility guards of the shipped policy the model meets (docs/entitlement.md): 特困 from 16
+# (000_… 一.3 "未满16周岁儿童暂不纳入特困人员"). Incomes drawn (≤ 300 元 a household) stay below both dibao lines.
+AGE_MIN = {"tekun_rural_dispersed": 16}
+
+
+def below_age(id_number: str, programme: str, on: date) -> bool:
+    born = date(int(id_number[6:10]), int(id_number[10:12]), int(id_number[12:14]))
+    return programme in AGE_MIN and (on < born or age_on(born, on) < AGE_MIN[programme])
+
+
 def excluded_by(held: dict[str, ModelEnrolment], programme: str, on: date) -> bool:
     """Holding `programme` from `on` beside an enrolment it excludes that has not ended by then."""
     for other_key, other in held.items():
@@ -367,15 +378,20 @@ class LedgerMachine(RuleBasedStateMachine):
         if not lines:
             return
         # The model's verdict: every row is checked against what the person holds, rows in file order.
-        refused = False
+        # A row breaking an exclusion names it; otherwise one below a programme's minimum age names that.
+        reasons = set()
         for id_number, added in planned.items():
             known_person = self.persons.get(id_number)
             held = dict(known_person.enrolments) if known_person else {}
             for programme, enrolment in added.items():
-                refused = refused or excluded_by(held, programme, enrolment.start)
+                if excluded_by(held, programme, enrolment.start):
+                    reasons.add("exclude each other")
+                elif below_age(id_number, programme, enrolment.start):
+                    reasons.add("AgeBelowMinimum")
                 held[programme] = enrolment
-        if refused:
-            self.refused(RosterRejected, lambda: self.import_lines(lines), rule="exclude each other")
+        if reasons:
+            error = self.refused(RosterRejected, lambda: self.import_lines(lines))
+            assert all(reason in str(error) for reason in reasons), (reasons, str(error))
             return
         summary = self.import_lines(lines)
         assert (summary.enrolled, summary.unchanged) == (len(lines), 0)
@@ -386,7 +402,12 @@ class LedgerMachine(RuleBasedStateMachine):
 
     def reimport_a_row(self, data: st.DataObject) -> None:
         """The same row again changes nothing (an office re-sends last month's roster)."""
-        _, enrolment = data.draw(st.sampled_from(self.enrolments()), label="enrolment")
+        person, enrolment = data.draw(st.sampled_from(self.enrolments()), label="enrolment")
+        if f",{person.bank_code},{person.account}," not in enrolment.row:
+            # The account was corrected since the row was sent: the old row is refused naming the
+            # command that changes an account, never taken as unchanged (issue 14).
+            self.refused(RosterRejected, lambda: self.import_lines([enrolment.row]), rule="`account set`")
+            return
         # Even when the person has moved to an excluding programme since (特困 ended, then 低保): the
         # row is what the ledger already holds, so it is unchanged, not re-checked and refused
         # (test_a_row_sent_again_is_unchanged_after_the_person_moved_to_an_excluding_programme).
