@@ -388,7 +388,8 @@ class LedgerMachine(RuleBasedStateMachine):
                     reasons.add("exclude each other")
                 elif below_age(id_number, programme, enrolment.start):
                     reasons.add("AgeBelowMinimum")
-                held[programme] = enrolment
+                else:
+                    held[programme] = enrolment  # a refused row is not held by the rows after it
         if reasons:
             error = self.refused(RosterRejected, lambda: self.import_lines(lines))
             assert all(reason in str(error) for reason in reasons), (reasons, str(error))
