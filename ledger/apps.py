@@ -258,7 +258,8 @@ class Registry(Application[UUID]):
             if person_fields is None:
                 person_fields = (row.name, row.bank_code, row.account), f"line {row.line}"
             current = held.get(row.programme)
-            new = enrolment_from_event(_enrolment_fields(row))
+            new = this_import[row.programme]  # one row per programme and person (roster.py: duplicates)
+            rules = policy.programmes[row.programme]
             try:
                 check_person_fields(row, *person_fields)
                 if current is not None and _same_terms(current, new):
@@ -277,8 +278,8 @@ class Registry(Application[UUID]):
                     birth_date=row.birth_date,
                     on=row.effective_from,
                     # `requires` counts the person's other rows of this import, in whatever order.
-                    held={k: v for k, v in _with_import(held, this_import).items() if k != row.programme},
-                    household=new.household if policy.programmes[row.programme].unit == "household" else None,
+                    held=_with_import(held, this_import, row.programme) if rules.requires else {},
+                    household=new.household if rules.unit == "household" else None,
                 )
             except RuleBroken as e:
                 errors.append(f"{source} line {row.line}: {e.rule}: {e}")
@@ -410,13 +411,13 @@ def check_enrolment_fields(id_number: str, current: Any, new: Any) -> None:
         raise RowDiffersFromLedger(f"{id_number} {current.programme}: {'; '.join(differing)}; use {CHANGE_DECISION}")
 
 
-def _with_import(held: dict[str, Any], this_import: dict[str, Any]) -> dict[str, Any]:
-    """The person's enrolments as they will stand after the import: the ledger's spell (with its decisions)
-    where the row re-sends it, the row's where it starts a new spell or a new programme."""
-    merged = dict(held)
+def _with_import(held: dict[str, Any], this_import: dict[str, Any], programme: str) -> dict[str, Any]:
+    """The person's enrolments other than `programme` as they will stand after the import: the ledger's
+    spell (with its decisions) where a row re-sends it, the row's where it starts a new spell or programme."""
+    merged = {key: enrolment for key, enrolment in held.items() if key != programme}
     for key, enrolment in this_import.items():
         current = merged.get(key)
-        if current is None or current.effective_from < enrolment.effective_from:
+        if key != programme and (current is None or current.effective_from < enrolment.effective_from):
             merged[key] = enrolment
     return merged
 
