@@ -27,18 +27,19 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import date
 from typing import Any
 from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.eligibility import NAMESPACE, PersonRecord
+from domain.eligibility import NAMESPACE, OPEN_END, Enrolment, PersonRecord
 from domain.errors import RuleBroken
 from domain.identity import age_on
 from domain.ids import UUID5_IDS, IdScheme, payment_id  # payment_id: uuid5, re-exported here
 from domain.money import MONTHS_PER_PAYMENT_MAX, PAYMENT_FEN_MAX, format_yuan
-from domain.periods import Month, Period, periods_starting_between
+from domain.periods import Month, Period, periods_overlapping
 from domain.policy import HouseholdFacts, MonthRate, NoStandardInForce, Policy, Programme, month_rate
 from domain.regions import region_contains
 
@@ -47,7 +48,8 @@ RESULTS_PER_EVENT = 2_000  # (id, status, reason, date): ≈ 130 KB of JSON per 
 
 DRAFTED, EXPORTED, APPROVED, SUBMITTED, SETTLED = "drafted", "exported", "approved", "submitted", "settled"
 BATCH_STATUSES = (DRAFTED, EXPORTED, APPROVED, SUBMITTED, SETTLED)
-BANK_FORMATS = ("pain.", "onecard")  # export labels of files that go to the bank
+BANK_FORMATS = ("pain.", "onecard")
+PAYMENTS, ADJUSTMENTS = "payments", "adjustment"  # batch kinds: a period's payments, a run's 补发差额  # export labels of files that go to the bank
 
 
 def batch_id(region: str, programme: str, period: str, run_month: str, seq: int) -> UUID:
@@ -128,6 +130,12 @@ class Payment(Aggregate):
         account: str,
         run_month: str,
         reissue_of: str,
+        # Added in issue 14, defaults for the events of earlier releases: priced by months, and for an
+        # adjustment (补发差额) the period's payment it corrects, its number and its cause.
+        monthly: bool = False,
+        adjusts: str = "",
+        adjustment: int = 0,
+        cause: str = "",
     ) -> None:
         self.id_number = id_number
         self.programme = programme
@@ -143,6 +151,9 @@ class Payment(Aggregate):
         self.account = account
         self.run_month = run_month
         self.reissue_of = reissue_of  # the returned payment this one pays again (补发), or ""
+        self.monthly = monthly
+        self.adjusts = adjusts
+        self.adjustment = adjustment
 
 
 class Batch(Aggregate):
@@ -150,12 +161,17 @@ class Batch(Aggregate):
 
     @staticmethod
     def create_id(  # type: ignore[override]
-        region: str, programme: str, period: str, run_month: str, seq: int, **_: Any
+        region: str, programme: str, period: str, run_month: str, seq: int, kind: str = "payments", **_: Any
     ) -> UUID:
+        if kind == ADJUSTMENTS:
+            return adjustment_batch_id(region, programme, run_month, seq)
         return batch_id(region, programme, period, run_month, seq)
 
     @event("Drafted")
-    def __init__(self, region: str, programme: str, period: str, run_month: str, seq: int, due_date: str) -> None:
+    def __init__(
+        self, region: str, programme: str, period: str, run_month: str, seq: int, due_date: str, kind: str = PAYMENTS
+    ) -> None:
+        self.kind = kind  # PAYMENTS, or ADJUSTMENTS: a run's 补发差额 of one programme (issue 14); period = run month
         self.region = region
         self.programme = programme
         self.period = period
@@ -434,25 +450,169 @@ class PaymentDue:
     bank_code: str
     account: str
     reissue_of: str = ""
+    # Priced by months (issue 14): a period this release accrues can be adjusted later; one of an
+    # earlier release (False) is never re-priced.
+    monthly: bool = True
+    # An adjustment (issue 14): the period's payment id it corrects, its number n (1, 2, …) among that
+    # payment's adjustments and why. A positive one is a bank line of the run's adjustment batch
+    # (补发差额); a negative one is a recovery due (多发追回), never a bank line (`Recovery`).
+    adjusts: str = ""
+    adjustment: int = 0
+    cause: str = ""
+
+    @property
+    def is_recovery(self) -> bool:
+        return bool(self.adjusts) and self.amount_fen < 0
+
+
+@dataclass(frozen=True, slots=True)
+class Entitlement:
+    """What one enrolment is due now for one period: the sum of its active months (`Accrual`)."""
+
+    person_id: UUID
+    record: PersonRecord
+    enrolment: Enrolment
+    programme: Programme
+    period: Period
+    amount_fen: int
+    # The period may already be accrued (a run has covered it, or the person or the policy changed since):
+    # look at the store before paying it, and compare what it holds with what is due now.
+    examine: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Accrued:
+    """What the store holds for one enrolment and period: its payment and every adjustment of it."""
+
+    payment_fen: int
+    monthly: bool  # priced by months (this release on); False: never re-priced
+    adjustments_fen: int = 0  # the sum of its adjustments, positive and negative
+    adjustments: int = 0  # how many: the next one is number adjustments + 1
+
+    @property
+    def total_fen(self) -> int:
+        return self.payment_fen + self.adjustments_fen
+
+
+def adjustment_id(payment_id_hex: str, number: int) -> UUID:
+    """The n-th adjustment of a period's payment (n = 1, 2, …), positive or negative.
+
+    The number is the adjustment's place in the payment's history, as a version is an event's place in an
+    aggregate's: two runs that see the same history both compute number n, so the store keeps one and
+    refuses the other (re-runs, two runs at once, crashes: docs/entitlement.md "Adjustments"); what caused
+    it is recorded in the event. The payment id already hides the ID number (domain.ids), so a uuid5 of it
+    reveals nothing more."""
+    return uuid5(NAMESPACE, f"adjustment|{payment_id_hex}|{number}")
+
+
+def adjustment_batch_id(region: str, programme: str, run_month: str, seq: int) -> UUID:
+    """The batch of a run's positive adjustments of one programme (issue 14: region × programme × run month)."""
+    return uuid5(NAMESPACE, f"batch|adjustment|{region}|{programme}|{run_month}|{seq}")
+
+
+class Recovery(Aggregate):
+    """An amount paid for a period beyond what is now due (多发追回): a negative adjustment. It is never a
+    bank line: the office recovers it by offset against the payee's next payments of the programme, or
+    collects or writes it off (docs/entitlement.md "Recoveries"). Its id is `adjustment_id`."""
+
+    @staticmethod
+    def create_id(adjusts: str, adjustment: int, **_: Any) -> UUID:  # type: ignore[override]
+        return adjustment_id(adjusts, adjustment)
+
+    @event("Due")
+    def __init__(
+        self,
+        id_number: str,
+        programme: str,
+        period: str,
+        name: str,
+        region: str,
+        balance_region: str,
+        amount_fen: int,
+        adjusts: str,
+        adjustment: int,
+        cause: str,
+        run_month: str,
+    ) -> None:
+        self.id_number = id_number
+        self.programme = programme
+        self.period = period
+        self.region = region
+        self.balance_region = balance_region
+        self.amount_fen = amount_fen  # positive: what the payee owes back
+        self.adjusts = adjusts
+        self.run_month = run_month
+
+
+class PolicyChanges:
+    """Which months a newly loaded policy prices differently from the one a run last used.
+
+    A run after a policy load re-examines, for persons it had already covered, only the periods holding
+    a month whose rate changed (a retroactive standard and everything derived from it, 003: 今年…提高到)
+    or every period of a programme whose month rules (`starts`/`stops`) changed or that is new."""
+
+    def __init__(self, before: Policy, now: Policy) -> None:
+        self.before = before
+        self.now = now
+        self._months: dict[tuple[str, int], bool] = {}
+        self._whole: dict[str, bool] = {}
+
+    def whole_programme(self, key: str) -> bool:
+        found = self._whole.get(key)
+        if found is None:
+            old = self.before.programmes.get(key)
+            new = self.now.programmes.get(key)
+            found = old is None or new is None or (old.starts, old.stops, old.unit) != (new.starts, new.stops, new.unit)
+            self._whole[key] = found
+        return found
+
+    def month_changed(self, key: str, month: Month) -> bool:
+        found = self._months.get((key, month.ordinal))
+        if found is None:
+            found = self._rate(self.before, key, month) != self._rate(self.now, key, month)
+            self._months[key, month.ordinal] = found
+        return found
+
+    def period_changed(self, key: str, period: Period) -> bool:
+        return self.whole_programme(key) or any(self.month_changed(key, m) for m in period.month_list())
+
+    @staticmethod
+    def _rate(policy: Policy, key: str, month: Month) -> MonthRate | None:
+        try:
+            return month_rate(policy, policy.programmes[key], month)
+        except NoStandardInForce:
+            return None
 
 
 class Accrual:
-    """Computes what each enrolment is owed, caching standards per programme and month.
+    """Computes what each enrolment is due, caching standards per programme and month.
 
-    Rules (issue 3, DESIGN.md):
-    - every period of the programme's cadence that starts in a month up to the run month is due, from
-      the enrolment's start; periods starting before the run month whose due date has passed are
-      arrears (补发) and flagged late;
-    - a period is payable when the enrolment is active on its first day (domain.eligibility);
-    - the period pays the sum of its months (domain.policy.month_amount_fen's rules): a quarter of an
-      annual standard is exactly ⌊A·q/4⌋ − ⌊A·(q−1)/4⌋, and a household quarter is 3 × its monthly amount;
-    - an amount of zero (income at or above the line, below the first age tier) is not a payment.
+    Rules (issue 14, DESIGN.md "Entitlement over time", docs/entitlement.md):
+    - entitlement is monthly: a period is due the sum of its months in which the enrolment is active
+      (`Enrolment.active_spans`, under the programme's `starts`/`stops`); a month's amount is the
+      standard's month share (an annual standard split 12 ways, so a quarter of it is exactly
+      ⌊A·q/4⌋ − ⌊A·(q−1)/4⌋), the household formula with the household in force that month, or an
+      approved amount (`adjust`); a phase-out's months keep the household and approved amount in force
+      before it (004_… 二.1);
+    - every period of the programme's cadence that holds an active month and starts in a month up to the
+      run month is due, from the enrolment's first active month: a start in the middle of a quarter pays
+      the quarter's remaining months; periods whose due date has passed are arrears and flagged late;
+    - an amount of zero (income at or above the line, below the first age tier) is not a payment, but
+      is what a period already paid is now due (`examine`): the difference is an adjustment.
     """
 
-    def __init__(self, policy: Policy, run_month: Month, ids: IdScheme = UUID5_IDS) -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        run_month: Month,
+        ids: IdScheme = UUID5_IDS,
+        *,
+        changes: PolicyChanges | None = None,
+    ) -> None:
         self.policy = policy
         self.run_month = run_month
         self.ids = ids  # the ledger's id scheme (domain.ids): uuid5, or keyed for a ledger with a charter
+        self.changes = changes  # the policy changed since the watermark: which periods to look at again
         self._rates: dict[tuple[str, int], MonthRate | None] = {}
         self._due_dates: dict[tuple[str, Period], date] = {}
         self._in_scope: dict[str, bool] = {}
@@ -464,26 +624,61 @@ class Accrual:
         watermark: Watermark | None,
         policy_position: int,
     ) -> Iterator[PaymentDue]:
-        payment_id_of = self.ids.payment_id
-        for pid, record, enrolment, programme, period, amount_fen in self.owed(
-            records, scope, watermark, policy_position
-        ):
-            due_date = self._due_date(programme, period)
-            yield PaymentDue(
-                payment_id=payment_id_of(record.id_number, programme.key, period.name),
-                person_id=pid,
-                id_number=record.id_number,
-                name=record.name,
-                region=enrolment.region,
-                programme=programme.key,
-                period=period,
-                amount_fen=amount_fen,
-                persons=enrolment.household.members if programme.unit == "household" else 1,
-                due_date=due_date,
-                late=due_date < self.run_month.first_day,
-                bank_code=record.bank_code,
-                account=record.account,
-            )
+        """New payments only, as if no period were accrued yet (domain tests; the month-end looks at the
+        store first, ledger.disbursement)."""
+        for entitlement in self.owed(records, scope, watermark, policy_position):
+            if entitlement.amount_fen > 0:
+                yield self.payment(entitlement)
+
+    def payment(self, entitlement: Entitlement) -> PaymentDue:
+        """The payment of a period not accrued before."""
+        record, programme, period = entitlement.record, entitlement.programme, entitlement.period
+        due_date = self._due_date(programme, period)
+        enrolment = entitlement.enrolment
+        return PaymentDue(
+            payment_id=self.ids.payment_id(record.id_number, programme.key, period.name),
+            person_id=entitlement.person_id,
+            id_number=record.id_number,
+            name=record.name,
+            region=enrolment.region,
+            programme=programme.key,
+            period=period,
+            amount_fen=entitlement.amount_fen,
+            persons=enrolment.household.members if programme.unit == "household" else 1,
+            due_date=due_date,
+            late=due_date < self.run_month.first_day,
+            bank_code=record.bank_code,
+            account=record.account,
+        )
+
+    def adjustment(self, entitlement: Entitlement, accrued: Accrued, cause: str) -> PaymentDue | None:
+        """The correction of a period already accrued, or None when it holds what is due (or was priced by
+        an earlier release, whose periods are never re-priced). Positive: 补发差额, due on the programme's
+        due day of the month after the run month; negative: a recovery due."""
+        delta = entitlement.amount_fen - accrued.total_fen
+        if delta == 0 or not accrued.monthly:
+            return None
+        record, programme, enrolment = entitlement.record, entitlement.programme, entitlement.enrolment
+        payment = self.ids.payment_id(record.id_number, programme.key, entitlement.period.name).hex
+        due_date = self.run_month.plus(1).day(programme.due_day)
+        return PaymentDue(
+            payment_id=adjustment_id(payment, accrued.adjustments + 1),
+            person_id=entitlement.person_id,
+            id_number=record.id_number,
+            name=record.name,
+            region=enrolment.region,
+            programme=programme.key,
+            period=entitlement.period,
+            amount_fen=delta,
+            persons=enrolment.household.members if programme.unit == "household" else 1,
+            due_date=due_date,
+            late=False,
+            bank_code=record.bank_code,
+            account=record.account,
+            adjusts=payment,
+            adjustment=accrued.adjustments + 1,
+            cause=cause,
+        )
 
     def check_amounts(
         self,
@@ -501,13 +696,12 @@ class Accrual:
         maximum and the exact pass over every period is skipped, as it is at every ordinary month-end."""
         if self.largest_possible_fen(records, scope) <= PAYMENT_FEN_MAX:
             return
-        for _pid, record, enrolment, programme, period, amount_fen in self.owed(
-            records, scope, watermark, policy_position
-        ):
-            if amount_fen > PAYMENT_FEN_MAX:
+        for found in self.owed(records, scope, watermark, policy_position):
+            if found.amount_fen > PAYMENT_FEN_MAX:
+                enrolment = found.enrolment
                 raise PaymentAboveMaximum(
-                    f"{record.id_number} {programme.key} {period.name}: the payment would be "
-                    f"{format_yuan(amount_fen)} 元, more than the ledger's maximum per payment "
+                    f"{found.record.id_number} {found.programme.key} {found.period.name}: the payment would be "
+                    f"{format_yuan(found.amount_fen)} 元, more than the ledger's maximum per payment "
                     f"{format_yuan(PAYMENT_FEN_MAX)} 元 (enrolment from {enrolment.effective_from.isoformat()}, "
                     f"{enrolment.household.members} members); nothing was accrued: correct the policy or decision"
                 )
@@ -527,23 +721,23 @@ class Accrual:
         seen: dict[tuple[str, str], list[Any]] = {}
         for _pid, record in records:
             for enrolment in (*record.past, *record.enrolments.values()):
-                household = enrolment.household
-                found = seen.get((enrolment.programme, enrolment.region))
-                if found is None:
-                    seen[enrolment.programme, enrolment.region] = [
-                        household.members,
-                        household.special_members,
-                        enrolment.effective_from,
-                        0,
-                    ]
-                    found = seen[enrolment.programme, enrolment.region]
-                else:
-                    if household.members > found[0]:
-                        found[0] = household.members
-                    if household.special_members > found[1]:
-                        found[1] = household.special_members
-                    if enrolment.effective_from < found[2]:
-                        found[2] = enrolment.effective_from
+                for household in enrolment.households():
+                    found = seen.get((enrolment.programme, enrolment.region))
+                    if found is None:
+                        seen[enrolment.programme, enrolment.region] = [
+                            household.members,
+                            household.special_members,
+                            enrolment.effective_from,
+                            0,
+                        ]
+                        found = seen[enrolment.programme, enrolment.region]
+                    else:
+                        if household.members > found[0]:
+                            found[0] = household.members
+                        if household.special_members > found[1]:
+                            found[1] = household.special_members
+                        if enrolment.effective_from < found[2]:
+                            found[2] = enrolment.effective_from
                 for decision in enrolment.decisions:
                     if decision.kind == "adjust" and (decision.amount_fen or 0) > found[3]:
                         found[3] = decision.amount_fen
@@ -582,49 +776,100 @@ class Accrual:
         scope: str,
         watermark: Watermark | None,
         policy_position: int,
-    ) -> Iterator[tuple[UUID, PersonRecord, Any, Programme, Period, int]]:
-        """(person id, record, enrolment, programme, period, amount) for every payable period with a
-        positive amount; `due` makes payments of them, `check_amounts` checks them first."""
-        covered = watermark if watermark is not None and policy_position <= watermark.registry_position else None
+    ) -> Iterator[Entitlement]:
+        """What each enrolment inside `scope` is due, period by period, for the periods this run must look
+        at (docs/entitlement.md "What a run looks at"):
+        - no completed run to start from, or a person whose record changed since it (a decision, a late
+          death, a new enrolment, an account): every period from the enrolment's first month, zero ones
+          too, each to be examined (`examine`): a stop recorded late makes a paid period due less;
+        - a person unchanged since it: the periods starting after its month, with a positive amount; and
+          when a policy was loaded since, also the periods it covered that hold a month the new policy
+          prices differently (`changes`: a retroactive standard), to be examined;
+        `check_amounts`, `due` and the month-end (ledger.disbursement) read it."""
+        policy_unchanged = watermark is not None and policy_position <= watermark.registry_position
         for pid, record in records:
-            unchanged = covered is not None and record.last_position <= covered.registry_position
+            changed = watermark is None or record.last_position > watermark.registry_position
             for enrolment in record.all_enrolments():
-                programme_key = enrolment.programme
-                in_scope = self._in_scope.get(enrolment.region)
-                if in_scope is None:
-                    in_scope = self._in_scope[enrolment.region] = region_contains(scope, enrolment.region)
-                if not in_scope:
+                if not self._inside(scope, enrolment.region):
                     continue
-                programme = self.policy.programmes.get(programme_key)
+                programme = self.policy.programmes.get(enrolment.programme)
                 if programme is None:
                     continue
-                first = Month.of(enrolment.effective_from)
-                if unchanged:
-                    assert covered is not None
-                    first = max(first, covered.month.plus(1))
-                for period in periods_starting_between(programme.cadence, first, self.run_month):
-                    if not enrolment.payable_in(period.start):
+                if enrolment.decisions:
+                    spans = enrolment.active_spans(programme.starts, programme.stops)
+                else:
+                    spans = _PLAIN_SPANS[programme.starts](enrolment.effective_from)
+                if not spans and not changed:
+                    continue
+                started = Month.of(enrolment.effective_from)
+                if changed or not policy_unchanged:
+                    first = started
+                else:
+                    assert watermark is not None
+                    first = max(started, watermark.month.plus(1))
+                for period in periods_overlapping(programme.cadence, first, self.run_month):
+                    covered = watermark is not None and period.start <= watermark.month
+                    active = _holds_active_month(spans, period)
+                    if changed:
+                        examine = True
+                    elif covered:
+                        if policy_unchanged:
+                            continue
+                        key = programme.key
+                        if self.changes is not None and not self.changes.period_changed(key, period):
+                            continue
+                        if not active and (self.changes is None or not self.changes.whole_programme(key)):
+                            continue  # never active, never paid: the record is what the covering run saw
+                        examine = True
+                    else:
+                        if not active:
+                            continue
+                        examine = False
+                    if not active:
+                        amount_fen = 0
+                    else:
+                        try:
+                            amount_fen = self.period_amount_fen(programme, period, record, enrolment, spans)
+                        except NoStandardInForce:
+                            continue
+                    if amount_fen <= 0 and not examine:
                         continue
-                    try:
-                        amount_fen = self.period_amount_fen(programme, period, record, enrolment)
-                    except NoStandardInForce:
-                        continue
-                    if amount_fen <= 0:
-                        continue
-                    yield pid, record, enrolment, programme, period, amount_fen
+                    yield Entitlement(pid, record, enrolment, programme, period, amount_fen, examine)
 
-    def period_amount_fen(self, programme: Programme, period: Period, record: PersonRecord, enrolment: Any) -> int:
-        """The sum of the period's months (see `domain.policy.month_amount_fen` for one month's rules)."""
+    def period_amount_fen(
+        self,
+        programme: Programme,
+        period: Period,
+        record: PersonRecord,
+        enrolment: Enrolment,
+        spans: tuple[tuple[int, int], ...] | None = None,
+    ) -> int:
+        """The sum of the period's active months (see `domain.policy.month_amount_fen` for one month's rules)."""
+        if spans is None:
+            spans = enrolment.active_spans(programme.starts, programme.stops)
         total = 0
         plain = not enrolment.decisions
+        phase_out = None if plain else enrolment.phase_out_from()
         for month in period.month_list():
-            override = None if plain else enrolment.override_fen_on(month.first_day)
-            if override is not None:
-                total += override
+            ordinal = month.ordinal
+            if not any(first <= ordinal < end for first, end in spans):
                 continue
             rate = self._rate(programme, month)
+            if plain:
+                priced_on = month.first_day
+            else:
+                # A phase-out's months keep the household and approved amount in force before it (004_… 二.1).
+                priced_on = (
+                    max(phase_out.plus(-1).first_day, enrolment.effective_from)
+                    if phase_out is not None and month >= phase_out
+                    else month.first_day
+                )
+                override = enrolment.override_fen_on(priced_on)
+                if override is not None:
+                    total += override
+                    continue
             age = age_on(record.birth_date, month.first_day) if rate.tiers else 0
-            total += rate.amount_for(age, enrolment.household)
+            total += rate.amount_for(age, enrolment.household_on(priced_on))
         return total
 
     def _rate(self, programme: Programme, month: Month) -> MonthRate:
@@ -645,6 +890,25 @@ class Accrual:
         if found is None:
             found = self._due_dates[key] = period.due_date(programme.due_day)
         return found
+
+
+def _holds_active_month(spans: tuple[tuple[int, int], ...], period: Period) -> bool:
+    first, end = period.start.ordinal, period.end.ordinal
+    return any(a < end and first < b for a, b in spans)
+
+
+@lru_cache(maxsize=65536)
+def _same_month_spans(effective_from: date) -> tuple[tuple[int, int], ...]:
+    return ((Month.of(effective_from).ordinal, OPEN_END),)
+
+
+@lru_cache(maxsize=65536)
+def _next_month_spans(effective_from: date) -> tuple[tuple[int, int], ...]:
+    return ((Month.of(effective_from).ordinal + 1, OPEN_END),)
+
+
+# An enrolment without decisions pays every month from its start (the month-end's common case, cached).
+_PLAIN_SPANS = {"same_month": _same_month_spans, "next_month": _next_month_spans}
 
 
 BATCH_REGISTER_ID = uuid5(NAMESPACE, "batch-register")

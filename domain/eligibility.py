@@ -12,12 +12,18 @@ Each decision has an effective date (`effective_on`), an actor and a reason (the
 number). Effective date and recorded time are different axes: the enrolment's timeline is ordered by
 effective date, so a decision recorded late still applies from its date.
 
-Payability rule (stated once, used by the month-end): a period is payable when the enrolment is active
-on the period's first day. Periods are paid in advance, so a decision inside a period takes effect from
-the next period (an enrolment approved on 15 January is first paid for February, 次月起).
+Months (issue 14, docs/entitlement.md "Months"): entitlement is monthly. `Enrolment.active_spans`
+states which calendar months an enrolment pays, under the programme's `starts` and `stops` settings: a
+start (enrolment or resumption) effective in month m pays from m, or from m+1 (次月起); a stop (suspend,
+terminate) effective on D makes D the first day not active and pays the month of the last active day
+and nothing after, or not even D's month. A period pays the sum of its active months
+(domain.disbursement.Accrual). Ledgers of earlier releases paid a whole period when the enrolment was
+active on its first day (`payable_in`); their periods are never re-priced.
 
-Phase-out (004_f2a082fc87a827a6.txt 二.1, 渐退期): the enrolment keeps being paid for 6 more months
-counted from the first month starting on or after the decision, then ends by itself on `ends_on`.
+Phase-out (004_f2a082fc87a827a6.txt 二.1, 渐退期): decided with effective date D, the enrolment pays the six
+months m … m+5 of D's month, then ends by itself on `ends_on` (the first day of m+6), whatever the
+programme's `stops` setting. Phase-outs recorded by earlier releases keep the `ends_on` they stored
+(six months from the first month starting on or after D).
 
 Event payloads are JSON primitives (ISO dates as text, fen as int), so the log reads the same to any
 tool and the month-end can fold it in bulk with `apply_person_event` without building aggregates.
@@ -27,7 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import date
+from datetime import date, timedelta
 from fractions import Fraction
 from typing import Any
 from uuid import UUID, uuid5
@@ -127,6 +133,14 @@ class Enrolment:
                 amount = decision.amount_fen
         return amount
 
+    def household_on(self, day: date) -> HouseholdFacts:
+        """The household facts in force on `day` (a change of household facts is `decide change`)."""
+        return self.household
+
+    def households(self) -> tuple[HouseholdFacts, ...]:
+        """Every household fact this enrolment has held (the bound of the largest payment)."""
+        return (self.household,)
+
     def end_date(self) -> date | None:
         """The day the enrolment stops for good (termination or end of phase-out), if decided."""
         ends = [
@@ -137,8 +151,53 @@ class Enrolment:
         return min((e for e in ends if e is not None), default=None)
 
     def payable_in(self, month: Month) -> bool:
-        """The payability rule: active on the first day of the period that starts in `month`."""
+        """The payability rule of earlier releases: active on the first day of the period that starts in
+        `month`. The month-end now pays months (`active_spans`); this stays for what reads old ledgers."""
         return self.status_on(month.first_day) == ACTIVE
+
+    def active_spans(self, starts: str = "same_month", stops: str = "next_month") -> tuple[tuple[int, int], ...]:
+        """The months this enrolment pays, as [first, end) month ordinals (domain.periods.Month.ordinal),
+        in order and disjoint; `end` is OPEN_END while nothing stops it.
+
+        `starts`/`stops` are the programme's settings (domain.policy.Programme). Decisions fold in
+        effective-date order as in `status_on`: a suspension or termination closes the open span at the
+        stop's first unpaid month; a resumption opens a new one at the start's first paid month; a
+        phase-out caps every span at its `ends_on` month (six months from D's month, docs/entitlement.md).
+        """
+        spans: list[tuple[int, int]] = []
+        opened: int | None = _start_month(self.effective_from, starts)
+        cap = OPEN_END
+        for decision in self.decisions:
+            kind = decision.kind
+            if kind in ("suspend", "terminate") and opened is not None:
+                spans.append((opened, _stop_month(decision.effective_on, stops)))
+                opened = None
+            elif kind == "resume" and opened is None and cap == OPEN_END:
+                opened = _start_month(decision.effective_on, starts)
+            elif kind == "phase-out" and opened is not None and cap == OPEN_END:
+                ends_on = decision.ends_on or phase_out_ends_on(decision.effective_on)
+                cap = Month.of(ends_on).ordinal
+            if kind == "terminate":
+                break
+        if opened is not None:
+            spans.append((opened, OPEN_END))
+        merged: list[tuple[int, int]] = []
+        for first, end in sorted(spans):
+            end = min(end, cap)
+            if first >= end:
+                continue
+            if merged and first <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+            else:
+                merged.append((first, end))
+        return tuple(merged)
+
+    def phase_out_from(self) -> Month | None:
+        """The first month of a phase-out in force (D's month), if one was decided."""
+        for decision in self.decisions:
+            if decision.kind == "phase-out":
+                return Month.of(decision.effective_on)
+        return None
 
     def with_decision(self, decision: Decision) -> Enrolment:
         ordered = sorted((*self.decisions, decision), key=lambda d: d.effective_on)
@@ -159,12 +218,28 @@ def _next_status(status: str, decision: Decision, day: date) -> str:
     return status
 
 
+OPEN_END = 10**9  # a month ordinal after any real month: a span nothing has stopped yet
+
+
+def _start_month(effective_on: date, starts: str) -> int:
+    """The first month a start effective on `effective_on` pays: its own month, or the next (次月起)."""
+    month = Month.of(effective_on).ordinal
+    return month + 1 if starts == "next_month" else month
+
+
+def _stop_month(first_day_not_active: date, stops: str) -> int:
+    """The first month a stop no longer pays. "next_month": the month of the last active day is paid
+    (died 2021-02-10: February paid, March not; suspended from 2017-04-01: March paid, April not);
+    "same_month": the stop's own month is not paid either."""
+    if stops == "same_month":
+        return Month.of(first_day_not_active).ordinal
+    return Month.of(first_day_not_active - timedelta(days=1)).ordinal + 1
+
+
 def phase_out_ends_on(effective_on: date) -> date:
-    """6 more months from the first month starting on or after the decision, then it ends (004_… 二.1)."""
-    first = Month.of(effective_on)
-    if effective_on.day != 1:
-        first = first.plus(1)
-    return first.plus(PHASE_OUT_MONTHS).first_day
+    """The six months m … m+5 of the decision's month m are paid, then it ends (004_… 二.1: 给予6个月的
+    渐退期). Earlier releases stored six months from the first month starting on or after the decision."""
+    return Month.of(effective_on).plus(PHASE_OUT_MONTHS).first_day
 
 
 # Which statuses each decision may act on, on its effective date.

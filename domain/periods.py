@@ -148,3 +148,15 @@ def periods_starting_between(cadence: str, first: Month, last: Month) -> tuple[P
         periods.append(period)
         period = period.next()
     return tuple(periods)
+
+
+@lru_cache(maxsize=65536)
+def periods_overlapping(cadence: str, first: Month, last: Month) -> tuple[Period, ...]:
+    """Every period of `cadence` holding a month in [first, ∞) and starting in a month up to `last`, in
+    order: the period containing `first` (even when it started before it), then the following ones."""
+    periods = []
+    period = Period.containing(first, cadence)
+    while period.start <= last:
+        periods.append(period)
+        period = period.next()
+    return tuple(periods)

@@ -119,6 +119,11 @@ class Programme:
     age_max: int | None = None
     requires: tuple[str, ...] = ()  # at least one of these held, active on the effective date
     income_test: bool = False  # household: per-capita income at or above the standard is refused
+    # Which months a start and a stop pay (docs/entitlement.md, "Months"): a start effective in month m
+    # pays from m ("same_month") or m+1 ("next_month", 次月起); a stop whose first day not active is D
+    # pays the month of the last active day ("next_month") or not D's month either ("same_month").
+    starts: str = "same_month"
+    stops: str = "next_month"
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,7 +366,21 @@ def _parse_programme(key: str, raw: Any, errors: list[str]) -> Programme | None:
         age_max=age_max,
         requires=tuple(requires),
         income_test=income_test,
+        starts=_parse_month_rule(path, raw, "starts", STARTS, errors),
+        stops=_parse_month_rule(path, raw, "stops", STOPS, errors),
     )
+
+
+STARTS = ("same_month", "next_month")  # the first is the default
+STOPS = ("next_month", "same_month")
+
+
+def _parse_month_rule(path: str, raw: Mapping[str, Any], key: str, allowed: tuple[str, ...], errors: list[str]) -> str:
+    value = raw.get(key, allowed[0])
+    if value not in allowed:
+        errors.append(f"{path}.{key}: {value!r} is not one of {', '.join(repr(a) for a in allowed)}")
+        return allowed[0]
+    return str(value)
 
 
 def _parse_age_bounds(path: str, raw: Mapping[str, Any], errors: list[str]) -> tuple[int | None, int | None]:

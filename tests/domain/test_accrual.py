@@ -174,9 +174,9 @@ def test_a_march_run_without_a_watermark_accrues_every_month_since_the_start_wit
     ]
 
 
-def test_an_enrolment_from_mid_january_is_first_owed_february(policy: Policy, registry: Registry) -> None:
+def test_an_enrolment_from_mid_january_is_owed_january_by_default(policy: Policy, registry: Registry) -> None:
     registry.enrol(LI, "urban_dibao", "150902", date(2017, 1, 15), URBAN)
-    assert [d.period.name for d in run(policy, registry, "2017-02")] == ["2017-02"]
+    assert [d.period.name for d in run(policy, registry, "2017-02")] == ["2017-01", "2017-02"]
 
 
 def test_a_run_before_the_enrolment_starts_owes_nothing(policy: Policy, registry: Registry) -> None:
@@ -288,11 +288,14 @@ def test_quarterly_tekun_pays_a_quarter_of_5078_each_quarter_and_the_year_sums_e
     assert [d.late for d in dues] == [True, True, True, False]
 
 
-def test_a_quarterly_enrolment_from_february_is_first_owed_the_second_quarter(
+def test_a_quarterly_enrolment_from_february_is_owed_february_and_march_of_the_first_quarter(
     policy: Policy, registry: Registry
 ) -> None:
     registry.enrol(WANG, "tekun_rural_dispersed", "150921", date(2017, 2, 1))
-    assert [d.period.name for d in run(policy, registry, "2017-06")] == ["2017-Q2"]
+    assert owed(run(policy, registry, "2017-06")) == [
+        ("tekun_rural_dispersed", "2017-Q1", 42317 + 42317),
+        ("tekun_rural_dispersed", "2017-Q2", 126950),
+    ]
 
 
 def test_a_programme_without_a_standard_in_force_owes_nothing(policy: Policy, registry: Registry) -> None:

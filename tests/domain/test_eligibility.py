@@ -6,6 +6,7 @@ Given the events a person has, when a command is given, then the events (or the 
 from __future__ import annotations
 
 import tomllib
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -344,26 +345,67 @@ def test_a_person_whose_enrolment_ended_can_be_enrolled_again_later() -> None:
 # --- payability and phase-out --------------------------------------------------------------------
 
 
-def _payable_months(person: Person, programme: str, first: Month, last: Month) -> list[str]:
-    enrolment = person.enrolments[programme]
+def _payable_months(
+    person: Person, programme: str, first: Month, last: Month, *, starts: str = "same_month", stops: str = "next_month"
+) -> list[str]:
+    """The months the enrolment pays (Enrolment.active_spans) between `first` and `last`."""
+    spans = person.enrolments[programme].active_spans(starts, stops)
     months = []
     month = first
     while month <= last:
-        if enrolment.payable_in(month):
+        if any(a <= month.ordinal < b for a, b in spans):
             months.append(str(month))
         month = month.plus(1)
     return months
 
 
-def test_an_enrolment_from_the_15th_is_first_payable_the_next_month() -> None:
+def test_an_enrolment_from_the_15th_pays_its_own_month_by_default() -> None:
     person = enrolled_in_urban_dibao(date(2017, 1, 15))
-    enrolment = person.enrolments["urban_dibao"]
+    assert _payable_months(person, "urban_dibao", Month(2016, 12), Month(2017, 2)) == ["2017-01", "2017-02"]
+
+
+def test_an_enrolment_from_the_15th_pays_from_the_next_month_when_the_programme_starts_next_month() -> None:
+    person = enrolled_in_urban_dibao(date(2017, 1, 15))
+    assert _payable_months(person, "urban_dibao", Month(2016, 12), Month(2017, 2), starts="next_month") == [
+        "2017-02"
+    ]
+
+
+def test_a_suspension_from_the_1st_of_april_pays_march_not_april_under_either_stop_rule() -> None:
+    for stops in ("next_month", "same_month"):
+        person = enrolled_in_urban_dibao()
+        decide(person, "suspend", "urban_dibao", date(2017, 4, 1))
+        assert _payable_months(person, "urban_dibao", Month(2017, 2), Month(2017, 5), stops=stops) == [
+            "2017-02",
+            "2017-03",
+        ]
+
+
+def test_a_death_on_the_10th_of_february_pays_february_by_default_and_not_with_same_month() -> None:
+    person = enrolled_in_urban_dibao(date(2021, 1, 1))
+    decide(person, "terminate", "urban_dibao", date(2021, 2, 10))
+    assert _payable_months(person, "urban_dibao", Month(2021, 1), Month(2021, 4)) == ["2021-01", "2021-02"]
+    assert _payable_months(person, "urban_dibao", Month(2021, 1), Month(2021, 4), stops="same_month") == ["2021-01"]
+
+
+def test_a_suspension_and_resumption_inside_one_month_pays_every_month() -> None:
+    person = enrolled_in_urban_dibao()
+    decide(person, "suspend", "urban_dibao", date(2017, 3, 10))
+    decide(person, "resume", "urban_dibao", date(2017, 3, 20))
+    assert _payable_months(person, "urban_dibao", Month(2017, 2), Month(2017, 4)) == ["2017-02", "2017-03", "2017-04"]
+
+
+def test_a_suspension_for_april_and_may_pays_from_june_again() -> None:
+    person = enrolled_in_urban_dibao()
+    decide(person, "suspend", "urban_dibao", date(2017, 4, 1))
+    decide(person, "resume", "urban_dibao", date(2017, 6, 1))
+    assert _payable_months(person, "urban_dibao", Month(2017, 3), Month(2017, 7)) == ["2017-03", "2017-06", "2017-07"]
+
+
+def test_the_earlier_payability_rule_still_reads_old_ledgers() -> None:
+    enrolment = enrolled_in_urban_dibao(date(2017, 1, 15)).enrolments["urban_dibao"]
     assert enrolment.payable_in(Month(2017, 1)) is False
     assert enrolment.payable_in(Month(2017, 2)) is True
-
-
-def test_an_enrolment_from_the_1st_is_payable_that_month() -> None:
-    assert enrolled_in_urban_dibao(date(2017, 1, 1)).enrolments["urban_dibao"].payable_in(Month(2017, 1))
 
 
 def test_a_phase_out_decided_on_the_1st_of_march_pays_march_to_august_then_ends_by_itself() -> None:
@@ -389,22 +431,32 @@ def test_a_phase_out_decided_on_the_1st_of_march_pays_march_to_august_then_ends_
     assert enrolment.end_date() == date(2017, 9, 1)
 
 
-def test_a_phase_out_decided_mid_march_pays_april_to_september_as_its_six_months() -> None:
+def test_a_phase_out_decided_mid_march_pays_march_to_august_as_its_six_months() -> None:
     person = enrolled_in_urban_dibao()
     decide(person, "phase-out", "urban_dibao", date(2017, 3, 15))
     enrolment = person.enrolments["urban_dibao"]
-    assert enrolment.decisions[-1].ends_on == date(2017, 10, 1)
-    # March was already payable (active on 1 March); the 6 渐退 months are April–September.
-    assert _payable_months(person, "urban_dibao", Month(2017, 3), Month(2017, 12)) == [
-        "2017-03",
-        "2017-04",
-        "2017-05",
-        "2017-06",
-        "2017-07",
-        "2017-08",
-        "2017-09",
-    ]
-    assert enrolment.status_on(date(2017, 10, 1)) == ENDED
+    assert enrolment.decisions[-1].ends_on == date(2017, 9, 1)
+    # The six months m … m+5 of D's month (DESIGN.md "Entitlement over time"), whatever the stop rule.
+    for stops in ("next_month", "same_month"):
+        assert _payable_months(person, "urban_dibao", Month(2017, 1), Month(2017, 12), stops=stops) == [
+            "2017-01",
+            "2017-02",
+            "2017-03",
+            "2017-04",
+            "2017-05",
+            "2017-06",
+            "2017-07",
+            "2017-08",
+        ]
+
+
+def test_a_phase_out_recorded_by_an_earlier_release_keeps_the_end_it_stored() -> None:
+    person = enrolled_in_urban_dibao()
+    decide(person, "phase-out", "urban_dibao", date(2017, 3, 15))
+    enrolment = person.enrolments["urban_dibao"]
+    stored = replace(enrolment.decisions[-1], ends_on=date(2017, 10, 1))  # six months from April
+    old = replace(enrolment, decisions=(*enrolment.decisions[:-1], stored))
+    assert old.active_spans() == ((Month(2017, 1).ordinal, Month(2017, 10).ordinal),)
 
 
 def test_a_suspended_month_is_not_payable() -> None:
