@@ -27,8 +27,8 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from datetime import date
+from functools import lru_cache
 from typing import Any
 from uuid import UUID, uuid5
 
@@ -49,7 +49,10 @@ RESULTS_PER_EVENT = 2_000  # (id, status, reason, date): ≈ 130 KB of JSON per 
 DRAFTED, EXPORTED, APPROVED, SUBMITTED, SETTLED = "drafted", "exported", "approved", "submitted", "settled"
 BATCH_STATUSES = (DRAFTED, EXPORTED, APPROVED, SUBMITTED, SETTLED)
 BANK_FORMATS = ("pain.", "onecard")
-PAYMENTS, ADJUSTMENTS = "payments", "adjustment"  # batch kinds: a period's payments, a run's 补发差额  # export labels of files that go to the bank
+PAYMENTS, ADJUSTMENTS = (
+    "payments",
+    "adjustment",
+)  # batch kinds: a period's payments, a run's 补发差额  # export labels of files that go to the bank
 
 
 def batch_id(region: str, programme: str, period: str, run_month: str, seq: int) -> UUID:

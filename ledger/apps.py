@@ -72,6 +72,18 @@ class RegistrySnapshot:
     persons: dict[UUID, PersonRecord]
     position: int
     policy_position: int
+    # Every policy file loaded, as (notification position, TOML text), in order: a run after a policy
+    # load compares the policy its last run used with this one (domain.disbursement.PolicyChanges).
+    policies: tuple[tuple[int, str], ...] = ()
+
+    def policy_at(self, position: int) -> Policy | None:
+        """The policy in force at notification `position` (the last one loaded at or before it), if any."""
+        text = None
+        for loaded_at, toml_text in self.policies:
+            if loaded_at > position:
+                break
+            text = toml_text
+        return None if text is None else parse_policy_text(text, f"policy at position {position}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,6 +346,7 @@ class Registry(Application[UUID]):
         policy = self.policy()
         persons: dict[UUID, PersonRecord] = {}
         position = policy_position = 0
+        policies: list[tuple[int, str]] = []
         for page in notification_pages(self, REGISTRY_PAGE):
             for notification in page:
                 topic = notification.topic
@@ -347,10 +360,11 @@ class Registry(Application[UUID]):
                     )
                 elif topic.endswith(".Loaded"):
                     policy_position = notification.id
+                    policies.append((notification.id, self.payload(notification.state)["toml_text"]))
                 position = notification.id
             if advance:
                 advance(len(page))
-        return RegistrySnapshot(policy, persons, position, policy_position)
+        return RegistrySnapshot(policy, persons, position, policy_position, tuple(policies))
 
     def payload(self, state: bytes) -> dict[str, Any]:
         """A stored event's fields (projections.codec), without building the event: a Person event's are

@@ -17,7 +17,6 @@ How "exactly once" holds under re-runs, two runs at once and crashes:
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -30,15 +29,23 @@ from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.utils import get_topic
 
 from domain.disbursement import (
+    ADJUSTMENTS,
     BATCH_REGISTER_ID,
     DRAFTED,
+    PAYMENTS,
     Accrual,
+    Accrued,
     Batch,
     BatchFrozen,
     BatchRegister,
+    Entitlement,
     Payment,
     PaymentDue,
+    PolicyChanges,
+    Recovery,
     RunLog,
+    adjustment_batch_id,
+    adjustment_id,
     batch_id,
     reissue_id,
     run_log_id,
@@ -65,7 +72,8 @@ CHUNK_ATTEMPTS_MAX = 50  # conflicts tolerated on one chunk before giving up lou
 
 _PAYMENT_TOPIC = get_topic(Payment)
 _ACCRUED_TOPIC = get_topic(Payment.Accrued)  # type: ignore[attr-defined]
-_BALANCE_TOPICS = ("domain.disbursement:Payment.", "domain.disbursement:Batch.")
+_RECOVERY_TOPIC = get_topic(Recovery)
+_BALANCE_TOPICS = ("domain.disbursement:Payment.", "domain.disbursement:Batch.", "domain.disbursement:Recovery.")
 Advance = Callable[[int], None]
 
 
@@ -85,6 +93,13 @@ class RunSummary:
     reissued: int = 0
     awaiting_account: int = 0  # returned payments whose account has not been corrected yet
     batches: set[UUID] = field(default_factory=set)
+    # Adjustments of periods already accrued (issue 14): positive ones are bank lines (补发差额) in the run's
+    # adjustment batches, negative ones recoveries due (多发追回).
+    adjustments: int = 0
+    adjusted_fen: int = 0
+    recoveries: int = 0
+    recovery_due_fen: int = 0
+    examined: int = 0  # periods looked up in the store because they may have been accrued already
 
 
 class Disbursement(Application[UUID]):
@@ -115,21 +130,88 @@ class Disbursement(Application[UUID]):
         summary = RunSummary(run_month=str(run_month), scope=scope)
         run_log = self.find(run_log_id(scope)) or RunLog(scope=scope)
         watermark = run_log.watermark_for(run_month)
-        accrual = Accrual(policy, run_month, self.ids)
+        changes = None
+        if watermark is not None and snapshot.policy_position > watermark.registry_position:
+            before = getattr(snapshot, "policy_at", lambda _: None)(watermark.registry_position)
+            if before is not None:
+                changes = PolicyChanges(before, policy)
+        accrual = Accrual(policy, run_month, self.ids, changes=changes)
         reissues = self._reissues_due(snapshot, scope, summary)
         # Every amount is checked against the ledger-wide maximum before the first chunk is written, so a
         # wrong figure refuses the whole month-end instead of reaching a bank file (issue 13).
         accrual.check_amounts(snapshot.persons.items(), scope, watermark, snapshot.policy_position)
-        dues = itertools.chain(
-            accrual.due(snapshot.persons.items(), scope, watermark, snapshot.policy_position), reissues
-        )
+        causes = Causes(watermark, snapshot)
+        entitlements = accrual.owed(snapshot.persons.items(), scope, watermark, snapshot.policy_position)
         writer = ChunkWriter(self, policy.region_code, str(run_month), summary)
-        for chunk in chunked(dues, PAYMENTS_PER_CHUNK):
+        for chunk in chunked(entitlements, PAYMENTS_PER_CHUNK):
+            writer.write(self._dues(chunk, accrual, causes, summary))  # type: ignore[arg-type]
+            if advance:
+                advance(len(chunk))
+        for chunk in chunked(reissues, PAYMENTS_PER_CHUNK):
             writer.write(chunk)  # type: ignore[arg-type]
             if advance:
                 advance(len(chunk))
         self._complete(run_log, scope, run_month, snapshot.position, summary, actor)
         return summary
+
+    def _dues(
+        self, chunk: Sequence[Entitlement], accrual: Accrual, causes: Causes, summary: RunSummary
+    ) -> list[PaymentDue]:
+        """The payments and adjustments a chunk of entitlements comes to.
+
+        An entitlement not to examine is a new period: its payment, written directly (a conflict with
+        another writer is the store's to refuse). One to examine is looked up: a period not accrued yet is
+        paid (arrears, late when its due date has passed); one accrued already is adjusted by what is due
+        now minus what it holds (its payment and every adjustment so far), under the next adjustment
+        number, so that two runs that read the same history write the same adjustment once."""
+        examined = [e for e in chunk if e.examine]
+        held = self.accrued([self.ids.payment_id(e.record.id_number, e.programme.key, e.period.name) for e in examined])
+        summary.examined += len(examined)
+        dues = []
+        for entitlement in chunk:
+            if not entitlement.examine:
+                dues.append(accrual.payment(entitlement))
+                continue
+            payment = self.ids.payment_id(
+                entitlement.record.id_number, entitlement.programme.key, entitlement.period.name
+            )
+            accrued = held.get(payment)
+            if accrued is None:
+                if entitlement.amount_fen > 0:
+                    dues.append(accrual.payment(entitlement))
+                continue
+            adjustment = accrual.adjustment(entitlement, accrued, causes.of(entitlement))
+            if adjustment is not None:
+                dues.append(adjustment)
+        return dues
+
+    def accrued(self, payment_ids: Sequence[UUID]) -> dict[UUID, Accrued]:
+        """What the store holds for each of these periods' payments that exists: the payment's amount and
+        the sum and count of its adjustments (`adjustment_id(payment, 1)`, `…2`, … until one is missing).
+        Read-only; the store's uniqueness, not this, keeps a second writer from adding the same one."""
+        if not payment_ids:
+            return {}
+        held: dict[UUID, Accrued] = {}
+        for pid, state in first_event_states(self.recorder, payment_ids).items():
+            data = self.payload(state)
+            held[pid] = Accrued(payment_fen=data["amount_fen"], monthly=bool(data.get("monthly", False)))
+        pending = {pid: pid.hex for pid, found in held.items() if found.monthly}
+        number = 1
+        while pending:
+            probes = {adjustment_id(hex_id, number): pid for pid, hex_id in pending.items()}
+            found_states = first_event_states(self.recorder, probes)
+            next_pending = {}
+            for probe, state in found_states.items():
+                pid = probes[probe]
+                data = self.payload(state)
+                # A Recovery.Due (negative adjustment) carries the balance region; Payment.Accrued does not.
+                signed = -data["amount_fen"] if "balance_region" in data else data["amount_fen"]
+                was = held[pid]
+                held[pid] = Accrued(was.payment_fen, True, was.adjustments_fen + signed, number)
+                next_pending[pid] = pending[pid]
+            pending = next_pending
+            number += 1
+        return held
 
     def _complete(
         self, run_log: RunLog, scope: str, run_month: Month, position: int, summary: RunSummary, actor: str
@@ -286,6 +368,8 @@ class PaymentView:
     account: str
     run_month: str
     reissue_of: str
+    adjusts: str = ""  # an adjustment (补发差额): the period's payment it corrects (issue 14)
+    adjustment: int = 0
 
     @classmethod
     def from_payload(cls, payment_id: str, data: dict[str, Any]) -> PaymentView:
@@ -305,7 +389,28 @@ class PaymentView:
             account=data["account"],
             run_month=data["run_month"],
             reissue_of=data.get("reissue_of", ""),
+            adjusts=data.get("adjusts", ""),
+            adjustment=data.get("adjustment", 0),
         )
+
+
+class Causes:
+    """Why a run looks at a period again, recorded with each adjustment it makes (issue 14)."""
+
+    def __init__(self, watermark: Any, snapshot: Any) -> None:
+        self.watermark = watermark
+        self.position = snapshot.position
+        self.policy_position = snapshot.policy_position
+
+    def of(self, entitlement: Entitlement) -> str:
+        if self.watermark is None:
+            return f"no completed run before; registry at {self.position}"
+        parts = []
+        if entitlement.record.last_position > self.watermark.registry_position:
+            parts.append(f"record changed at {entitlement.record.last_position}")
+        if self.policy_position > self.watermark.registry_position:
+            parts.append(f"policy loaded at {self.policy_position}")
+        return "; ".join(parts) or f"registry at {self.position}"
 
 
 class ChunkWriter:
@@ -345,8 +450,14 @@ class ChunkWriter:
         region) before the payment.
         """
         groups: dict[tuple[str, str], list[PaymentDue]] = {}
+        recoveries: list[PaymentDue] = []
         for due in pending:
-            groups.setdefault((due.programme, due.period.name), []).append(due)
+            if due.is_recovery:
+                recoveries.append(due)
+            elif due.adjusts:
+                groups.setdefault((due.programme, ADJUSTMENTS), []).append(due)  # the run's 补发差额 batch
+            else:
+                groups.setdefault((due.programme, due.period.name), []).append(due)
         register = self._register()
         payments: list[StoredEvent] = []
         touched = []
@@ -362,7 +473,25 @@ class ChunkWriter:
         mapper = self.app.mapper
         stored = [mapper.to_stored_event(e) for e in (*register_events, *batch_events)]
         stored.extend(payments)
+        for due in recoveries:
+            stored.extend(mapper.to_stored_event(e) for e in self._recovery(due).collect_events())
         return stored, touched, register if register_events else None
+
+    def _recovery(self, due: PaymentDue) -> Recovery:
+        """A negative adjustment: a recovery due from the payee, in the policy region's balances."""
+        return Recovery(
+            id_number=due.id_number,
+            programme=due.programme,
+            period=due.period.name,
+            name=due.name,
+            region=due.region,
+            balance_region=self.region,
+            amount_fen=-due.amount_fen,
+            adjusts=due.adjusts,
+            adjustment=due.adjustment,
+            cause=due.cause,
+            run_month=self.run_month,
+        )
 
     def _accrued(self, due: PaymentDue, batch: UUID) -> StoredEvent:
         """`Payment.Accrued` stored exactly as the application's mapper would store it.
@@ -381,7 +510,8 @@ class ChunkWriter:
             f'"persons":{due.persons},"due_date":"{due.due_date.isoformat()}",'
             f'"late":{"true" if due.late else "false"},"batch_id":"{batch.hex}",'
             f'"bank_code":"{due.bank_code}","account":"{due.account}","run_month":"{self.run_month}",'
-            f'"reissue_of":"{due.reissue_of}"}}'
+            f'"reissue_of":"{due.reissue_of}","monthly":{"true" if due.monthly else "false"},'
+            f'"adjusts":"{due.adjusts}","adjustment":{due.adjustment},"cause":{json_string(due.cause)}}}'
         ).encode()
         mapper = self.app.mapper
         if mapper.compressor:
@@ -396,9 +526,15 @@ class ChunkWriter:
         if batch is not None:
             return batch
         programme, period = key
+        kind = ADJUSTMENTS if period == ADJUSTMENTS else PAYMENTS
+        if kind == ADJUSTMENTS:
+            period = self.run_month  # an adjustment batch's period is its run month (issue 14)
         seq = 0
         while True:
-            found = self.app.find(batch_id(self.region, programme, period, self.run_month, seq))
+            if kind == ADJUSTMENTS:
+                found = self.app.find(adjustment_batch_id(self.region, programme, self.run_month, seq))
+            else:
+                found = self.app.find(batch_id(self.region, programme, period, self.run_month, seq))
             if found is None:
                 batch = Batch(
                     region=self.region,
@@ -407,6 +543,7 @@ class ChunkWriter:
                     run_month=self.run_month,
                     seq=seq,
                     due_date=due.due_date.isoformat(),
+                    kind=kind,
                 )
                 register.register(batch)
                 break
@@ -423,10 +560,18 @@ class ChunkWriter:
         return self.register
 
     def _committed(self, pending: Sequence[PaymentDue], touched: list[Batch], register: BatchRegister | None) -> None:
-        self.summary.payments += len(pending)
-        self.summary.total_fen += sum(d.amount_fen for d in pending)
-        self.summary.late += sum(1 for d in pending if d.late)
+        payments = [d for d in pending if not d.adjusts]
+        self.summary.payments += len(payments)
+        self.summary.total_fen += sum(d.amount_fen for d in payments)
+        self.summary.late += sum(1 for d in payments if d.late)
         self.summary.batches.update(b.id for b in touched)
+        for due in pending:
+            if due.is_recovery:
+                self.summary.recoveries += 1
+                self.summary.recovery_due_fen -= due.amount_fen
+            elif due.adjusts:
+                self.summary.adjustments += 1
+                self.summary.adjusted_fen += due.amount_fen
 
     def _after_conflict(self, pending: Sequence[PaymentDue]) -> list[PaymentDue]:
         """Drop payments another writer stored, forget cached aggregates, and try the rest again."""

@@ -9,7 +9,16 @@ and period; a re-issue (补发) is another attempt at the same obligation, not a
 - `exported_fen`: obligations with at least one attempt in an exported batch.
 - `paid_fen`: obligations the bank paid (by any attempt).
 - `returned_fen`: obligations whose latest attempt came back returned and is not yet paid again.
-- `outstanding_fen = accrued_fen − paid_fen`: a returned payment stays outstanding until re-issued and paid.
+- `outstanding_fen = accrued_fen − paid_fen + recovered_fen + written_off_fen`: a returned payment stays
+  outstanding until re-issued and paid; an amount paid beyond what is now due is negative outstanding
+  until it is recovered or written off.
+
+Adjustments (issue 14, docs/entitlement.md): `accrued_fen` is what is due now, so every adjustment of a
+period counts in it and in `adjusted_fen`. A positive one (补发差额) is a bank line of its own: an
+obligation to pay, exported, paid or returned like a payment, but no new payee (`households`, `persons`
+unchanged). A negative one (`Recovery.Due`) is owed back by the payee: `recovery_due_fen` is what remains
+to recover, `recovered_fen` what was recovered (by offset or collected) and `written_off_fen` what was
+written off, each counted for the period the recovery comes from.
 """
 
 from __future__ import annotations
@@ -31,6 +40,10 @@ BALANCE_KEYS = (
     "paid_fen",
     "returned_fen",
     "outstanding_fen",
+    "adjusted_fen",
+    "recovery_due_fen",
+    "recovered_fen",
+    "written_off_fen",
 )
 
 
@@ -45,6 +58,10 @@ class BalanceRow:
     exported_fen: int = 0
     paid_fen: int = 0
     returned_fen: int = 0
+    adjusted_fen: int = 0
+    recovery_due_fen: int = 0
+    recovered_fen: int = 0
+    written_off_fen: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -57,7 +74,11 @@ class BalanceRow:
             "exported_fen": self.exported_fen,
             "paid_fen": self.paid_fen,
             "returned_fen": self.returned_fen,
-            "outstanding_fen": self.accrued_fen - self.paid_fen,
+            "outstanding_fen": self.accrued_fen - self.paid_fen + self.recovered_fen + self.written_off_fen,
+            "adjusted_fen": self.adjusted_fen,
+            "recovery_due_fen": self.recovery_due_fen,
+            "recovered_fen": self.recovered_fen,
+            "written_off_fen": self.written_off_fen,
         }
 
 
@@ -83,6 +104,8 @@ class BalanceFold:
         name = topic.rsplit(".", 1)[-1]
         if topic.endswith("Payment.Accrued"):
             self._accrued(originator_hex, data)
+        elif topic.endswith("Recovery.Due"):
+            self._recovery_due(data)
         elif ":Batch." in topic:
             self._batch_event(name, originator_hex, data)
 
@@ -95,10 +118,22 @@ class BalanceFold:
         row = self.balances.get(key)
         if row is None:
             row = self.balances[key] = BalanceRow(*key)
-        row.households += 1
-        row.persons += data["persons"]
+        if data.get("adjusts"):
+            row.adjusted_fen += data["amount_fen"]  # 补发差额: more due for a payee already counted
+        else:
+            row.households += 1
+            row.persons += data["persons"]
         row.accrued_fen += data["amount_fen"]
         self.obligations[payment] = _Obligation(key, data["amount_fen"])
+
+    def _recovery_due(self, data: dict[str, Any]) -> None:
+        key = (data["balance_region"], data["programme"], data["period"])
+        row = self.balances.get(key)
+        if row is None:
+            row = self.balances[key] = BalanceRow(*key)
+        row.accrued_fen -= data["amount_fen"]
+        row.adjusted_fen -= data["amount_fen"]
+        row.recovery_due_fen += data["amount_fen"]
 
     def _batch_event(self, name: str, batch: str, data: dict[str, Any]) -> None:
         if name == "Drafted":

@@ -5,8 +5,8 @@ events: the same SQLite file, or on PostgreSQL the same schema (`?schema=` of th
 
 - `rm_balances`: per region × programme × period, with the obligation semantics of
   `projections.balances` (the reference fold): one row counts obligations, not attempts; a re-issue
-  (补发) is another attempt at the same obligation. `outstanding_fen = accrued_fen − paid_fen` is a
-  generated column, so it cannot disagree with its parts.
+  (补发) is another attempt at the same obligation. `outstanding_fen = accrued_fen − paid_fen +
+  recovered_fen + written_off_fen` is a generated column, so it cannot disagree with its parts.
 - `rm_payments`: one row per payment attempt, its current state (accrued → exported → paid | returned),
   the obligation it belongs to (the first attempt's id) and what the bank said. Personal data (name,
   ID number, account) is deliberately absent: the event store encrypts it at rest when a key is
@@ -72,7 +72,17 @@ balances = Table(
     Column("exported_fen", BigInteger, nullable=False),
     Column("paid_fen", BigInteger, nullable=False),
     Column("returned_fen", BigInteger, nullable=False),
-    Column("outstanding_fen", BigInteger, Computed("accrued_fen - paid_fen", persisted=True)),
+    # Adjustments and recoveries (issue 14, projections.balances): read models built before them lack
+    # these columns and are rebuilt from the log (`read_models_current`).
+    Column("adjusted_fen", BigInteger, nullable=False, server_default="0"),
+    Column("recovery_due_fen", BigInteger, nullable=False, server_default="0"),
+    Column("recovered_fen", BigInteger, nullable=False, server_default="0"),
+    Column("written_off_fen", BigInteger, nullable=False, server_default="0"),
+    Column(
+        "outstanding_fen",
+        BigInteger,
+        Computed("accrued_fen - paid_fen + recovered_fen + written_off_fen", persisted=True),
+    ),
 )
 
 payments = Table(
@@ -279,6 +289,16 @@ def _serialise_ddl(conn: Connection) -> None:
 
 def read_models_exist(conn: Connection) -> bool:
     return bool(inspect(conn).has_table(tracking.name, schema=_reflection_schema(conn)))
+
+
+def read_models_current(conn: Connection) -> bool:
+    """The read models have every column of this release (rm_balances gained the adjustment columns in
+    issue 14); ones built by an earlier release are dropped and rebuilt from the log."""
+    schema = _reflection_schema(conn)
+    if not inspect(conn).has_table(balances.name, schema=schema):
+        return True
+    columns = {c["name"] for c in inspect(conn).get_columns(balances.name, schema=schema)}
+    return all(column.name in columns for column in balances.columns)
 
 
 def _reflection_schema(conn: Connection) -> str | None:

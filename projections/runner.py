@@ -54,6 +54,7 @@ from projections.read_models import (
     open_engine,
     payment_indexes_exist,
     payments,
+    read_models_current,
     read_models_exist,
     reading,
     schema_of,
@@ -71,6 +72,7 @@ FOLLOW_POLL_S = 1.0  # follow mode looks at the log at least this often
 
 ACCRUED_TOPIC = "domain.disbursement:Payment.Accrued"
 _BATCH_TOPIC = "domain.disbursement:Batch."
+RECOVERY_DUE_TOPIC = "domain.disbursement:Recovery.Due"
 DRAFTED, APPROVED, SUBMITTED, SETTLED = "drafted", "approved", "submitted", "settled"
 
 Plaintext = Callable[[bytes], bytes]
@@ -236,12 +238,21 @@ class Runner:
             if not events_table_exists(conn):
                 return 0, 0
             tables = read_models_exist(conn)
-            indexes = tables and payment_indexes_exist(conn)
+            stale = tables and not read_models_current(conn)
+            indexes = tables and not stale and payment_indexes_exist(conn)
             position = tracked_position(conn) if tables else 0
             backlog = self.source.last_position(conn) - position
             if self.indexed and backlog >= BULK_BACKLOG_MIN:
                 rows = conn.execute(select(func.count()).select_from(payments)).scalar_one() if tables else 0
                 self.indexed = backlog < rows
+        if stale:
+            # Built by an earlier release without this one's columns: rebuilt from the log.
+            with self.engine.begin() as conn:
+                if not read_models_current(conn):
+                    drop_read_models(conn)
+            self.committed_position = None
+            self.indexed = True
+            return self._prepare()
         if tables and indexes == self.indexed:
             return backlog, position
         with self.engine.begin() as conn:
@@ -309,6 +320,8 @@ def apply_page(
             page.accrued(originator, accrued_fields(state))
         elif topic.startswith(_BATCH_TOPIC):
             page.batch_event(topic[len(_BATCH_TOPIC) :], originator, json.loads(state))
+        elif topic == RECOVERY_DUE_TOPIC:
+            page.recovery_due(json.loads(state))
     page.finish()
     return page
 
@@ -358,12 +371,13 @@ _ACCRUED = re.compile(
     r',"programme":"([^"\\]*)","period":"([^"\\]*)","name":"[^"\\]*(?:\\.[^"\\]*)*","region":"([^"\\]*)",'
     r'"amount_fen":(-?\d+),"persons":(\d+),"due_date":"([^"\\]*)","late":(true|false),'
     r'"batch_id":"([0-9a-f]*)","bank_code":"[^"\\]*","account":"[^"\\]*","run_month":"([^"\\]*)",'
-    r'"reissue_of":"([0-9a-f]*)"\}$',
+    r'"reissue_of":"([0-9a-f]*)"'
+    r'(?:,"monthly":(?:true|false),"adjusts":"([0-9a-f]*)","adjustment":\d+,"cause":"[^"\\]*(?:\\.[^"\\]*)*")?\}$',
     re.S,
 )
 
-AccruedFields = tuple[str, str, str, int, int, str, bool, str, str, str]
-# programme, period, county, amount_fen, persons, due_date, late, batch_id, run_month, reissue_of
+AccruedFields = tuple[str, str, str, int, int, str, bool, str, str, str, str]
+# programme, period, county, amount_fen, persons, due_date, late, batch_id, run_month, reissue_of, adjusts
 
 
 def accrued_fields(state: bytes) -> AccruedFields:
@@ -371,7 +385,7 @@ def accrued_fields(state: bytes) -> AccruedFields:
     m = _ACCRUED.search(payload)
     if m is not None:
         g = m.groups()
-        return (g[0], g[1], g[2], int(g[3]), int(g[4]), g[5], g[6] == "true", g[7], g[8], g[9])
+        return (g[0], g[1], g[2], int(g[3]), int(g[4]), g[5], g[6] == "true", g[7], g[8], g[9], g[10] or "")
     data = json.loads(payload)
     return (
         data["programme"],
@@ -384,6 +398,7 @@ def accrued_fields(state: bytes) -> AccruedFields:
         data["batch_id"],
         data["run_month"],
         data.get("reissue_of", ""),
+        data.get("adjusts", ""),
     )
 
 
@@ -407,8 +422,19 @@ _PAYMENT_COLUMNS = (
     "reason_code",
     "settled_on",
 )
-_DELTA_COLUMNS = ("households", "persons", "accrued_fen", "exported_fen", "paid_fen", "returned_fen")
-H, P, ACC, EXP, PAY, RET = range(6)
+_DELTA_COLUMNS = (
+    "households",
+    "persons",
+    "accrued_fen",
+    "exported_fen",
+    "paid_fen",
+    "returned_fen",
+    "adjusted_fen",
+    "recovery_due_fen",
+    "recovered_fen",
+    "written_off_fen",
+)
+H, P, ACC, EXP, PAY, RET, ADJ, DUE, REC, OFF = range(10)
 
 Key = tuple[str, str, str]  # region, programme, period
 Known = tuple[str, str, str, str, int]  # obligation id, region, programme, period, obligation amount_fen
@@ -446,7 +472,7 @@ class Page:
     # accruals ---------------------------------------------------------------------------------------
 
     def accrued(self, payment: str, f: AccruedFields) -> None:
-        programme, period, county, amount_fen, persons, due_date, late, batch, run_month, reissue_of = f
+        programme, period, county, amount_fen, persons, due_date, late, batch, run_month, reissue_of, adjusts = f
         if reissue_of:
             self.reissues.append((payment, f))  # its obligation is looked up in bulk at the flush
             return
@@ -454,15 +480,25 @@ class Page:
         key = (region, programme, period)
         delta = self.deltas.get(key)
         if delta is None:
-            delta = self.deltas[key] = [0, 0, 0, 0, 0, 0]
-        delta[H] += 1
-        delta[P] += persons
+            delta = self.deltas[key] = [0] * len(_DELTA_COLUMNS)
+        if adjusts:
+            delta[ADJ] += amount_fen  # 补发差额: more due for a payee already counted (projections.balances)
+        else:
+            delta[H] += 1
+            delta[P] += persons
         delta[ACC] += amount_fen
         self.known[payment] = (payment, region, programme, period, amount_fen)
         self.rows.append(
             (payment, payment, "", batch, programme, period, region, county, amount_fen, persons, due_date, late,
              run_month, ACCRUED, "", None)
         )  # fmt: skip
+
+    def recovery_due(self, data: dict[str, Any]) -> None:
+        """A negative adjustment (多发追回): less due for the period, and as much to recover."""
+        delta = self._delta((data["balance_region"], data["programme"], data["period"]))
+        delta[ACC] -= data["amount_fen"]
+        delta[ADJ] -= data["amount_fen"]
+        delta[DUE] += data["amount_fen"]
 
     def _resolve_reissues(self) -> None:
         """A re-issue joins its original's obligation (and balance key); it adds nothing to the balances."""
@@ -484,7 +520,7 @@ class Page:
             for pid, obligation, region, programme, period, amount in self.conn.execute(query):
                 found[pid] = (obligation, region, programme, period, amount)
         for payment, f in self.reissues:
-            programme, period, county, amount_fen, persons, due_date, late, batch, run_month, original = f
+            programme, period, county, amount_fen, persons, due_date, late, batch, run_month, original, _ = f
             info = self.known.get(original) or found.get(original)
             if info is None:
                 raise ReadModelsOutOfStep(f"payment {payment} re-issues {original}, which was never accrued")
@@ -691,7 +727,7 @@ class Page:
     def _delta(self, key: Key) -> list[int]:
         delta = self.deltas.get(key)
         if delta is None:
-            delta = self.deltas[key] = [0, 0, 0, 0, 0, 0]
+            delta = self.deltas[key] = [0] * len(_DELTA_COLUMNS)
         return delta
 
     # writing ----------------------------------------------------------------------------------------

@@ -110,8 +110,8 @@ def _repriced_warning(key: str, periods: list[str]) -> str:
         shown += f" … ({len(periods)} periods)"
     return (
         f"warning: {key}: the standard for {shown}, already accrued, differs in this policy; "
-        "those payments keep the amounts accrued (yikatong does not re-price them), so any "
-        "difference is to be settled outside this run"
+        "the next `yikatong run` accrues the difference for every enrolment and period it changes as an "
+        "adjustment (a rise: 补发差额 in that run's adjustment batch; a cut: a recovery due, 多发追回)"
     )
 
 

@@ -366,9 +366,7 @@ def test_an_enrolment_from_the_15th_pays_its_own_month_by_default() -> None:
 
 def test_an_enrolment_from_the_15th_pays_from_the_next_month_when_the_programme_starts_next_month() -> None:
     person = enrolled_in_urban_dibao(date(2017, 1, 15))
-    assert _payable_months(person, "urban_dibao", Month(2016, 12), Month(2017, 2), starts="next_month") == [
-        "2017-02"
-    ]
+    assert _payable_months(person, "urban_dibao", Month(2016, 12), Month(2017, 2), starts="next_month") == ["2017-02"]
 
 
 def test_a_suspension_from_the_1st_of_april_pays_march_not_april_under_either_stop_rule() -> None:

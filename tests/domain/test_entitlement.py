@@ -53,7 +53,9 @@ def owed(policy: Policy, registry: Registry, month: str, **kwargs: object) -> li
 
 def dues(policy: Policy, registry: Registry, month: str) -> list[tuple[str, str, int, bool]]:
     accrual = Accrual(policy, Month.parse(month))
-    return [(d.programme, d.period.name, d.amount_fen, d.late) for d in accrual.due(registry.items(), "150900", None, 0)]
+    return [
+        (d.programme, d.period.name, d.amount_fen, d.late) for d in accrual.due(registry.items(), "150900", None, 0)
+    ]
 
 
 # --- 1. a start in the middle of a period -----------------------------------------------------------
@@ -161,7 +163,9 @@ def test_a_period_priced_by_an_earlier_release_is_never_re_priced(policy: Policy
 def _raised(text: str) -> str:
     """Urban dibao 555 → 580 from 2017-01-01, as a policy announced in April and back-dated."""
     raised = text.replace('amount = "555.00", per = "month"', 'amount = "580.00", per = "month"')
-    raised = raised.replace('add = "220.00", per = "month", expect = "775.00"', 'add = "220.00", per = "month", expect = "800.00"')
+    raised = raised.replace(
+        'add = "220.00", per = "month", expect = "775.00"', 'add = "220.00", per = "month", expect = "800.00"'
+    )
     assert raised != text
     return raised
 

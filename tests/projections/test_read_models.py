@@ -292,14 +292,17 @@ def test_the_accrued_shortcut_reads_what_json_reads(name: str) -> None:
         "run_month": "2017-01",
         "reissue_of": "",
     }
-    expected = ("urban_dibao", "2017-01", "150902", 81000, 2, "2017-01-10", False, "ab" * 16, "2017-01", "")
-    for ensure_ascii in (False, True):
-        state = json.dumps(payload, ensure_ascii=ensure_ascii, separators=(",", ":")).encode()
-        assert runner._ACCRUED.search(state.decode()) is not None
-        assert accrued_fields(state) == expected
-    reordered = {"late": False, **{k: v for k, v in payload.items() if k != "late"}}
-    assert runner._ACCRUED.search(json.dumps(reordered)) is None
-    assert accrued_fields(json.dumps(reordered).encode()) == expected  # the json.loads path
+    expected = ("urban_dibao", "2017-01", "150902", 81000, 2, "2017-01-10", False, "ab" * 16, "2017-01", "", "")
+    # An adjustment of this release (issue 14) carries four more fields; its cause is free text like a name.
+    adjustment = {**payload, "monthly": True, "adjusts": "cd" * 16, "adjustment": 2, "cause": name}
+    for fields, wanted in ((payload, expected), (adjustment, (*expected[:-1], "cd" * 16))):
+        for ensure_ascii in (False, True):
+            state = json.dumps(fields, ensure_ascii=ensure_ascii, separators=(",", ":")).encode()
+            assert runner._ACCRUED.search(state.decode()) is not None
+            assert accrued_fields(state) == wanted
+        reordered = {"late": False, **{k: v for k, v in fields.items() if k != "late"}}
+        assert runner._ACCRUED.search(json.dumps(reordered)) is None
+        assert accrued_fields(json.dumps(reordered).encode()) == wanted  # the json.loads path
 
 
 def test_a_ledger_without_events_catches_up_to_nothing(db: Database, policy_text: str) -> None:

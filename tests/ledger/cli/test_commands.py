@@ -146,7 +146,7 @@ def test_audit_verify_passes_on_an_intact_ledger_and_names_an_edited_event(ledge
     assert f"position {rowid}" in tampered.stdout + tampered.stderr
 
 
-def test_a_policy_that_changes_accrued_months_warns_and_later_months_take_the_new_standard(
+def test_a_policy_that_changes_accrued_months_warns_and_the_next_run_adjusts_them(
     ledger_url: str, tmp_path: Path
 ) -> None:
     roster = tmp_path / "r.csv"
@@ -168,5 +168,8 @@ def test_a_policy_that_changes_accrued_months_warns_and_later_months_take_the_ne
     yikatong(ledger_url, "run", "2017-03")
     rows = json.loads(yikatong(ledger_url, "report", "balances", "--json").stdout)["rows"]
     by_period = {r["period"]: r["accrued_fen"] for r in rows if r["programme"] == "urban_dibao"}
-    # LI: 2 members, income 300 元: 2 × 555 − 300 = 810 元 as accrued; March 2 × 580 − 300 = 860 元.
-    assert by_period == {"2017-01": 81000, "2017-02": 81000, "2017-03": 86000}
+    # LI: 2 members, income 300 元: 2 × 555 − 300 = 810 元 as accrued; from February 2 × 580 − 300 = 860 元,
+    # February's 50 元 more as an adjustment (补发差额) accrued by the March run (issue 14).
+    assert by_period == {"2017-01": 81000, "2017-02": 86000, "2017-03": 86000}
+    adjusted = {r["period"]: r.get("adjusted_fen") for r in rows if r["programme"] == "urban_dibao"}
+    assert adjusted == {"2017-01": 0, "2017-02": 5000, "2017-03": 0}
