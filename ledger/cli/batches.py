@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from domain.disbursement import Batch
+from domain.disbursement import ADJUSTMENTS, Batch
 from domain.money import format_yuan
 from domain.periods import Month
 from ledger.cli.context import Context, pass_context
@@ -41,7 +41,7 @@ def _batch_cells(r: dict[str, Any]) -> tuple[str, ...]:
         r["id"][:12],
         r["region"],
         r["programme"],
-        r["period"],
+        r["period"] + (" 补差" if r["kind"] == ADJUSTMENTS else ""),
         r["run_month"],
         str(r["payments"]),
         format_yuan(r["total_fen"]),
@@ -129,4 +129,5 @@ def batch_row(b: Batch) -> dict[str, Any]:
         "returned": len(b.returned_ids()),
         "exported_by": b.exported_by,
         "approved_by": b.approved_by,
+        "kind": b.kind,  # "payments", or "adjustment": a run's 补发差额 of one programme (issue 14)
     }
