@@ -135,7 +135,8 @@ def payment_rows(header: BatchHeader, batch: Batch, views: dict[str, PaymentView
     for serial, pid in enumerate(batch.payment_ids, start=1):
         view = views[pid]
         # 补发: a returned payment paid again; 补差: an adjustment, the difference now due for its period.
-        remark = f"{header.programme_name} {view.period}" + (" 补发" if view.reissue_of else " 补差" if view.adjusts else "")
+        mark = " 补发" if view.reissue_of else " 补差" if view.adjusts else ""
+        remark = f"{header.programme_name} {view.period}{mark}"
         rows.append(
             PaymentRow(
                 serial=serial,
