@@ -32,12 +32,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from eventsourcing.utils import get_topic
 
-from domain.disbursement import Accrual, Payment
+from domain.disbursement import Accrual, Payment, Recovery
 from domain.eligibility import ACTIVE, PENDING, Enrolment, PersonRecord
 from domain.money import format_yuan
 from domain.periods import Month, Period
@@ -68,6 +68,7 @@ TITLES_ZH = {
 }
 
 _ACCRUED_TOPIC = get_topic(Payment.Accrued)  # type: ignore[attr-defined]
+_RECOVERY_TOPIC = get_topic(Recovery.Due)  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +83,9 @@ class Attempt:
     bank_code: str
     account: str
     reissue_of: str
+    # An adjustment of the obligation (issue 14): `adjusts` names its payment; a recovery is negative.
+    adjusts: str = ""
+    monthly: bool = False  # priced by months (this release on)
 
     def months(self) -> range:
         return range(self.period.start.ordinal, self.period.start.ordinal + self.period.months)
@@ -94,11 +98,22 @@ class Obligation:
     id_number: str
     programme: str
     period: Period
-    attempts: list[Attempt] = field(default_factory=list)
+    attempts: list[Attempt] = field(default_factory=list)  # the first payment and its re-issues
+    adjustments: list[Attempt] = field(default_factory=list)  # 补发差额 (positive) and recoveries (negative)
 
     @property
     def payment_ids(self) -> list[str]:
-        return [a.payment_id for a in self.attempts]
+        return [a.payment_id for a in (*self.attempts, *self.adjustments)]
+
+    @property
+    def monthly(self) -> bool:
+        return bool(self.attempts) and self.attempts[0].monthly
+
+    @property
+    def total_fen(self) -> int:
+        """What the obligation holds now: its payment and every adjustment of it."""
+        first = self.attempts[0].amount_fen if self.attempts else 0
+        return first + sum(a.amount_fen for a in self.adjustments)
 
 
 def find_anomalies(registry: Any, disbursement: Any) -> list[dict[str, Any]]:
@@ -108,10 +123,10 @@ def find_anomalies(registry: Any, disbursement: Any) -> list[dict[str, Any]]:
     attempts = list(scan_payments(disbursement))
     obligations = group_obligations(attempts)
     findings = [
-        *paid_while_not_payable(persons, obligations),
+        *paid_while_not_payable(persons, obligations, snapshot.policy),
         *paid_by_excluded_programmes(snapshot.policy, obligations),
         *amount_differs_from_standard(snapshot.policy, persons, obligations),
-        *account_shared(attempts),
+        *account_shared([a for a in attempts if a.amount_fen > 0]),  # bank lines: a recovery is none
         *enrolled_in_two_regions(persons, obligations),
     ]
     order = {kind: i for i, kind in enumerate(KINDS)}
@@ -125,22 +140,25 @@ def find_anomalies(registry: Any, disbursement: Any) -> list[dict[str, Any]]:
 def scan_payments(disbursement: Any) -> Iterator[Attempt]:
     """Every `Payment.Accrued` in log order, read in pages of that topic only."""
     periods: dict[str, Period] = {}
-    for page in notification_pages(disbursement, SCAN_PAGE, topics=(_ACCRUED_TOPIC,)):
+    for page in notification_pages(disbursement, SCAN_PAGE, topics=(_ACCRUED_TOPIC, _RECOVERY_TOPIC)):
         for notification in page:
             data = disbursement.payload(notification.state)
             name = data["period"]
             period = periods.get(name)
             if period is None:
                 period = periods[name] = Period.parse(name)
+            recovery = notification.topic == _RECOVERY_TOPIC
             yield Attempt(
                 payment_id=notification.originator_id.hex,
                 id_number=data["id_number"],
                 programme=data["programme"],
                 period=period,
-                amount_fen=data["amount_fen"],
-                bank_code=data["bank_code"],
-                account=data["account"],
+                amount_fen=-data["amount_fen"] if recovery else data["amount_fen"],
+                bank_code=data.get("bank_code", ""),
+                account=data.get("account", ""),
                 reissue_of=data.get("reissue_of", ""),
+                adjusts=data.get("adjusts", ""),
+                monthly=recovery or bool(data.get("monthly", False)),
             )
 
 
@@ -151,7 +169,7 @@ def group_obligations(attempts: Iterable[Attempt]) -> list[Obligation]:
         found = by_key.get(key)
         if found is None:
             found = by_key[key] = Obligation(attempt.id_number, attempt.programme, attempt.period)
-        found.attempts.append(attempt)
+        (found.adjustments if attempt.adjusts else found.attempts).append(attempt)
     return list(by_key.values())
 
 
@@ -194,13 +212,23 @@ def _spell_on(spells: list[Enrolment], day: date) -> Enrolment | None:
 # --- (a) paid while not payable --------------------------------------------------------------------------
 
 
-def paid_while_not_payable(persons: dict[str, PersonRecord], obligations: list[Obligation]) -> list[dict]:
-    """`persons` by ID number."""
+def paid_while_not_payable(
+    persons: dict[str, PersonRecord], obligations: list[Obligation], policy: Policy | None = None
+) -> list[dict]:
+    """`persons` by ID number. A period priced by months (issue 14) is payable when one of its months is
+    active under the programme's `starts`/`stops` (and once corrected to nothing, nothing is held); one of
+    an earlier release when the enrolment was active on its first day."""
     findings = []
     for ob in obligations:
         spells = _spells(persons.get(ob.id_number), ob.programme)
         day = ob.period.first_day
-        if any(s.status_on(day) == ACTIVE for s in spells):
+        if ob.monthly:
+            programme = policy.programmes.get(ob.programme) if policy is not None else None
+            if ob.total_fen <= 0 or programme is None:
+                continue
+            if any(_holds_active_month(s.active_spans(programme.starts, programme.stops), ob.period) for s in spells):
+                continue
+        elif not ob.attempts or any(s.status_on(day) == ACTIVE for s in spells):
             continue
         findings.append(
             _finding(
@@ -237,7 +265,7 @@ def _why_not_payable(spells: list[Enrolment], day: date) -> str:
 
 
 def _amounts(ob: Obligation) -> str:
-    return " + ".join(f"{format_yuan(a.amount_fen)} 元" for a in ob.attempts)
+    return " + ".join(f"{format_yuan(a.amount_fen)} 元" for a in (*ob.attempts, *ob.adjustments))
 
 
 # --- (b) paid by programmes that exclude each other ------------------------------------------------------
@@ -247,6 +275,8 @@ def paid_by_excluded_programmes(policy: Policy, obligations: list[Obligation]) -
     pairs = policy.excluded_pairs()
     by_person: dict[str, dict[str, list[Obligation]]] = {}
     for ob in obligations:
+        if not ob.attempts or ob.total_fen <= 0:
+            continue  # nothing held for the period (a payment recovered whole)
         by_person.setdefault(ob.id_number, {}).setdefault(ob.programme, []).append(ob)
     findings = []
     for id_number, programmes in by_person.items():
@@ -291,13 +321,25 @@ def amount_differs_from_standard(
     accrual = Accrual(policy, Month(2000, 1))  # only its per-period computation is used: no run month
     findings = []
     for ob in obligations:
-        record = persons.get(ob.id_number)
-        spell = _spell_on(_spells(record, ob.programme), ob.period.first_day)
-        if record is None or spell is None or spell.status_on(ob.period.first_day) != ACTIVE:
-            continue  # not payable at all: (a) reports it
-        owed = _owed_fen(accrual, policy, ob, record, spell)
-        if owed is not None and all(a.amount_fen == owed for a in ob.attempts):
+        if not ob.attempts:
             continue
+        record = persons.get(ob.id_number)
+        if ob.monthly:
+            # Priced by months: the payment with every adjustment of it is what is due now (issue 14), so a
+            # rise correctly back-paid is no finding, a payment still differing is.
+            spell = _spell_on(_spells(record, ob.programme), ob.period.end.first_day - timedelta(days=1))
+            if record is None or spell is None:
+                continue  # not payable at all: (a) reports it
+            owed = _owed_fen(accrual, policy, ob, record, spell)
+            if owed is None or owed == 0 or ob.total_fen == owed:
+                continue
+        else:
+            spell = _spell_on(_spells(record, ob.programme), ob.period.first_day)
+            if record is None or spell is None or spell.status_on(ob.period.first_day) != ACTIVE:
+                continue  # not payable at all: (a) reports it
+            owed = _owed_fen(accrual, policy, ob, record, spell)
+            if owed is not None and all(a.amount_fen == owed for a in ob.attempts):
+                continue
         expected = _expected(accrual, policy, ob, record, spell)
         findings.append(
             _finding(
@@ -308,7 +350,7 @@ def amount_differs_from_standard(
                 f"{ob.programme} {ob.period.name} paid {_amounts(ob)}; {expected['why']}",
                 ob.payment_ids,
                 expected_fen=expected.get("owed"),
-                paid_fen=[a.amount_fen for a in ob.attempts],
+                paid_fen=[a.amount_fen for a in (*ob.attempts, *ob.adjustments)],
             )
         )
     return findings
@@ -320,9 +362,22 @@ def _owed_fen(accrual: Accrual, policy: Policy, ob: Obligation, record: PersonRe
     if programme is None:
         return None
     try:
-        return accrual.period_amount_fen(programme, ob.period, record, spell)
+        return accrual.period_amount_fen(programme, ob.period, record, spell, _spans(programme, ob, spell))
     except NoStandardInForce:
         return None
+
+
+def _spans(programme: Any, ob: Obligation, spell: Enrolment) -> tuple[tuple[int, int], ...]:
+    """The months that price the obligation: the active ones (issue 14), or for a period an earlier
+    release accrued, all of its months (it was paid whole when active on its first day)."""
+    if ob.monthly:
+        return spell.active_spans(programme.starts, programme.stops)
+    return ((ob.period.start.ordinal, ob.period.end.ordinal),)
+
+
+def _holds_active_month(spans: tuple[tuple[int, int], ...], period: Period) -> bool:
+    first, end = period.start.ordinal, period.end.ordinal
+    return any(a < end and first < b for a, b in spans)
 
 
 def _expected(accrual: Accrual, policy: Policy, ob: Obligation, record: PersonRecord, spell: Enrolment) -> dict:
@@ -330,8 +385,10 @@ def _expected(accrual: Accrual, policy: Policy, ob: Obligation, record: PersonRe
     if programme is None:
         return {"owed": None, "why": f"the policy has no programme {ob.programme}"}
     try:
-        owed = accrual.period_amount_fen(programme, ob.period, record, spell)
-        standard = accrual.period_amount_fen(programme, ob.period, record, replace(spell, decisions=()))
+        spans = _spans(programme, ob, spell)
+        owed = accrual.period_amount_fen(programme, ob.period, record, spell, spans)
+        unadjusted = replace(spell, decisions=tuple(d for d in spell.decisions if d.kind != "adjust"))
+        standard = accrual.period_amount_fen(programme, ob.period, record, unadjusted, spans)
     except NoStandardInForce as e:
         return {"owed": None, "why": f"no standard was in force ({e})"}
     if owed == standard:
