@@ -74,9 +74,19 @@ def test_a_death_recorded_after_the_half_year_was_paid_is_a_recovery_due_of_2325
     assert january["total_fen"] == 465000
     cli(office, "decide", "terminate", ZHAO, "sanmin", "--on", "2017-03-05", "--reason", PAPERS)
     march = cli(office, "run", "2017-03", "--json")
-    assert (march["payments"], march["adjustments"], march["recoveries"], march["recovery_due_fen"]) == (0, 0, 1, 232500)
+    assert (march["payments"], march["adjustments"], march["recoveries"], march["recovery_due_fen"]) == (
+        0,
+        0,
+        1,
+        232500,
+    )
     h1 = balances(office, "sanmin")["2017-H1"]
-    assert (h1["accrued_fen"], h1["adjusted_fen"], h1["recovery_due_fen"], h1["households"]) == (232500, -232500, 232500, 1)
+    assert (h1["accrued_fen"], h1["adjusted_fen"], h1["recovery_due_fen"], h1["households"]) == (
+        232500,
+        -232500,
+        232500,
+        1,
+    )
     assert h1["outstanding_fen"] == 232500  # nothing paid yet: the bank has not confirmed January's file
     again = cli(office, "run", "2017-03", "--json")
     assert (again["payments"], again["adjustments"], again["recoveries"]) == (0, 0, 0)
@@ -126,7 +136,9 @@ def test_a_retroactive_rise_is_paid_as_one_adjustment_per_enrolment_and_period(o
     assert (april["adjustments"], april["recoveries"]) == (6, 0)
     assert april["adjusted_fen"] == 3 * 2500 + 15000 + tekun_q1 + 3 * 5000
     adjustment_batches = [b for b in batches(office) if b["kind"] == "adjustment"]
-    assert sorted((b["programme"], b["period"], b["payments"], b["total_fen"], b["due_date"]) for b in adjustment_batches) == [
+    assert sorted(
+        (b["programme"], b["period"], b["payments"], b["total_fen"], b["due_date"]) for b in adjustment_batches
+    ) == [
         ("children_in_difficulty", "2017-04", 1, 15000, "2017-05-10"),
         ("sanmin", "2017-04", 1, 15000, "2017-05-10"),
         ("tekun_rural_dispersed", "2017-04", 1, tekun_q1, "2017-05-10"),
@@ -145,7 +157,9 @@ def test_a_retroactive_rise_is_paid_as_one_adjustment_per_enrolment_and_period(o
     cli(office, "policy", "load", str(_raised(tmp_path)))  # the same policy again: nothing new
     assert cli(office, "run", "2017-04", "--json")["adjustments"] == 0
     anomalies = cli(office, "audit", "anomalies", "--json")
-    assert [f for f in anomalies["findings"] if f["kind"] in ("amount_differs_from_standard", "paid_while_not_payable")] == []
+    assert [
+        f for f in anomalies["findings"] if f["kind"] in ("amount_differs_from_standard", "paid_while_not_payable")
+    ] == []
 
 
 def test_a_quarterly_phase_out_pays_exactly_six_months(office: str, tmp_path: Path) -> None:
