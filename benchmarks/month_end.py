@@ -16,6 +16,10 @@ a child process, timed with its peak RSS: a second month-end (`run 2017-02`), `p
 `audit verify`, the largest batch's pain.001 export, its approval and submission, and the import of a
 pain.002 answering every payment of it (generated here, as the bank would send it).
 
+With `--retroactive`, February and March run, a policy raising urban and rural dibao from January (and
+everything derived from them) is loaded, and the run that accrues one adjustment per enrolment and period
+is timed (issue 14: at least half the plain month-end's payments/s).
+
 Targets (issue 3), N = 1 000 000 on 2 cores: ≤ 60 s SQLite, ≤ 90 s PostgreSQL, ≤ 5× the floor,
 ≤ 1.1 events per payment, peak RSS ≤ 2 GB.
 """
@@ -62,11 +66,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fresh", action="store_true", help="delete the SQLite file / drop the ?schema= first")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--operations", action="store_true", help="then time every other big command on it")
+    parser.add_argument(
+        "--retroactive",
+        action="store_true",
+        help="then run February and March, load a policy raising the standards from January and time the run "
+        "that accrues one adjustment per enrolment and period (issue 14)",
+    )
     args = parser.parse_args(argv)
     db = database_from_url(args.db)
     if args.fresh:
         _fresh(db)
     figures = measure(db, args.payments)
+    if args.retroactive:
+        figures.update(measure_retroactive(db, figures))
     if args.operations:
         figures.update(measure_operations(db))
     if args.json:
@@ -115,6 +127,55 @@ def measure(db: Database, count: int) -> dict[str, Any]:
         "floor_rows_per_s": round(payments / floor_s) if floor_s else None,
         "run_over_floor": round(run_s / floor_s, 2) if floor_s else None,
         "month_end_over_floor": round(result["month_end_s"] / floor_s, 2) if floor_s else None,
+    }
+
+
+# The retroactive rise of the adjustment benchmark: urban dibao 555 → 580, rural dibao 3906 → 4006 from
+# 2017-01-01, and what derives from them (三民 +220, 特困 1.3 ×, 精简退职 = rural dibao).
+RAISES = (
+    ('amount = "555.00", per = "month"', 'amount = "580.00", per = "month"'),
+    ('add = "220.00", per = "month", expect = "775.00"', 'add = "220.00", per = "month", expect = "800.00"'),
+    ('amount = "3906.00", per = "year"', 'amount = "4006.00", per = "year"'),
+    ('per = "year", expect = "3906.00"', 'per = "year", expect = "4006.00"'),
+    ('per = "year", expect = "5078.00"', 'per = "year", expect = "5208.00"'),
+)
+
+
+def raised_policy_text() -> str:
+    text = shipped_policy_text()
+    for old, new in RAISES:
+        if old not in text:
+            raise SystemExit(f"the shipped policy no longer holds {old!r}: update benchmarks.month_end.RAISES")
+        text = text.replace(old, new)
+    return text
+
+
+def measure_retroactive(db: Database, plain: dict[str, Any]) -> dict[str, Any]:
+    """Target (issue 14): a retroactive rise over every enrolment × 3 past months accrues its adjustments
+    at no less than half the payments/s of the plain month-end (`month_end_s` of `run 2017-01`)."""
+    import tempfile
+
+    _time_cli(db, "run", "2017-02", "--json")
+    _time_cli(db, "run", "2017-03", "--json")
+    with tempfile.TemporaryDirectory() as folder:
+        raised = Path(folder) / "raised.toml"
+        raised.write_text(raised_policy_text(), encoding="utf-8")
+        _time_cli(db, "policy", "load", str(raised), "--json")
+    seconds, rss_mb, result = _time_cli(db, "run", "2017-03", "--json")
+    adjustments = result["adjustments"]
+    payments_per_s = plain["payments"] / plain["month_end_s"]
+    adjustments_per_s = adjustments / result["month_end_s"] if result["month_end_s"] else 0.0
+    return {
+        "retro_adjustments": adjustments,
+        "retro_adjusted_fen": result["adjusted_fen"],
+        "retro_run_s": round(seconds, 2),
+        "retro_month_end_s": result["month_end_s"],
+        "retro_seal_s": result["seal_s"],
+        "retro_projections_s": result["projections_s"],
+        "retro_rss_mb": rss_mb,
+        "retro_adjustments_per_s": round(adjustments_per_s),
+        "plain_payments_per_s": round(payments_per_s),
+        "retro_over_plain_rate": round(adjustments_per_s / payments_per_s, 2) if payments_per_s else None,
     }
 
 

@@ -94,13 +94,24 @@ def policy() -> None:
 
 @policy.command("load")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="what was loaded, and the accrued periods it re-prices")
 @pass_context
-def policy_load(c: Context, file: Path) -> None:
+def policy_load(c: Context, file: Path, as_json: bool) -> None:
     """Load a policy TOML file (all or nothing)."""
     text = read_text(file)
     done = c.service().load_policy(text, file.name, actor=c.actor)
     loaded = done.policy
-    render([f"loaded policy for {loaded.region_name} ({loaded.region_code}): {len(loaded.programmes)} programmes"])
+    data = {
+        "region": loaded.region_code,
+        "region_name": loaded.region_name,
+        "programmes": len(loaded.programmes),
+        "repriced": done.repriced,  # programme → accrued periods the next run adjusts (issue 14)
+    }
+    render(
+        [f"loaded policy for {loaded.region_name} ({loaded.region_code}): {len(loaded.programmes)} programmes"],
+        as_json=as_json,
+        data=data,
+    )
     render(Line(_repriced_warning(key, periods), err=True) for key, periods in done.repriced.items())
 
 
