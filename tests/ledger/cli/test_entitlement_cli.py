@@ -80,6 +80,8 @@ def test_a_death_recorded_after_the_half_year_was_paid_is_a_recovery_due_of_2325
         1,
         232500,
     )
+    read_models = cli(office, "report", "balances", "--json")["rows"]
+    assert read_models == cli(office, "report", "balances", "--as-of", "2100-01-01T00:00:00+00:00", "--json")["rows"]
     h1 = balances(office, "sanmin")["2017-H1"]
     assert (h1["accrued_fen"], h1["adjusted_fen"], h1["recovery_due_fen"], h1["households"]) == (
         232500,
@@ -152,6 +154,10 @@ def test_a_retroactive_rise_is_paid_as_one_adjustment_per_enrolment_and_period(o
         "2017-04": (58000, 0, 1),
     }
     assert balances(office, "sanmin")["2017-H1"]["accrued_fen"] == 480000
+    # The read models and the reference fold of the log (`--as-of`) agree, adjustments included.
+    read_models = cli(office, "report", "balances", "--json")["rows"]
+    folded = cli(office, "report", "balances", "--as-of", "2100-01-01T00:00:00+00:00", "--json")["rows"]
+    assert read_models == folded
     again = cli(office, "run", "2017-04", "--json")
     assert (again["payments"], again["adjustments"]) == (0, 0)
     cli(office, "policy", "load", str(_raised(tmp_path)))  # the same policy again: nothing new
