@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from functools import cached_property
 from typing import Any
@@ -37,6 +37,7 @@ from domain.eligibility import (
 from domain.errors import RuleBroken
 from domain.ids import UUID5_IDS, IdScheme
 from domain.money import format_yuan
+from domain.oneoffs import GRANT_TOPIC_PREFIX, GrantRecord, apply_grant_event
 from domain.policy import HouseholdFacts, Policy, PolicyRejected, parse_policy
 from domain.policy_log import POLICY_ID, PolicyLog
 from ledger import topics  # noqa: F401  (stored topics of moved classes)
@@ -72,6 +73,7 @@ class RegistrySnapshot:
     persons: dict[UUID, PersonRecord]
     position: int
     policy_position: int
+    grants: dict[UUID, GrantRecord] = field(default_factory=dict)  # 临时救助 grants (domain.oneoffs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,6 +335,7 @@ class Registry(Application[UUID]):
     def _read_registry(self, advance: Any) -> RegistrySnapshot:
         policy = self.policy()
         persons: dict[UUID, PersonRecord] = {}
+        grants: dict[UUID, GrantRecord] = {}
         position = policy_position = 0
         for page in notification_pages(self, REGISTRY_PAGE):
             for notification in page:
@@ -345,12 +348,20 @@ class Registry(Application[UUID]):
                         self.payload(notification.state),
                         notification.id,
                     )
+                elif topic.startswith(GRANT_TOPIC_PREFIX):
+                    apply_grant_event(
+                        grants,
+                        notification.originator_id,
+                        topic[len(GRANT_TOPIC_PREFIX) :],
+                        self.payload(notification.state),
+                        notification.id,
+                    )
                 elif topic.endswith(".Loaded"):
                     policy_position = notification.id
                 position = notification.id
             if advance:
                 advance(len(page))
-        return RegistrySnapshot(policy, persons, position, policy_position)
+        return RegistrySnapshot(policy, persons, position, policy_position, grants)
 
     def payload(self, state: bytes) -> dict[str, Any]:
         """A stored event's fields (projections.codec), without building the event: a Person event's are

@@ -48,6 +48,7 @@ from domain.ids import UUID5_IDS, IdScheme
 from domain.periods import Month, Period
 from domain.regions import region_contains
 from ledger import topics  # noqa: F401  (stored topics of moved classes)
+from ledger.oneoffs import oneoff_dues
 from ledger.storage import (
     bulk_insert_events,
     chunked,
@@ -123,6 +124,7 @@ class Disbursement(Application[UUID]):
         dues = itertools.chain(
             accrual.due(snapshot.persons.items(), scope, watermark, snapshot.policy_position), reissues
         )
+        dues = itertools.chain(dues, oneoff_dues(self, snapshot, run_month, scope))  # 临时救助, holidays
         writer = ChunkWriter(self, policy.region_code, str(run_month), summary)
         for chunk in chunked(dues, PAYMENTS_PER_CHUNK):
             writer.write(chunk)  # type: ignore[arg-type]
