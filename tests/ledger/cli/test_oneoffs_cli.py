@@ -150,6 +150,12 @@ def test_temporary_aid_bounds_approval_run_once_export_and_bank_results(db: Data
     # payable grant (800.00).
     assert (march["payments"], march["total_fen"]) == (6, 3 * 81000 + 237834 + CARE_Q + 80000)
     assert _batches(url, "temporary_aid") == [("2017-03", "2017-03", 1, 80000)]
+    deadlines = [
+        r for r in ok(url, "report", "deadlines", "--today", "2017-03-08") if r["programme"] == "temporary_aid"
+    ]
+    assert [(r["period"], r["due_date"], r["last_safe_day"]) for r in deadlines] == [
+        ("2017-03", "2017-03-15", "2017-03-13")
+    ]
     listed = {g["grant"]: g for g in ok(url, "aid", "list")}
     assert [listed[g["grant"]]["accrued"] for g in (small, first, second)] == [True, False, False]
 
