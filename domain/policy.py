@@ -70,6 +70,15 @@ BANK_LEAD_DAYS_MAX = 30
 POLICY_YEAR_MIN = 1950
 POLICY_YEAR_MAX = 2199
 CALENDAR_DAYS_MAX = 10_000  # holidays and workdays listed in [calendar]
+# One-off payments (docs/entitlement.md, "One-off payments"). 临时救助: 001_d1b0155c81b44253.txt 九.13 gives
+# "每户给予200—30000元"; 004_f2a082fc87a827a6.txt 二.6 lets a region raise it case by case (一事一议适度提高), so
+# the bound on a grant is ten times the seed's highest figure. A holiday payment (002_cbb0aaa0548496ba.txt
+# 一: "按每人(户)500元标准") is bounded like a monthly standard; per person it multiplies by the members.
+TEMPORARY_AID = "temporary_aid"  # the key of `[programmes.temporary_aid]`, and of its payments
+AID_FEN_MAX = 30_000_000  # 300 000.00 元 per grant
+AID_DUE_DAYS_MAX = 90
+ONEOFFS_MAX = 200
+ONEOFF_PERS = ("person", "household")
 _KEY = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 
@@ -127,6 +136,41 @@ class Programme:
 
 
 @dataclass(frozen=True, slots=True)
+class TemporaryAid:
+    """`[programmes.temporary_aid]`: 临时救助 grants, not a cadence programme (nothing accrues by itself).
+
+    - `min_fen` ≤ a grant ≤ `max_fen` (001_… 九.13: 200–30000 元 per household);
+    - a grant above `approval_above_fen` is payable only once a second account approved it (002_… 一:
+      "分级审批"; 004_… 二.6: small sums are paid first, 小金额先行救助);
+    - a grant is due `due_days` calendar days after its date (`--on`).
+    """
+
+    name: str
+    min_fen: int
+    max_fen: int
+    approval_above_fen: int
+    due_days: int
+    key: str = TEMPORARY_AID
+
+    def needs_approval(self, amount_fen: int) -> bool:
+        return amount_fen > self.approval_above_fen
+
+
+@dataclass(frozen=True, slots=True)
+class OneOff:
+    """`[oneoffs.KEY]`: a holiday payment (002_… 一: "“两节”期间…按每人(户)500元标准发放生活补贴") paid once, in
+    `month`, to every payee with an enrolment in one of `programmes` active that month."""
+
+    key: str
+    name: str
+    month: Month
+    amount_fen: int
+    per: str  # "person" | "household"
+    programmes: tuple[str, ...]
+    due_day: int = 10
+
+
+@dataclass(frozen=True, slots=True)
 class Standard:
     """A programme's standard on one day: either a flat figure or age tiers, per month or per year."""
 
@@ -155,6 +199,24 @@ class Policy:
     calendar_workdays: tuple[date, ...] = ()
     calendar_years: tuple[int, ...] = ()
     document: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    # One-off payments (docs/entitlement.md): neither is in `programmes`, so nothing that walks the
+    # cadence programmes (the month-end's accrual, anomalies, reports) meets them.
+    temporary_aid: TemporaryAid | None = None
+    oneoffs: Mapping[str, OneOff] = field(default_factory=dict)
+
+    def payment_name(self, key: str) -> str:
+        """The name a payment of `key` carries: a programme's, temporary aid's or a holiday payment's."""
+        if key in self.programmes:
+            return self.programmes[key].name
+        if self.temporary_aid is not None and key == TEMPORARY_AID:
+            return self.temporary_aid.name
+        if key in self.oneoffs:
+            return self.oneoffs[key].name
+        return key
+
+    def oneoff_keys(self) -> frozenset[str]:
+        """Payment programme keys that are one-off payments, not enrolments: never judged against one."""
+        return frozenset({TEMPORARY_AID, *self.oneoffs})
 
     def programme(self, key: str) -> Programme:
         try:
@@ -251,12 +313,17 @@ def parse_policy(doc: Mapping[str, Any], source: str = "policy") -> Policy:
     if len(programmes_raw) > PROGRAMMES_MAX:
         errors.append(f"programmes: more than {PROGRAMMES_MAX} programmes")
     programmes: dict[str, Programme] = {}
+    aid = None
     for key, raw in programmes_raw.items():
+        if key == TEMPORARY_AID:
+            aid = _parse_temporary_aid(raw, errors)
+            continue
         programme = _parse_programme(key, raw, errors)
         if programme is not None:
             programmes[key] = programme
 
     holidays, workdays, years = _parse_calendar(doc.get("calendar", {}), errors)
+    oneoffs = _parse_oneoffs(doc.get("oneoffs", {}), programmes_raw, errors)
     policy = Policy(
         region_code=code,
         region_name=name,
@@ -268,6 +335,8 @@ def parse_policy(doc: Mapping[str, Any], source: str = "policy") -> Policy:
         calendar_workdays=workdays,
         calendar_years=years,
         document=doc,
+        temporary_aid=aid,
+        oneoffs=oneoffs,
     )
     # References are checked over whatever parsed, so one bad cadence does not hide an unknown base.
     reference_errors: list[str] = []
@@ -381,6 +450,108 @@ def _parse_month_rule(path: str, raw: Mapping[str, Any], key: str, allowed: tupl
         errors.append(f"{path}.{key}: {value!r} is not one of {', '.join(repr(a) for a in allowed)}")
         return allowed[0]
     return str(value)
+def _parse_temporary_aid(raw: Any, errors: list[str]) -> TemporaryAid | None:
+    """`[programmes.temporary_aid]`: bounds per grant and the approval threshold, in yuan; no cadence."""
+    path = f"programmes.{TEMPORARY_AID}"
+    if not isinstance(raw, Mapping):
+        errors.append(f"{path}: must be a table")
+        return None
+    known = {"name", "min", "max", "approval_above", "due_days"}
+    for extra in sorted(set(raw) - known):
+        hint = " (temporary aid is granted one by one, not a cadence programme)" if extra != "name" else ""
+        errors.append(f"{path}.{extra}: unknown key{hint}")
+    figures: dict[str, int | None] = {}
+    for key in ("min", "max", "approval_above"):
+        if key not in raw:
+            if key != "approval_above":
+                errors.append(f"{path}.{key}: missing (yuan per grant)")
+            figures[key] = None
+            continue
+        figures[key] = _yuan(raw, key, path, errors, AID_FEN_MAX)
+    low, high, threshold = figures["min"], figures["max"], figures["approval_above"]
+    if low is not None and low <= 0:
+        errors.append(f"{path}.min: {raw['min']!r} must be above 0")
+    if low is not None and high is not None and low > high:
+        errors.append(f"{path}.min: {raw['min']!r} is above max {raw['max']!r}")
+    if threshold is not None and threshold < 0:
+        errors.append(f"{path}.approval_above: {raw['approval_above']!r} must not be negative")
+    due_days = raw.get("due_days", 10)
+    if not isinstance(due_days, int) or isinstance(due_days, bool) or not 0 <= due_days <= AID_DUE_DAYS_MAX:
+        errors.append(f"{path}.due_days: {due_days!r} is not a whole number of days 0-{AID_DUE_DAYS_MAX}")
+        due_days = 10
+    if low is None or high is None or low <= 0 or low > high or (threshold is not None and threshold < 0):
+        return None
+    return TemporaryAid(
+        name=str(raw.get("name", "临时救助")),
+        min_fen=low,
+        max_fen=high,
+        # Absent: every grant needs a second account (maker-checker unless the policy says otherwise).
+        approval_above_fen=threshold if threshold is not None else 0,
+        due_days=due_days,
+    )
+
+
+def _parse_oneoffs(raw: Any, programmes_raw: Mapping[str, Any], errors: list[str]) -> dict[str, OneOff]:
+    """`[oneoffs.KEY]` holiday payments. A KEY is a payment's programme key, so it never equals a programme's."""
+    if not isinstance(raw, Mapping):
+        errors.append("oneoffs: must be a table of [oneoffs.KEY] tables")
+        return {}
+    if len(raw) > ONEOFFS_MAX:
+        errors.append(f"oneoffs: more than {ONEOFFS_MAX} one-off payments")
+        return {}
+    found = {}
+    for key, entry in raw.items():
+        path = f"oneoffs.{key}"
+        if not _KEY.match(key):
+            errors.append(f"{path}: key must be lower-case ASCII letters, digits and _")
+            continue
+        if key in programmes_raw:
+            errors.append(f"{path}: {key!r} is a programme's key; a one-off payment needs a key of its own")
+            continue
+        if not isinstance(entry, Mapping):
+            errors.append(f"{path}: must be a table")
+            continue
+        problems: list[str] = []
+        known = {"name", "month", "amount", "per", "programmes", "due_day"}
+        problems.extend(f"{path}.{extra}: unknown key" for extra in sorted(set(entry) - known))
+        month = None
+        try:
+            month = Month.parse(str(entry.get("month", "")))
+            if not POLICY_YEAR_MIN <= month.year <= POLICY_YEAR_MAX:
+                problems.append(f"{path}.month: {month} is outside the years {POLICY_YEAR_MIN}-{POLICY_YEAR_MAX}")
+        except RuleBroken as e:
+            problems.append(f"{path}.month: {e}")
+        if "amount" not in entry:
+            problems.append(f"{path}.amount: missing (yuan per person or household)")
+        amount = _yuan(entry, "amount", path, problems, STANDARD_MONTH_FEN_MAX)
+        if amount is not None and amount <= 0:
+            problems.append(f"{path}.amount: {entry['amount']!r} must be above 0")
+        per = entry.get("per", "household")
+        if per not in ONEOFF_PERS:
+            problems.append(f"{path}.per: {per!r} is not one of {', '.join(ONEOFF_PERS)}")
+        listed = entry.get("programmes")
+        if not isinstance(listed, list) or not listed or not all(isinstance(x, str) for x in listed):
+            problems.append(f"{path}.programmes: must be a non-empty list of programme keys")
+            listed = []
+        for other in listed:
+            if other not in programmes_raw or other == TEMPORARY_AID:
+                problems.append(f"{path}.programmes: unknown programme {other!r}")
+        due_day = entry.get("due_day", 10)
+        if not isinstance(due_day, int) or isinstance(due_day, bool) or not 1 <= due_day <= DUE_DAY_MAX:
+            problems.append(f"{path}.due_day: {due_day!r} is not a day 1-{DUE_DAY_MAX}")
+        errors.extend(problems)
+        if problems or month is None or amount is None:
+            continue
+        found[key] = OneOff(
+            key=key,
+            name=str(entry.get("name", key)),
+            month=month,
+            amount_fen=amount,
+            per=str(per),
+            programmes=tuple(dict.fromkeys(listed)),
+            due_day=int(due_day),
+        )
+    return found
 
 
 def _parse_age_bounds(path: str, raw: Mapping[str, Any], errors: list[str]) -> tuple[int | None, int | None]:

@@ -121,7 +121,10 @@ def find_anomalies(registry: Any, disbursement: Any) -> list[dict[str, Any]]:
     snapshot = registry.read_registry()
     persons = {record.id_number: record for record in snapshot.persons.values()}
     attempts = list(scan_payments(disbursement))
-    obligations = group_obligations(attempts)
+    # One-off payments (临时救助, holiday payments: domain.oneoffs) are owed by a grant or the policy, not by
+    # an enrolment's standard: kinds (a)-(c) never judge them; a shared account still counts them.
+    one_off = snapshot.policy.oneoff_keys()
+    obligations = group_obligations(a for a in attempts if a.programme not in one_off)
     findings = [
         *paid_while_not_payable(persons, obligations, snapshot.policy),
         *paid_by_excluded_programmes(snapshot.policy, obligations),

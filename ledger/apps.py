@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from functools import cached_property
 from typing import Any
@@ -37,6 +37,7 @@ from domain.eligibility import (
 from domain.errors import RuleBroken
 from domain.ids import UUID5_IDS, IdScheme
 from domain.money import format_yuan
+from domain.oneoffs import GRANT_TOPIC_PREFIX, GrantRecord, apply_grant_event
 from domain.policy import HouseholdFacts, Policy, PolicyRejected, parse_policy
 from domain.policy_log import POLICY_ID, PolicyLog
 from ledger import topics  # noqa: F401  (stored topics of moved classes)
@@ -75,6 +76,7 @@ class RegistrySnapshot:
     # Every policy file loaded, as (notification position, TOML text), in order: a run after a policy
     # load compares the policy its last run used with this one (domain.disbursement.PolicyChanges).
     policies: tuple[tuple[int, str], ...] = ()
+    grants: dict[UUID, GrantRecord] = field(default_factory=dict)  # 临时救助 grants (domain.oneoffs)
 
     def policy_at(self, position: int) -> Policy | None:
         """The policy in force at notification `position` (the last one loaded at or before it), if any."""
@@ -345,6 +347,7 @@ class Registry(Application[UUID]):
     def _read_registry(self, advance: Any) -> RegistrySnapshot:
         policy = self.policy()
         persons: dict[UUID, PersonRecord] = {}
+        grants: dict[UUID, GrantRecord] = {}
         position = policy_position = 0
         policies: list[tuple[int, str]] = []
         for page in notification_pages(self, REGISTRY_PAGE):
@@ -358,13 +361,21 @@ class Registry(Application[UUID]):
                         self.payload(notification.state),
                         notification.id,
                     )
+                elif topic.startswith(GRANT_TOPIC_PREFIX):
+                    apply_grant_event(
+                        grants,
+                        notification.originator_id,
+                        topic[len(GRANT_TOPIC_PREFIX) :],
+                        self.payload(notification.state),
+                        notification.id,
+                    )
                 elif topic.endswith(".Loaded"):
                     policy_position = notification.id
                     policies.append((notification.id, self.payload(notification.state)["toml_text"]))
                 position = notification.id
             if advance:
                 advance(len(page))
-        return RegistrySnapshot(policy, persons, position, policy_position, tuple(policies))
+        return RegistrySnapshot(policy, persons, position, policy_position, tuple(policies), grants)
 
     def payload(self, state: bytes) -> dict[str, Any]:
         """A stored event's fields (projections.codec), without building the event: a Person event's are

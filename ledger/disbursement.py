@@ -17,6 +17,7 @@ How "exactly once" holds under re-runs, two runs at once and crashes:
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -55,6 +56,7 @@ from domain.ids import UUID5_IDS, IdScheme
 from domain.periods import Month, Period
 from domain.regions import region_contains
 from ledger import topics  # noqa: F401  (stored topics of moved classes)
+from ledger.oneoffs import oneoff_dues
 from ledger.storage import (
     bulk_insert_events,
     chunked,
@@ -147,7 +149,8 @@ class Disbursement(Application[UUID]):
             writer.write(self._dues(chunk, accrual, causes, summary))  # type: ignore[arg-type]
             if advance:
                 advance(len(chunk))
-        for chunk in chunked(reissues, PAYMENTS_PER_CHUNK):
+        others = itertools.chain(reissues, oneoff_dues(self, snapshot, run_month, scope))  # 补发, 临时救助, holidays
+        for chunk in chunked(others, PAYMENTS_PER_CHUNK):
             writer.write(chunk)  # type: ignore[arg-type]
             if advance:
                 advance(len(chunk))

@@ -84,7 +84,6 @@ def message_id(batch: Batch) -> str:
 
 
 def batch_header(policy: Policy, batch: Batch) -> BatchHeader:
-    programme = policy.programmes.get(batch.programme)
     return BatchHeader(
         batch_id=batch.id.hex,
         message_id=message_id(batch),
@@ -92,7 +91,7 @@ def batch_header(policy: Policy, batch: Batch) -> BatchHeader:
         region=batch.region,
         region_name=policy.region_name,
         programme=batch.programme,
-        programme_name=programme.name if programme else batch.programme,
+        programme_name=policy.payment_name(batch.programme),  # a programme's, 临时救助's or a holiday payment's
         period=batch.period,
         due_date=batch.due_date,
         payer_name=policy.settings.get("payer_name", policy.region_name),
@@ -122,6 +121,12 @@ def policy_field_problems(policy: Policy, rules: Mapping[str, FieldRule] | None 
     for key, programme in policy.programmes.items():
         texts.append((f"programmes.{key}.name", "programme_name", programme.name))
         texts.append((f"programmes.{key}.name", "remark", _REMARK_SAMPLE.format(name=programme.name)))
+    one_offs = [(f"oneoffs.{key}.name", o.name) for key, o in policy.oneoffs.items()]
+    if policy.temporary_aid is not None:
+        one_offs.append(("programmes.temporary_aid.name", policy.temporary_aid.name))
+    for path, name in one_offs:
+        texts.append((path, "programme_name", name))
+        texts.append((path, "remark", _REMARK_SAMPLE.format(name=name)))
     problems = []
     for path, field, value in texts:
         rule = chosen.get(field)

@@ -90,9 +90,10 @@ READ_ONLY = frozenset(
         "profile list",
         "profile show",
         "user list",
+        "aid list",
     }
 )
-APPROVER_ACTIONS = frozenset({"batch approve", "batch submit", "profile approve"})
+APPROVER_ACTIONS = frozenset({"batch approve", "batch submit", "profile approve", "aid approve"})
 CHECKER_ACTIONS = APPROVER_ACTIONS | {"profile approve", "aid approve"}
 ADMIN_ACTIONS = frozenset(
     {

@@ -30,6 +30,7 @@ from domain.charter import Charter
 from domain.disbursement import Batch
 from domain.eligibility import Person
 from domain.errors import RuleBroken
+from domain.oneoffs import GrantRecord, aid_payment_id
 from domain.periods import Month
 from domain.policy import Policy, PolicyRejected, repriced_periods
 from domain.regions import region_contains
@@ -44,9 +45,10 @@ from ledger.deadlines import deadline_rows
 from ledger.disbursement import Disbursement, RunSummary
 from ledger.exports import ExportedFile, ImportOutcome
 from ledger.history import batch_keys, person_history
+from ledger.oneoffs import GrantOutcome, approve_aid, grant_aid, grants
 from ledger.profiles import ProfileChange, read_profile_file
 from ledger.roster import field_problems, name_problems, read_roster
-from ledger.storage import Database
+from ledger.storage import Database, existing_originators
 
 Advance = Callable[[int], None]
 Progress = Callable[[str, int | None], AbstractContextManager[Advance]]
@@ -248,6 +250,48 @@ class LedgerService:
         return self.registry.set_account(
             id_number=id_number, bank_code=bank_code, account=account, reason=normalised_reason(reason), actor=actor
         )
+
+    # --- one-off payments (ledger.oneoffs): 临时救助 grants; the month-end pays them -----------------------
+
+    @sealed
+    def grant_aid(
+        self,
+        *,
+        id_number: str,
+        amount_fen: int,
+        reason: str,
+        on: date,
+        kind: str,
+        decision_ref: str | None,
+        stage: int,
+        region: str | None,
+        actor: str,
+    ) -> GrantOutcome:
+        """`aid grant`: one grant within the policy's bounds; the same grant again records nothing."""
+        return grant_aid(
+            self.registry,
+            id_number=id_number,
+            amount_fen=amount_fen,
+            reason=reason,
+            on=on,
+            kind=kind,
+            decision_ref=decision_ref,
+            stage=stage,
+            region=region,
+            actor=actor,
+        )
+
+    @sealed
+    def approve_aid(self, grant_ref: str, *, actor: str) -> GrantRecord:
+        """`aid approve`: a grant above the policy's threshold, approved by another account than its granter."""
+        return approve_aid(self.registry, grant_ref, actor=actor)
+
+    def grants(self) -> list[dict[str, Any]]:
+        """Every 临时救助 grant (`aid list`) with its state (payable, awaiting approval) and whether a
+        month-end has accrued its payment."""
+        found = grants(self.registry)
+        accrued = existing_originators(self.disbursement.recorder, (aid_payment_id(g.grant_id) for g in found))
+        return [{**g.as_json(), "accrued": aid_payment_id(g.grant_id) in accrued} for g in found]
 
     # --- accounts (ledger.accounts): who may act, proved by a password --------------------------------
     # Each write checks the acting identity itself (the web calls these directly) and ends sealed.

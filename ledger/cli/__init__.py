@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from ledger.cli import admin, audit, bank, batches, profiles, reports, users
+from ledger.cli import admin, aid, audit, bank, batches, profiles, reports, users
 from ledger.cli import ledger as day_to_day
 from ledger.cli.context import Context
 from ledger.cli.errors import RefusingGroup, refusals
@@ -52,6 +52,7 @@ main.add_command(day_to_day.roster)
 main.add_command(day_to_day.decide)
 main.add_command(day_to_day.account)
 main.add_command(day_to_day.run)
+main.add_command(aid.aid)
 main.add_command(day_to_day.demo)
 main.add_command(batches.batch)
 main.add_command(bank.bank)
