@@ -144,9 +144,14 @@ class Disbursement(Application[UUID]):
         accrual.check_amounts(snapshot.persons.items(), scope, watermark, snapshot.policy_position)
         causes = Causes(watermark, snapshot)
         entitlements = accrual.owed(snapshot.persons.items(), scope, watermark, snapshot.policy_position)
+        # Payments are written with their batch, and every batch is registered in the same transaction: a
+        # ledger without the batch register holds no payment, so nothing needs looking up (a first
+        # month-end; two at once still meet on the store's uniqueness).
+        nothing_accrued = self.find(BATCH_REGISTER_ID) is None
         writer = ChunkWriter(self, policy.region_code, str(run_month), summary)
         for chunk in chunked(entitlements, PAYMENTS_PER_CHUNK):
-            writer.write(self._dues(chunk, accrual, causes, summary))  # type: ignore[arg-type]
+            dues = self._dues(chunk, accrual, causes, summary, nothing_accrued=nothing_accrued)
+            writer.write(dues)  # type: ignore[arg-type]
             if advance:
                 advance(len(chunk))
         others = itertools.chain(reissues, oneoff_dues(self, snapshot, run_month, scope))  # 补发, 临时救助, holidays
@@ -158,7 +163,13 @@ class Disbursement(Application[UUID]):
         return summary
 
     def _dues(
-        self, chunk: Sequence[Entitlement], accrual: Accrual, causes: Causes, summary: RunSummary
+        self,
+        chunk: Sequence[Entitlement],
+        accrual: Accrual,
+        causes: Causes,
+        summary: RunSummary,
+        *,
+        nothing_accrued: bool = False,
     ) -> list[PaymentDue]:
         """The payments and adjustments a chunk of entitlements comes to.
 
@@ -167,13 +178,17 @@ class Disbursement(Application[UUID]):
         paid (arrears, late when its due date has passed); one accrued already is adjusted by what is due
         now minus what it holds (its payment and every adjustment so far), under the next adjustment
         number, so that two runs that read the same history write the same adjustment once."""
-        examined = [e for e in chunk if e.examine]
+        examined = [] if nothing_accrued else [e for e in chunk if e.examine]
         held = self.accrued([self.ids.payment_id(e.record.id_number, e.programme.key, e.period.name) for e in examined])
         summary.examined += len(examined)
         dues = []
         for entitlement in chunk:
             if not entitlement.examine:
                 dues.append(accrual.payment(entitlement))
+                continue
+            if nothing_accrued:
+                if entitlement.amount_fen > 0:
+                    dues.append(accrual.payment(entitlement))
                 continue
             payment = self.ids.payment_id(
                 entitlement.record.id_number, entitlement.programme.key, entitlement.period.name
