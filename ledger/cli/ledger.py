@@ -304,7 +304,13 @@ def run(c: Context, month: str, region: str | None, as_json: bool) -> None:
         f"{s.run_month}: accrued {s.payments} payments, {format_yuan(s.total_fen)} 元"
         f" in {len(s.batches)} batches ({s.late} late)"
     )
-    render([line], as_json=as_json, data=done.as_json())
+    lines = [line]
+    if s.adjustments or s.recoveries:
+        lines.append(
+            f"{s.run_month}: adjusted periods already accrued: {s.adjustments} 补差 ({format_yuan(s.adjusted_fen)} 元), "
+            f"{s.recoveries} recoveries due ({format_yuan(s.recovery_due_fen)} 元)"
+        )
+    render(lines, as_json=as_json, data=done.as_json())
 
 
 @click.command()
