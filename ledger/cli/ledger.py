@@ -307,8 +307,8 @@ def run(c: Context, month: str, region: str | None, as_json: bool) -> None:
     lines = [line]
     if s.adjustments or s.recoveries:
         lines.append(
-            f"{s.run_month}: adjusted periods already accrued: {s.adjustments} 补差 ({format_yuan(s.adjusted_fen)} 元), "
-            f"{s.recoveries} recoveries due ({format_yuan(s.recovery_due_fen)} 元)"
+            f"{s.run_month}: adjusted periods already accrued: {s.adjustments} 补差 "
+            f"({format_yuan(s.adjusted_fen)} 元), {s.recoveries} recoveries due ({format_yuan(s.recovery_due_fen)} 元)"
         )
     render(lines, as_json=as_json, data=done.as_json())
 
