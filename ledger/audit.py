@@ -772,7 +772,7 @@ class _ExportChecker:
         if missing:
             self._fail(f"{where}: payment {missing[0]} is no longer in the log ({len(missing)} missing)")
             return None
-        if sum(views[pid].amount_fen for pid in state.payment_ids) != state.total_fen:
+        if sum(views[pid].net_fen for pid in state.payment_ids) != state.total_fen:
             self._fail(f"{where}: the stored payments no longer add up to the batch total {state.total_fen} fen")
             return None
         fmt, profile_name, version = _format_of(label)
@@ -933,7 +933,7 @@ def _row_differences(live: dict[str, list[dict[str, Any]]], rebuilt: dict[str, l
 
 
 def _row_key(row: dict[str, Any]) -> str:
-    for column in ("payment_id", "batch_id"):
+    for column in ("offset_id", "recovery_id", "payment_id", "batch_id"):
         if column in row:
             return str(row[column])
     return "/".join(str(row.get(c)) for c in ("region", "programme", "period"))

@@ -292,10 +292,17 @@ def test_the_accrued_shortcut_reads_what_json_reads(name: str) -> None:
         "run_month": "2017-01",
         "reissue_of": "",
     }
-    expected = ("urban_dibao", "2017-01", "150902", 81000, 2, "2017-01-10", False, "ab" * 16, "2017-01", "", "")
+    expected = ("urban_dibao", "2017-01", "150902", 81000, 2, "2017-01-10", False, "ab" * 16, "2017-01", "", "", 0, "")
     # An adjustment of this release (issue 14) carries four more fields; its cause is free text like a name.
     adjustment = {**payload, "monthly": True, "adjusts": "cd" * 16, "adjustment": 2, "cause": name}
-    for fields, wanted in ((payload, expected), (adjustment, (*expected[:-1], "cd" * 16))):
+    # A payment settled in part or whole by offsetting recoveries carries two more (issue 14 item 3).
+    offset = {**adjustment, "adjusts": "", "batch_id": "", "offset_fen": 81000, "balance_region": "150900"}
+    cases = (
+        (payload, expected),
+        (adjustment, (*expected[:10], "cd" * 16, 0, "")),
+        (offset, (*expected[:7], "", "2017-01", "", "", 81000, "150900")),
+    )
+    for fields, wanted in cases:
         for ensure_ascii in (False, True):
             state = json.dumps(fields, ensure_ascii=ensure_ascii, separators=(",", ":")).encode()
             assert runner._ACCRUED.search(state.decode()) is not None
