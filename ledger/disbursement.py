@@ -157,12 +157,15 @@ class Disbursement(Application[UUID]):
         entitlements = accrual.owed(snapshot.persons.items(), scope, watermark, snapshot.policy_position)
         book = RecoveryBook(self, returned)
         writer = ChunkWriter(self, policy.region_code, str(run_month), summary, book=book, actor=actor)
-        for chunk in chunked(entitlements, PAYMENTS_PER_CHUNK):
-            writer.write(self._dues(chunk, accrual, causes, summary))  # type: ignore[arg-type]
-            if advance:
-                advance(len(chunk))
+        # Re-issues first: a returned net payment's re-issue meets the recoveries its return reopened before
+        # the payee's new payments do, so it pays what the returned one was to pay (docs/entitlement.md
+        # "Recoveries").
         for chunk in chunked(reissues, PAYMENTS_PER_CHUNK):
             writer.write(chunk)  # type: ignore[arg-type]
+            if advance:
+                advance(len(chunk))
+        for chunk in chunked(entitlements, PAYMENTS_PER_CHUNK):
+            writer.write(self._dues(chunk, accrual, causes, summary))  # type: ignore[arg-type]
             if advance:
                 advance(len(chunk))
         self._complete(run_log, scope, run_month, snapshot.position, summary, actor)
