@@ -207,9 +207,10 @@ def test_example_2_written_off_by_a_second_account(url: str, tmp_path: Path) -> 
     listed = example_2(url, tmp_path)
     by_the_clerk = office_cli(url, "recovery", "collect", listed["id"][:10], "--amount", "0", "--reason", "x")
     assert by_the_clerk.exit_code == 1 and "RecoveryExceedsRemaining" in by_the_clerk.output
-    from tests.helpers.ledgers import OFFICE_FILES
-    from ledger.cli import main
     from click.testing import CliRunner
+
+    from ledger.cli import main
+    from tests.helpers.ledgers import OFFICE_FILES
 
     clerk_writes_off = CliRunner().invoke(
         main, ["--db", url, "--as", "clerk", "--password-file", str(OFFICE_FILES["clerk"]), "recovery", "write-off",
