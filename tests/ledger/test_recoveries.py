@@ -4,51 +4,19 @@ read the same open recovery never both offset it (the second conflicts, reads it
 
 from __future__ import annotations
 
-from datetime import date
-from uuid import uuid4
-
 import pytest
 
 from domain.disbursement import (
     NothingToRecover,
-    PaymentDue,
     Recovery,
     RecoveryExceedsRemaining,
     WriteOffNeedsSecondPerson,
     payment_id,
 )
-from domain.periods import Period
 from ledger.disbursement import ChunkWriter, RecoveryBook, RunSummary
 from ledger.storage import Database
-from tests.helpers.ledgers import LI, ledger
-
-LI_ID = LI.split(",")[0]
-REGION = "150900"  # the policy's region: every batch's and recovery's balance region
-
-
-def due(period: str, amount_fen: int, *, adjusts: str = "", adjustment: int = 0) -> PaymentDue:
-    pid = payment_id(LI_ID, "urban_dibao", period)
-    return PaymentDue(
-        payment_id=pid if not adjusts else uuid4(),
-        person_id=uuid4(),
-        id_number=LI_ID,
-        name="李建华",
-        region="150902",
-        programme="urban_dibao",
-        period=Period.parse(period),
-        amount_fen=amount_fen,
-        persons=2,
-        due_date=date(2017, 5, 10),
-        late=False,
-        bank_code="103191000012",
-        account="6228480045001122337",
-        adjusts=adjusts,
-        adjustment=adjustment,
-    )
-
-
-def recoveries_due(*periods: str) -> list[PaymentDue]:
-    return [due(p, -20000, adjusts=payment_id(LI_ID, "urban_dibao", p).hex, adjustment=1) for p in periods]
+from tests.helpers.ledgers import ledger
+from tests.helpers.recoveries import LI_ID, REGION, due, recoveries_due
 
 
 def test_two_writers_never_offset_one_recovery_twice(db: Database, policy_text: str) -> None:

@@ -323,7 +323,7 @@ def test_balances_equal_the_fold_with_offsets_collections_and_write_offs(db: Dat
     by page and rebuilt, equal the reference fold; `--as-of` before them still answers what was believed."""
     from ledger import recoveries
     from ledger.disbursement import ChunkWriter, RecoveryBook, RunSummary
-    from tests.ledger.test_recoveries import REGION, due, recoveries_due
+    from tests.helpers.recoveries import REGION, due, recoveries_due
 
     _, disbursement = ledger(db, policy_text)
     ChunkWriter(disbursement, REGION, "2017-04", RunSummary("2017-04", REGION)).write(
