@@ -885,11 +885,19 @@ def compare_with_rebuild(db: Database) -> list[str] | None:
     position (a SQLite backup, or a temporary PostgreSQL schema), so the live tables are never touched
     and events recorded since the last catch-up do not count as differences.
     """
-    from projections.read_models import all_read_model_rows, open_engine, read_models_exist, tracked_position
+    from projections.read_models import (
+        all_read_model_rows,
+        open_engine,
+        read_models_current,
+        read_models_exist,
+        tracked_position,
+    )
     from projections.runner import rebuild
 
     with open_engine(db) as engine, engine.connect() as conn:
-        if not read_models_exist(conn):
+        # Read models an earlier release built (without this release's columns and tables) are rebuilt
+        # from the log by the next catch-up; until then there is nothing of this release's to compare.
+        if not read_models_exist(conn) or not read_models_current(conn):
             return None
         live = all_read_model_rows(conn)
         position = tracked_position(conn)
