@@ -139,6 +139,12 @@ class Payment(Aggregate):
         adjusts: str = "",
         adjustment: int = 0,
         cause: str = "",
+        # Added with recoveries (issue 14 item 3): the part of `amount_fen` settled by offsetting the
+        # payee's recoveries due (`Recovery.Offset` events written in the same transaction); the bank
+        # line carries `amount_fen - offset_fen`. A payment offset whole is no bank line: its `batch_id`
+        # is "" and `balance_region` names the region its balances count in (a batch's region otherwise).
+        offset_fen: int = 0,
+        balance_region: str = "",
     ) -> None:
         self.id_number = id_number
         self.programme = programme
@@ -149,7 +155,7 @@ class Payment(Aggregate):
         self.persons = persons
         self.due_date = date.fromisoformat(due_date)
         self.late = late
-        self.batch_id = UUID(batch_id)
+        self.batch_id = UUID(batch_id) if batch_id else None  # None: settled whole by offset, no bank line
         self.bank_code = bank_code
         self.account = account
         self.run_month = run_month
@@ -157,6 +163,12 @@ class Payment(Aggregate):
         self.monthly = monthly
         self.adjusts = adjusts
         self.adjustment = adjustment
+        self.offset_fen = offset_fen
+
+    @property
+    def net_fen(self) -> int:
+        """What the bank line carries: the amount due less what was settled by offset."""
+        return self.amount_fen - self.offset_fen
 
 
 class Batch(Aggregate):
@@ -462,6 +474,13 @@ class PaymentDue:
     adjusts: str = ""
     adjustment: int = 0
     cause: str = ""
+    # Settled by offsetting recoveries due from the payee (ledger.disbursement.ChunkWriter): the bank line
+    # is `net_fen`; a payment offset whole is no bank line.
+    offset_fen: int = 0
+
+    @property
+    def net_fen(self) -> int:
+        return self.amount_fen - self.offset_fen
 
     @property
     def is_recovery(self) -> bool:
@@ -513,10 +532,29 @@ def adjustment_batch_id(region: str, programme: str, run_month: str, seq: int) -
     return uuid5(NAMESPACE, f"batch|adjustment|{region}|{programme}|{run_month}|{seq}")
 
 
+class RecoveryExceedsRemaining(RuleBroken):
+    """A recovery's collections and write-offs never exceed what remains to recover."""
+
+
+class NothingToRecover(RuleBroken):
+    """A recovery with nothing remaining cannot be collected or written off."""
+
+
+class WriteOffNeedsSecondPerson(RuleBroken):
+    """Maker-checker: a recovery is written off by an account other than the one whose month-end made it
+    and any that recorded a collection on it."""
+
+
 class Recovery(Aggregate):
     """An amount paid for a period beyond what is now due (多发追回): a negative adjustment. It is never a
     bank line: the office recovers it by offset against the payee's next payments of the programme, or
-    collects or writes it off (docs/entitlement.md "Recoveries"). Its id is `adjustment_id`."""
+    collects or writes it off (docs/entitlement.md "Recoveries"). Its id is `adjustment_id`.
+
+    Every change after `Due` is a further event of this aggregate (version 2, 3, …), so two writers that
+    read the same recovery and both offset, collect or write it off conflict on the store's primary key
+    and one of them reads it again: nothing is recovered twice. An offset counts while the payment that
+    carries it is not returned by the bank (`remaining` takes the returned payment ids): a returned net
+    payment undoes its offset, and the recovery is open again."""
 
     @staticmethod
     def create_id(adjusts: str, adjustment: int, **_: Any) -> UUID:  # type: ignore[override]
@@ -536,15 +574,77 @@ class Recovery(Aggregate):
         adjustment: int,
         cause: str,
         run_month: str,
+        actor: str = "",  # who ran the month-end that made it (a write-off needs someone else)
     ) -> None:
         self.id_number = id_number
         self.programme = programme
         self.period = period
+        self.name = name
         self.region = region
         self.balance_region = balance_region
         self.amount_fen = amount_fen  # positive: what the payee owes back
         self.adjusts = adjusts
         self.run_month = run_month
+        self.actor = actor
+        self.offsets: list[tuple[str, int, str]] = []  # (payment id, fen, the period it was paid into)
+        self.collected_fen = 0
+        self.written_off_fen = 0
+        self.collected_by: list[str] = []
+
+    def offset_fen(self, returned: Collection[str] = ()) -> int:
+        """Recovered by offset, not counting offsets carried by payments the bank returned."""
+        return sum(fen for payment, fen, _ in self.offsets if payment not in returned)
+
+    def remaining(self, returned: Collection[str] = ()) -> int:
+        return self.amount_fen - self.offset_fen(returned) - self.collected_fen - self.written_off_fen
+
+    def offset(self, *, payment_id: str, amount_fen: int, period: str, returned: Collection[str] = ()) -> None:
+        if amount_fen <= 0:
+            raise NothingToRecover(f"recovery {self.id.hex}: an offset must be positive")
+        if amount_fen > self.remaining(returned):
+            raise RecoveryExceedsRemaining(
+                f"recovery {self.id.hex}: offset {format_yuan(amount_fen)} 元 is more than the "
+                f"{format_yuan(self.remaining(returned))} 元 remaining"
+            )
+        self._offset(payment_id=payment_id, amount_fen=amount_fen, period=period)
+
+    @event("Offset")
+    def _offset(self, payment_id: str, amount_fen: int, period: str) -> None:
+        self.offsets.append((payment_id, amount_fen, period))
+
+    def collect(self, *, amount_fen: int, reason: str, actor: str, returned: Collection[str] = ()) -> None:
+        """The office collected `amount_fen` from the payee (cash or transfer), at most what remains."""
+        remaining = self.remaining(returned)
+        if remaining <= 0:
+            raise NothingToRecover(f"recovery {self.id.hex} has nothing left to recover")
+        if amount_fen <= 0 or amount_fen > remaining:
+            raise RecoveryExceedsRemaining(
+                f"recovery {self.id.hex}: {format_yuan(amount_fen)} 元 collected would exceed the "
+                f"{format_yuan(remaining)} 元 remaining (and must be positive)"
+            )
+        self._collected(amount_fen=amount_fen, reason=reason, actor=actor)
+
+    @event("Collected")
+    def _collected(self, amount_fen: int, reason: str, actor: str) -> None:
+        self.collected_fen += amount_fen
+        self.collected_by.append(actor)
+
+    def write_off(self, *, reason: str, actor: str, returned: Collection[str] = ()) -> int:
+        """Write off what remains, by a second person; the amount written off."""
+        remaining = self.remaining(returned)
+        if remaining <= 0:
+            raise NothingToRecover(f"recovery {self.id.hex} has nothing left to write off")
+        if actor == self.actor or actor in self.collected_by:
+            raise WriteOffNeedsSecondPerson(
+                f"{actor} {'ran the month-end that made' if actor == self.actor else 'recorded a collection on'} "
+                f"recovery {self.id.hex} and cannot write it off: a second person must"
+            )
+        self._written_off(amount_fen=remaining, reason=reason, actor=actor)
+        return remaining
+
+    @event("WrittenOff")
+    def _written_off(self, amount_fen: int, reason: str, actor: str) -> None:
+        self.written_off_fen += amount_fen
 
 
 class PolicyChanges:

@@ -772,7 +772,7 @@ class _ExportChecker:
         if missing:
             self._fail(f"{where}: payment {missing[0]} is no longer in the log ({len(missing)} missing)")
             return None
-        if sum(views[pid].amount_fen for pid in state.payment_ids) != state.total_fen:
+        if sum(views[pid].net_fen for pid in state.payment_ids) != state.total_fen:
             self._fail(f"{where}: the stored payments no longer add up to the batch total {state.total_fen} fen")
             return None
         fmt, profile_name, version = _format_of(label)
@@ -885,11 +885,19 @@ def compare_with_rebuild(db: Database) -> list[str] | None:
     position (a SQLite backup, or a temporary PostgreSQL schema), so the live tables are never touched
     and events recorded since the last catch-up do not count as differences.
     """
-    from projections.read_models import all_read_model_rows, open_engine, read_models_exist, tracked_position
+    from projections.read_models import (
+        all_read_model_rows,
+        open_engine,
+        read_models_current,
+        read_models_exist,
+        tracked_position,
+    )
     from projections.runner import rebuild
 
     with open_engine(db) as engine, engine.connect() as conn:
-        if not read_models_exist(conn):
+        # Read models an earlier release built (without this release's columns and tables) are rebuilt
+        # from the log by the next catch-up; until then there is nothing of this release's to compare.
+        if not read_models_exist(conn) or not read_models_current(conn):
             return None
         live = all_read_model_rows(conn)
         position = tracked_position(conn)
@@ -933,7 +941,7 @@ def _row_differences(live: dict[str, list[dict[str, Any]]], rebuilt: dict[str, l
 
 
 def _row_key(row: dict[str, Any]) -> str:
-    for column in ("payment_id", "batch_id"):
+    for column in ("offset_id", "recovery_id", "payment_id", "batch_id"):
         if column in row:
             return str(row[column])
     return "/".join(str(row.get(c)) for c in ("region", "programme", "period"))

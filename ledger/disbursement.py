@@ -13,13 +13,16 @@ How "exactly once" holds under re-runs, two runs at once and crashes:
   other writer), batch versions are reloaded, and the rest is retried.
 - A run records `RunCompleted` with the registry position it read only after every chunk is in, so a
   crashed run leaves no watermark and the next run re-examines everything the crashed one covered.
+- A recovery due (多发追回) is offset against the payee's payments of the programme in the chunk that
+  pays them: each offset is a further event of the `Recovery` aggregate (version n + 1) written in the
+  chunk's transaction, so two writers offsetting one recovery conflict on its version, and the retry reads
+  the recovery again from the store (`RecoveryBook.reload`). docs/entitlement.md "Recoveries".
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from functools import cached_property
 from typing import Any
@@ -75,6 +78,9 @@ CHUNK_ATTEMPTS_MAX = 50  # conflicts tolerated on one chunk before giving up lou
 _PAYMENT_TOPIC = get_topic(Payment)
 _ACCRUED_TOPIC = get_topic(Payment.Accrued)  # type: ignore[attr-defined]
 _RECOVERY_TOPIC = get_topic(Recovery)
+_RECOVERY_EVENT_TOPICS = tuple(
+    get_topic(getattr(Recovery, name)) for name in ("Due", "Offset", "Collected", "WrittenOff")
+)
 _BALANCE_TOPICS = ("domain.disbursement:Payment.", "domain.disbursement:Batch.", "domain.disbursement:Recovery.")
 Advance = Callable[[int], None]
 
@@ -102,6 +108,11 @@ class RunSummary:
     recoveries: int = 0
     recovery_due_fen: int = 0
     examined: int = 0  # periods looked up in the store because they may have been accrued already
+    # Recoveries offset against this run's payments (issue 14 item 3): how many offsets, how much, and
+    # how many payments were settled whole by offset (no bank line).
+    offsets: int = 0
+    offset_fen: int = 0
+    offset_whole: int = 0
 
 
 class Disbursement(Application[UUID]):
@@ -138,6 +149,7 @@ class Disbursement(Application[UUID]):
             if before is not None:
                 changes = PolicyChanges(before, policy)
         accrual = Accrual(policy, run_month, self.ids, changes=changes)
+        returned = self.returned_payment_ids()
         reissues = self._reissues_due(snapshot, scope, summary)
         # Every amount is checked against the ledger-wide maximum before the first chunk is written, so a
         # wrong figure refuses the whole month-end instead of reaching a bank file (issue 13).
@@ -148,14 +160,21 @@ class Disbursement(Application[UUID]):
         # ledger without the batch register holds no payment, so nothing needs looking up (a first
         # month-end; two at once still meet on the store's uniqueness).
         nothing_accrued = self.find(BATCH_REGISTER_ID) is None
-        writer = ChunkWriter(self, policy.region_code, str(run_month), summary)
+        book = RecoveryBook(self, returned)
+        writer = ChunkWriter(self, policy.region_code, str(run_month), summary, book=book, actor=actor)
+        # Re-issues first: a returned net payment's re-issue meets the recoveries its return reopened before
+        # the payee's new payments do, so it pays what the returned one was to pay (docs/entitlement.md
+        # "Recoveries").
+        for chunk in chunked(reissues, PAYMENTS_PER_CHUNK):
+            writer.write(chunk)  # type: ignore[arg-type]
+            if advance:
+                advance(len(chunk))
         for chunk in chunked(entitlements, PAYMENTS_PER_CHUNK):
             dues = self._dues(chunk, accrual, causes, summary, nothing_accrued=nothing_accrued)
             writer.write(dues)  # type: ignore[arg-type]
             if advance:
                 advance(len(chunk))
-        others = itertools.chain(reissues, oneoff_dues(self, snapshot, run_month, scope))  # 补发, 临时救助, holidays
-        for chunk in chunked(others, PAYMENTS_PER_CHUNK):
+        for chunk in chunked(oneoff_dues(self, snapshot, run_month, scope), PAYMENTS_PER_CHUNK):  # 临时救助, holidays
             writer.write(chunk)  # type: ignore[arg-type]
             if advance:
                 advance(len(chunk))
@@ -222,8 +241,8 @@ class Disbursement(Application[UUID]):
             for probe, state in found_states.items():
                 pid = probes[probe]
                 data = self.payload(state)
-                # A Recovery.Due (negative adjustment) carries the balance region; Payment.Accrued does not.
-                signed = -data["amount_fen"] if "balance_region" in data else data["amount_fen"]
+                # A Recovery.Due (negative adjustment) counts no persons; a Payment.Accrued does.
+                signed = data["amount_fen"] if "persons" in data else -data["amount_fen"]
                 was = held[pid]
                 held[pid] = Accrued(was.payment_fen, True, was.adjustments_fen + signed, number)
                 next_pending[pid] = pending[pid]
@@ -324,6 +343,28 @@ class Disbursement(Application[UUID]):
             raise UnknownBatch(f"batch {batch_hex}: no such batch")
         return found
 
+    def returned_payment_ids(self) -> set[str]:
+        """Every payment (attempt) the bank returned: an offset it carried no longer counts."""
+        return {pid for batch in self.batches() for pid in batch.returned_ids()}
+
+    def recoveries(self) -> list[Recovery]:
+        """Every recovery, folded from its events (one scan of the log for Recovery topics)."""
+        found: dict[UUID, Recovery] = {}
+        mapper = self.mapper
+        for page in notification_pages(self, LOG_PAGE, topics=_RECOVERY_EVENT_TOPICS):
+            for notification in page:
+                domain_event = mapper.to_domain_event(notification)
+                found[notification.originator_id] = domain_event.mutate(found.get(notification.originator_id))
+        return list(found.values())
+
+    def recovery(self, ref: str) -> Recovery:
+        """A recovery by its id or a unique prefix of it (as `report recoveries` prints)."""
+        wanted = ref.replace("-", "").lower()
+        matches = [r for r in self.recoveries() if r.id.hex.startswith(wanted)] if wanted else []
+        if len(matches) != 1:
+            raise UnknownRecovery(f"recovery {ref!r}: {'no such recovery' if not matches else 'ambiguous prefix'}")
+        return matches[0]
+
     def payments(self, payment_ids: Iterable[str]) -> list[Payment]:
         return [self.repository.get(UUID(p)) for p in payment_ids]
 
@@ -367,6 +408,78 @@ class UnknownBatch(RuleBroken):
     """No batch has that id."""
 
 
+class UnknownRecovery(RuleBroken):
+    """No recovery has that id (or the prefix names more than one)."""
+
+
+class RecoveryBook:
+    """The recoveries a month-end may offset, per payee (ID number) and programme, as `Recovery`
+    aggregates read from the store at the run's start; the run's own chunks change them in memory and
+    keep the change only once the chunk is committed (`committed`), else read them again (`reload`)."""
+
+    def __init__(self, app: Disbursement, returned: set[str]) -> None:
+        self.app = app
+        self.returned = returned
+        self.by_payee: dict[tuple[str, str], list[Recovery]] = {}
+        for recovery in app.recoveries():
+            self._add(recovery)
+        self.touched: dict[UUID, Recovery] = {}  # changed by the chunk being written
+        self.created: list[Recovery] = []  # made by the chunk being written
+
+    def _add(self, recovery: Recovery) -> None:
+        found = self.by_payee.setdefault((recovery.id_number, recovery.programme), [])
+        found[:] = [r for r in found if r.id != recovery.id]
+        found.append(recovery)
+        found.sort(key=lambda r: (r.period, r.run_month, r.id.hex))  # the oldest period is recovered first
+
+    def add_new(self, recovery: Recovery) -> None:
+        self.created.append(recovery)
+        self._add(recovery)
+
+    def offset(self, due: PaymentDue) -> PaymentDue:
+        """The payment with the payee's open recoveries of its programme offset against it, oldest first;
+        each offset an event on its recovery (collected by `pending_events`)."""
+        recoveries = self.by_payee.get((due.id_number, due.programme))
+        if not recoveries or due.amount_fen <= 0:
+            return due
+        left = due.amount_fen
+        for recovery in recoveries:
+            if left == 0:
+                break
+            take = min(left, recovery.remaining(self.returned))
+            if take <= 0:
+                continue
+            recovery.offset(
+                payment_id=due.payment_id.hex, amount_fen=take, period=due.period.name, returned=self.returned
+            )
+            self.touched[recovery.id] = recovery
+            left -= take
+        return due if left == due.amount_fen else replace(due, offset_fen=due.amount_fen - left)
+
+    def pending_events(self) -> list[Any]:
+        """The chunk's recovery events in aggregate order: each new recovery's `Due` before its offsets."""
+        events: list[Any] = []
+        for recovery in (*self.created, *(r for r in self.touched.values() if r not in self.created)):
+            events.extend(recovery.collect_events())
+        return events
+
+    def committed(self) -> None:
+        self.touched.clear()
+        self.created.clear()
+
+    def reload(self) -> None:
+        """After a conflict: every recovery the chunk touched or made, as the store now holds it."""
+        ids = {r.id for r in self.created} | set(self.touched)
+        for recovery in self.created:
+            found = self.by_payee.get((recovery.id_number, recovery.programme), [])
+            found[:] = [r for r in found if r.id != recovery.id]
+        self.committed()
+        for rid in ids:
+            stored = self.app.find(rid)
+            if isinstance(stored, Recovery):
+                self._add(stored)
+
+
 @dataclass(frozen=True, slots=True)
 class PaymentView:
     """A payment as stored (its one `Accrued` event), for exports, results and re-issues."""
@@ -388,6 +501,13 @@ class PaymentView:
     reissue_of: str
     adjusts: str = ""  # an adjustment (补发差额): the period's payment it corrects (issue 14)
     adjustment: int = 0
+    offset_fen: int = 0  # settled by offsetting recoveries due: the bank line is `net_fen`
+    balance_region: str = ""  # a payment offset whole (no batch): the region its balances count in
+
+    @property
+    def net_fen(self) -> int:
+        """What the bank line carries (exports, batch totals, result files)."""
+        return self.amount_fen - self.offset_fen
 
     @classmethod
     def from_payload(cls, payment_id: str, data: dict[str, Any]) -> PaymentView:
@@ -409,6 +529,8 @@ class PaymentView:
             reissue_of=data.get("reissue_of", ""),
             adjusts=data.get("adjusts", ""),
             adjustment=data.get("adjustment", 0),
+            offset_fen=data.get("offset_fen", 0),
+            balance_region=data.get("balance_region", ""),
         )
 
 
@@ -434,11 +556,22 @@ class Causes:
 class ChunkWriter:
     """Writes chunks of due payments with their batch events, one transaction per chunk."""
 
-    def __init__(self, app: Disbursement, region: str, run_month: str, summary: RunSummary) -> None:
+    def __init__(
+        self,
+        app: Disbursement,
+        region: str,
+        run_month: str,
+        summary: RunSummary,
+        *,
+        book: RecoveryBook | None = None,
+        actor: str = "",
+    ) -> None:
         self.app = app
         self.region = region
         self.run_month = run_month
         self.summary = summary
+        self.book = book  # None: no offsets (re-issue-only writers, tests)
+        self.actor = actor
         self.open_batches: dict[tuple[str, str], Batch] = {}
         self.register: BatchRegister | None = None
         self.now = datetime.now(UTC)
@@ -450,28 +583,47 @@ class ChunkWriter:
         for _ in range(CHUNK_ATTEMPTS_MAX):
             if not pending:
                 return
-            stored, batches_touched, register = self._events_for(pending)
+            stored, batches_touched, register, written = self._events_for(pending)
             try:
                 bulk_insert_events(self.app.recorder, stored)
             except IntegrityError:
                 self.summary.conflicts += 1
+                if self.book is not None:
+                    self.book.reload()
                 pending = self._after_conflict(pending)
                 continue
-            self._committed(pending, batches_touched, register)
+            if self.book is not None:
+                self.book.committed()
+            self._committed(written, batches_touched, register)
             return
         raise RunConflict(f"gave up after {CHUNK_ATTEMPTS_MAX} conflicts on one chunk; run it again")
 
-    def _events_for(self, pending: Sequence[PaymentDue]) -> tuple[list[Any], list[Batch], BatchRegister | None]:
-        """Each touched batch's pending events, then the payment events, mapped for the recorder.
+    def _events_for(
+        self, pending: Sequence[PaymentDue]
+    ) -> tuple[list[Any], list[Batch], BatchRegister | None, list[PaymentDue]]:
+        """Each touched batch's pending events, then the payment events, then the recovery events, mapped
+        for the recorder; and the dues as written (with their offsets).
 
         Batch events come first in the log, so a reader folding it meets a payment's batch (and its
-        region) before the payment.
+        region) before the payment. The chunk's recoveries due are made first, so a payment later in the
+        same chunk (the same run: a back-dated change adjusts February and March, then pays April) is
+        offset against them; a recovery made in a later chunk waits for the payee's next payment.
         """
         groups: dict[tuple[str, str], list[PaymentDue]] = {}
-        recoveries: list[PaymentDue] = []
+        recoveries = [due for due in pending if due.is_recovery]
+        if self.book is not None:
+            for due in recoveries:
+                self.book.add_new(self._recovery(due))
+        written: list[PaymentDue] = list(recoveries)
+        offset_whole: list[PaymentDue] = []
         for due in pending:
             if due.is_recovery:
-                recoveries.append(due)
+                continue
+            if self.book is not None:
+                due = self.book.offset(due)
+            written.append(due)
+            if due.net_fen == 0:
+                offset_whole.append(due)  # settled whole by offset: no bank line, in no batch
             elif due.adjusts:
                 groups.setdefault((due.programme, ADJUSTMENTS), []).append(due)  # the run's 补发差额 batch
             else:
@@ -481,9 +633,10 @@ class ChunkWriter:
         touched = []
         for key, dues in groups.items():
             batch = self._open_batch(key, dues[0], register)
-            batch.add_payments([(d.payment_id.hex, d.amount_fen) for d in dues])
+            batch.add_payments([(d.payment_id.hex, d.net_fen) for d in dues])  # the bank lines: net
             touched.append(batch)
             payments.extend(self._accrued(due, batch.id) for due in dues)
+        payments.extend(self._accrued(due, None) for due in offset_whole)
         batch_events: list[Any] = []
         for batch in touched:
             batch_events.extend(batch.collect_events())
@@ -491,9 +644,12 @@ class ChunkWriter:
         mapper = self.app.mapper
         stored = [mapper.to_stored_event(e) for e in (*register_events, *batch_events)]
         stored.extend(payments)
-        for due in recoveries:
-            stored.extend(mapper.to_stored_event(e) for e in self._recovery(due).collect_events())
-        return stored, touched, register if register_events else None
+        if self.book is not None:
+            stored.extend(mapper.to_stored_event(e) for e in self.book.pending_events())
+        else:
+            for due in recoveries:
+                stored.extend(mapper.to_stored_event(e) for e in self._recovery(due).collect_events())
+        return stored, touched, register if register_events else None, written
 
     def _recovery(self, due: PaymentDue) -> Recovery:
         """A negative adjustment: a recovery due from the payee, in the policy region's balances."""
@@ -509,9 +665,10 @@ class ChunkWriter:
             adjustment=due.adjustment,
             cause=due.cause,
             run_month=self.run_month,
+            actor=self.actor,
         )
 
-    def _accrued(self, due: PaymentDue, batch: UUID) -> StoredEvent:
+    def _accrued(self, due: PaymentDue, batch: UUID | None) -> StoredEvent:
         """`Payment.Accrued` stored exactly as the application's mapper would store it.
 
         The payload is JSON primitives plus the mapper's own encoding of the timestamp, so the
@@ -526,10 +683,11 @@ class ChunkWriter:
             f'"id_number":"{due.id_number}","programme":"{due.programme}","period":"{due.period.name}",'
             f'"name":{json_string(due.name)},"region":"{due.region}","amount_fen":{due.amount_fen},'
             f'"persons":{due.persons},"due_date":"{due.due_date.isoformat()}",'
-            f'"late":{"true" if due.late else "false"},"batch_id":"{batch.hex}",'
+            f'"late":{"true" if due.late else "false"},"batch_id":"{batch.hex if batch else ""}",'
             f'"bank_code":"{due.bank_code}","account":"{due.account}","run_month":"{self.run_month}",'
             f'"reissue_of":"{due.reissue_of}","monthly":{"true" if due.monthly else "false"},'
-            f'"adjusts":"{due.adjusts}","adjustment":{due.adjustment},"cause":{json_string(due.cause)}}}'
+            f'"adjusts":"{due.adjusts}","adjustment":{due.adjustment},"cause":{json_string(due.cause)},'
+            f'"offset_fen":{due.offset_fen},"balance_region":"{"" if batch else self.region}"}}'
         ).encode()
         mapper = self.app.mapper
         if mapper.compressor:
@@ -590,6 +748,10 @@ class ChunkWriter:
             elif due.adjusts:
                 self.summary.adjustments += 1
                 self.summary.adjusted_fen += due.amount_fen
+            if due.offset_fen:
+                self.summary.offsets += 1
+                self.summary.offset_fen += due.offset_fen
+                self.summary.offset_whole += due.net_fen == 0
 
     def _after_conflict(self, pending: Sequence[PaymentDue]) -> list[PaymentDue]:
         """Drop payments another writer stored, forget cached aggregates, and try the rest again."""

@@ -150,7 +150,7 @@ def payment_rows(header: BatchHeader, batch: Batch, views: dict[str, PaymentView
                 name=batch.payee_name(pid, view.name),
                 account=view.account,
                 bank_code=view.bank_code,
-                amount_fen=view.amount_fen,
+                amount_fen=view.net_fen,  # the bank line: less what was settled by offset (recoveries)
                 region=view.region,
                 persons=view.persons,
                 remark=remark,
@@ -512,10 +512,10 @@ def _check_against_ledger(
         if view is None:
             errors.append(f"{result.source}: unknown payment {result.payment_id}")
             continue
-        if result.amount_fen is not None and result.amount_fen != view.amount_fen:
+        if result.amount_fen is not None and result.amount_fen != view.net_fen:
             errors.append(
                 f"{result.source}: payment {result.payment_id} amount {result.amount_fen} fen disagrees with the "
-                f"ledger's {view.amount_fen} fen"
+                f"ledger's {view.net_fen} fen"
             )
         if original_message and not original_message.startswith(f"YKT{view.batch_id[:28]}"):
             errors.append(

@@ -223,7 +223,8 @@ def _entry_payment(pid: str, data: dict[str, Any]) -> dict[str, Any]:
 def _batch_entries(disbursement: Any, payments: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     by_batch: dict[str, list[str]] = {}
     for pid, data in payments.items():
-        by_batch.setdefault(data["batch_id"], []).append(pid)
+        if data["batch_id"]:  # "" : settled whole by offset, in no batch (docs/entitlement.md "Recoveries")
+            by_batch.setdefault(data["batch_id"], []).append(pid)
     entries: list[dict[str, Any]] = []
     bank_files: set[str] = set()
     for batch_hex, pids in by_batch.items():

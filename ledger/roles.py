@@ -5,8 +5,9 @@ ledger: `require_account(identity, action)` before a command runs. The rights, e
 error named after its rule:
 - every enabled account may run the read-only commands (`READ_ONLY`) and change its own password;
 - `AuditorIsReadOnly`: an auditor (审计) runs nothing else;
-- `OnlyCheckersApprove`: approving or submitting a batch, approving a bank profile or large aid
-  (`CHECKER_ACTIONS`) needs the checker (复核/审批); maker-checker still refuses approving one's own export;
+- `OnlyCheckersApprove`: approving or submitting a batch, approving a bank profile or large aid, writing
+  off a recovery (`CHECKER_ACTIONS`) needs the checker (复核/审批); maker-checker still refuses approving
+  one's own export, and writing off a recovery one's own month-end made or one collected on;
 - `OnlyAdminsAdminister`: accounts, the policy, `init` and the database's roles (`ADMIN_ACTIONS`) need
   the admin (管理员). An admin holds no clerk or checker rights (separation of duties: whoever creates
   accounts does not also record payments or approve them; an office that must combine them gives one
@@ -84,6 +85,7 @@ READ_ONLY = frozenset(
         "report summary",
         "report on-time",
         "report chart",
+        "report recoveries",
         "audit verify",
         "audit history",
         "audit anomalies",
@@ -93,7 +95,8 @@ READ_ONLY = frozenset(
         "aid list",
     }
 )
-APPROVER_ACTIONS = frozenset({"batch approve", "batch submit", "profile approve", "aid approve"})
+# A write-off of a recovery (issue 14) is a checker's, like an approval; `recovery collect` is a clerk's.
+APPROVER_ACTIONS = frozenset({"batch approve", "batch submit", "profile approve", "aid approve", "recovery write-off"})
 CHECKER_ACTIONS = APPROVER_ACTIONS | {"profile approve", "aid approve"}
 ADMIN_ACTIONS = frozenset(
     {

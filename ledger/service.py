@@ -34,7 +34,7 @@ from domain.oneoffs import GrantRecord, aid_payment_id
 from domain.periods import Month
 from domain.policy import Policy, PolicyRejected, repriced_periods
 from domain.regions import region_contains
-from ledger import accounts, exports, sessions
+from ledger import accounts, exports, recoveries, sessions
 from ledger import profiles as profile_book
 from ledger.accounts import AccountView
 from ledger.anchors import Anchor, SigningKeyStatus, init_signing_key, read_anchor, verify_against, write_anchor
@@ -140,6 +140,8 @@ class MonthEndResult:
             "adjusted_fen": s.adjusted_fen,
             "recoveries": s.recoveries,
             "recovery_due_fen": s.recovery_due_fen,
+            "offsets": s.offsets,
+            "offset_fen": s.offset_fen,
             "month_end_s": round(self.month_end_s, 3),
             "seal_s": round(self.seal_s, 3),
             "projections_s": round(self.projections_s, 3),
@@ -393,6 +395,21 @@ class LedgerService:
     def import_bank_file(self, path: Path, *, actor: str, profile: str = "generic") -> ImportOutcome:
         """A bank's result file, applied whole or not at all, then sealed (ledger.exports)."""
         return exports.import_bank_file(self.disbursement, path, actor=actor, profile=profile)
+
+    # --- recoveries (ledger.recoveries: 多发追回 not offset, collected or written off) ------------------
+
+    def recoveries(self, *, open_only: bool = True) -> list[recoveries.RecoveryView]:
+        return recoveries.recovery_views(self.disbursement, open_only=open_only)
+
+    @sealed
+    def collect_recovery(self, ref: str, *, amount_fen: int, reason: str, actor: str) -> recoveries.RecoveryView:
+        return recoveries.collect(
+            self.disbursement, ref, amount_fen=amount_fen, reason=normalised_reason(reason), actor=actor
+        )
+
+    @sealed
+    def write_off_recovery(self, ref: str, *, reason: str, actor: str) -> recoveries.RecoveryView:
+        return recoveries.write_off(self.disbursement, ref, reason=normalised_reason(reason), actor=actor)
 
     # --- bank profiles (ledger.profiles: in the disbursement log, under maker-checker) ------------------
 

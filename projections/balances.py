@@ -19,6 +19,13 @@ obligation to pay, exported, paid or returned like a payment, but no new payee (
 unchanged). A negative one (`Recovery.Due`) is owed back by the payee: `recovery_due_fen` is what remains
 to recover, `recovered_fen` what was recovered (by offset or collected) and `written_off_fen` what was
 written off, each counted for the period the recovery comes from.
+
+Offsets (docs/entitlement.md "Recoveries"): a payment may be settled in part or whole by offsetting a
+recovery due from its payee (`offset_fen` of `Payment.Accrued`, one `Recovery.Offset` per recovery). Its
+bank line is the net amount, which is what `exported_fen`, `paid_fen` and `returned_fen` count when the
+bank file is exported, paid or returned; the offset counts at once as paid for the period it was paid
+into and as recovered for the period the recovery comes from. A bank return of the net payment undoes
+its offsets: paid and recovered fall back, and the recovery is due again.
 """
 
 from __future__ import annotations
@@ -85,10 +92,14 @@ class BalanceRow:
 @dataclass(slots=True)
 class _Obligation:
     key: tuple[str, str, str]
-    amount_fen: int
+    amount_fen: int  # the first attempt's bank line (net of offsets)
     exported: bool = False
     paid: bool = False
     returned: bool = False
+    returned_fen: int = 0  # the bank line counted as returned
+
+
+Key = tuple[str, str, str]
 
 
 @dataclass(slots=True)
@@ -99,22 +110,30 @@ class BalanceFold:
     obligations: dict[str, _Obligation] = field(default_factory=dict)  # payment id (attempt) → obligation
     batch_region: dict[str, str] = field(default_factory=dict)
     batch_members: dict[str, list[str]] = field(default_factory=dict)
+    net: dict[str, int] = field(default_factory=dict)  # payment id (attempt) → its bank line
+    recoveries: dict[str, Key] = field(default_factory=dict)  # recovery id → the period it comes from
+    # payment id (attempt) → its offsets: (the recovery's period, the period paid into, fen)
+    offsets: dict[str, list[tuple[Key, Key, int]]] = field(default_factory=dict)
 
     def apply(self, topic: str, originator_hex: str, data: dict[str, Any]) -> None:
         name = topic.rsplit(".", 1)[-1]
         if topic.endswith("Payment.Accrued"):
             self._accrued(originator_hex, data)
         elif topic.endswith("Recovery.Due"):
-            self._recovery_due(data)
+            self._recovery_due(originator_hex, data)
+        elif ":Recovery." in topic:
+            self._recovery_event(name, originator_hex, data)
         elif ":Batch." in topic:
             self._batch_event(name, originator_hex, data)
 
     def _accrued(self, payment: str, data: dict[str, Any]) -> None:
         original = data.get("reissue_of", "")
+        self.net[payment] = data["amount_fen"] - data.get("offset_fen", 0)
         if original:
             self.obligations[payment] = self.obligations[original]
             return
-        key = (self.batch_region.get(data["batch_id"], data["region"]), data["programme"], data["period"])
+        region = self.batch_region.get(data["batch_id"]) or data.get("balance_region") or data["region"]
+        key = (region, data["programme"], data["period"])
         row = self.balances.get(key)
         if row is None:
             row = self.balances[key] = BalanceRow(*key)
@@ -124,16 +143,36 @@ class BalanceFold:
             row.households += 1
             row.persons += data["persons"]
         row.accrued_fen += data["amount_fen"]
-        self.obligations[payment] = _Obligation(key, data["amount_fen"])
+        self.obligations[payment] = _Obligation(key, self.net[payment])
 
-    def _recovery_due(self, data: dict[str, Any]) -> None:
-        key = (data["balance_region"], data["programme"], data["period"])
+    def _row(self, key: Key) -> BalanceRow:
         row = self.balances.get(key)
         if row is None:
             row = self.balances[key] = BalanceRow(*key)
+        return row
+
+    def _recovery_due(self, recovery: str, data: dict[str, Any]) -> None:
+        key = (data["balance_region"], data["programme"], data["period"])
+        self.recoveries[recovery] = key
+        row = self._row(key)
         row.accrued_fen -= data["amount_fen"]
         row.adjusted_fen -= data["amount_fen"]
         row.recovery_due_fen += data["amount_fen"]
+
+    def _recovery_event(self, name: str, recovery: str, data: dict[str, Any]) -> None:
+        source = self.recoveries[recovery]
+        row = self._row(source)
+        fen = data["amount_fen"]
+        row.recovery_due_fen -= fen
+        if name == "Offset":
+            target = (source[0], source[1], data["period"])
+            row.recovered_fen += fen
+            self._row(target).paid_fen += fen  # settled by offset: paid for the period it was paid into
+            self.offsets.setdefault(data["payment_id"], []).append((source, target, fen))
+        elif name == "Collected":
+            row.recovered_fen += fen
+        elif name == "WrittenOff":
+            row.written_off_fen += fen
 
     def _batch_event(self, name: str, batch: str, data: dict[str, Any]) -> None:
         if name == "Drafted":
@@ -146,7 +185,7 @@ class BalanceFold:
                 obligation = self.obligations.get(payment)
                 if obligation is not None and not obligation.exported:
                     obligation.exported = True
-                    self.balances[obligation.key].exported_fen += obligation.amount_fen
+                    self.balances[obligation.key].exported_fen += self.net[payment]
         elif name == "ResultsRecorded":
             for payment, status, _reason, _settled in data["results"]:
                 self._result(payment, status)
@@ -154,15 +193,22 @@ class BalanceFold:
     def _result(self, payment: str, status: str) -> None:
         obligation = self.obligations[payment]
         row = self.balances[obligation.key]
+        if status == "returned":
+            # The net payment came back: its offsets no longer count, the recoveries are due again.
+            for source, target, fen in self.offsets.pop(payment, ()):
+                self._row(target).paid_fen -= fen
+                self._row(source).recovered_fen -= fen
+                self._row(source).recovery_due_fen += fen
         if status == "paid" and not obligation.paid:
             obligation.paid = True
-            row.paid_fen += obligation.amount_fen
+            row.paid_fen += self.net[payment]
             if obligation.returned:
                 obligation.returned = False
-                row.returned_fen -= obligation.amount_fen
+                row.returned_fen -= obligation.returned_fen
         elif status == "returned" and not obligation.paid and not obligation.returned:
             obligation.returned = True
-            row.returned_fen += obligation.amount_fen
+            obligation.returned_fen = self.net[payment]
+            row.returned_fen += self.net[payment]
 
     def rows(
         self,

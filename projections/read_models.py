@@ -146,6 +146,29 @@ batches = Table(
     Column("settled_on", Date, nullable=True),  # as Batch.settled_on: the latest date the bank gave
 )
 
+# Recoveries (issue 14 item 3, projections.balances): each recovery's balance key, and each offset with
+# the payment that carries it, so that a bank return of that payment undoes the offset.
+recoveries = Table(
+    "rm_recoveries",
+    METADATA,
+    Column("recovery_id", String(32), primary_key=True),
+    Column("region", String(12), nullable=False),
+    Column("programme", String(64), nullable=False),
+    Column("period", String(7), nullable=False),  # the period the recovery comes from
+    Column("amount_fen", BigInteger, nullable=False),
+)
+
+offsets = Table(
+    "rm_offsets",
+    METADATA,
+    Column("offset_id", String(65), primary_key=True),  # recovery id "." payment id
+    Column("recovery_id", String(32), nullable=False),
+    Column("attempt_id", String(32), nullable=False, index=True),  # the payment that carries it
+    Column("target_period", String(7), nullable=False),  # the period it was paid into
+    Column("amount_fen", BigInteger, nullable=False),
+    Column("undone", Boolean, nullable=False),  # the payment came back returned
+)
+
 tracking = Table(
     "rm_tracking",
     METADATA,
@@ -154,7 +177,7 @@ tracking = Table(
     Column("position", BigInteger, nullable=False),
 )
 
-READ_MODEL_TABLES = (balances, payments, batches, tracking)
+READ_MODEL_TABLES = (balances, payments, batches, recoveries, offsets, tracking)
 
 
 # --- reaching the database -------------------------------------------------------------------------
@@ -250,7 +273,7 @@ def create_read_models(conn: Connection, *, payment_indexes: bool = True) -> Non
     `payment_indexes=False` (a rebuild) leaves rm_payments' indexes to `create_payment_indexes`.
     """
     _serialise_ddl(conn)
-    METADATA.create_all(conn, tables=[balances, batches, tracking], checkfirst=True)
+    METADATA.create_all(conn, tables=[balances, batches, recoveries, offsets, tracking], checkfirst=True)
     if not inspect(conn).has_table(payments.name, schema=_reflection_schema(conn)):
         conn.execute(CreateTable(payments))
     if payment_indexes:
@@ -297,6 +320,8 @@ def read_models_current(conn: Connection) -> bool:
     schema = _reflection_schema(conn)
     if not inspect(conn).has_table(balances.name, schema=schema):
         return True
+    if not inspect(conn).has_table(offsets.name, schema=schema):
+        return False  # built before recoveries were offset (issue 14 item 3)
     columns = {c["name"] for c in inspect(conn).get_columns(balances.name, schema=schema)}
     return all(column.name in columns for column in balances.columns)
 

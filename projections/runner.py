@@ -51,12 +51,14 @@ from projections.read_models import (
     drop_payment_indexes,
     drop_read_models,
     events_table_exists,
+    offsets,
     open_engine,
     payment_indexes_exist,
     payments,
     read_models_current,
     read_models_exist,
     reading,
+    recoveries,
     schema_of,
     tracked_position,
     tracking,
@@ -73,6 +75,7 @@ FOLLOW_POLL_S = 1.0  # follow mode looks at the log at least this often
 ACCRUED_TOPIC = "domain.disbursement:Payment.Accrued"
 _BATCH_TOPIC = "domain.disbursement:Batch."
 RECOVERY_DUE_TOPIC = "domain.disbursement:Recovery.Due"
+_RECOVERY_TOPIC = "domain.disbursement:Recovery."
 DRAFTED, APPROVED, SUBMITTED, SETTLED = "drafted", "approved", "submitted", "settled"
 
 Plaintext = Callable[[bytes], bytes]
@@ -321,7 +324,9 @@ def apply_page(
         elif topic.startswith(_BATCH_TOPIC):
             page.batch_event(topic[len(_BATCH_TOPIC) :], originator, json.loads(state))
         elif topic == RECOVERY_DUE_TOPIC:
-            page.recovery_due(json.loads(state))
+            page.recovery_due(originator, json.loads(state))
+        elif topic.startswith(_RECOVERY_TOPIC):
+            page.recovery_event(topic[len(_RECOVERY_TOPIC) :], originator, json.loads(state))
     page.finish()
     return page
 
@@ -372,12 +377,14 @@ _ACCRUED = re.compile(
     r'"amount_fen":(-?\d+),"persons":(\d+),"due_date":"([^"\\]*)","late":(true|false),'
     r'"batch_id":"([0-9a-f]*)","bank_code":"[^"\\]*","account":"[^"\\]*","run_month":"([^"\\]*)",'
     r'"reissue_of":"([0-9a-f]*)"'
-    r'(?:,"monthly":(?:true|false),"adjusts":"([0-9a-f]*)","adjustment":\d+,"cause":"[^"\\]*(?:\\.[^"\\]*)*")?\}$',
+    r'(?:,"monthly":(?:true|false),"adjusts":"([0-9a-f]*)","adjustment":\d+,"cause":"[^"\\]*(?:\\.[^"\\]*)*"'
+    r'(?:,"offset_fen":(\d+),"balance_region":"([^"\\]*)")?)?\}$',
     re.S,
 )
 
-AccruedFields = tuple[str, str, str, int, int, str, bool, str, str, str, str]
-# programme, period, county, amount_fen, persons, due_date, late, batch_id, run_month, reissue_of, adjusts
+AccruedFields = tuple[str, str, str, int, int, str, bool, str, str, str, str, int, str]
+# programme, period, county, amount_fen, persons, due_date, late, batch_id, run_month, reissue_of, adjusts,
+# offset_fen, balance_region (a payment settled whole by offset, in no batch)
 
 
 def accrued_fields(state: bytes) -> AccruedFields:
@@ -385,7 +392,10 @@ def accrued_fields(state: bytes) -> AccruedFields:
     m = _ACCRUED.search(payload)
     if m is not None:
         g = m.groups()
-        return (g[0], g[1], g[2], int(g[3]), int(g[4]), g[5], g[6] == "true", g[7], g[8], g[9], g[10] or "")
+        return (
+            g[0], g[1], g[2], int(g[3]), int(g[4]), g[5], g[6] == "true", g[7], g[8], g[9], g[10] or "",
+            int(g[11] or 0), g[12] or "",
+        )  # fmt: skip
     data = json.loads(payload)
     return (
         data["programme"],
@@ -399,6 +409,8 @@ def accrued_fields(state: bytes) -> AccruedFields:
         data["run_month"],
         data.get("reissue_of", ""),
         data.get("adjusts", ""),
+        data.get("offset_fen", 0),
+        data.get("balance_region", ""),
     )
 
 
@@ -468,15 +480,19 @@ class Page:
         self.new_batches: dict[str, dict[str, Any]] = {}
         self.batch_growth: dict[str, list[int]] = {}
         self.deltas: dict[Key, list[int]] = {}
+        self.recovery_keys: dict[str, Key] = {}  # recoveries met or looked up in this page
+        self.new_recoveries: list[dict[str, Any]] = []
+        self.new_offsets: list[dict[str, Any]] = []
 
     # accruals ---------------------------------------------------------------------------------------
 
     def accrued(self, payment: str, f: AccruedFields) -> None:
-        programme, period, county, amount_fen, persons, due_date, late, batch, run_month, reissue_of, adjusts = f
+        programme, period, county, amount_fen, persons, due_date, late, batch, run_month, reissue_of, adjusts = f[:11]
         if reissue_of:
             self.reissues.append((payment, f))  # its obligation is looked up in bulk at the flush
             return
-        region = self.drafted_regions.get(batch) or self.batch_regions.get(batch) or county
+        net = amount_fen - f[11]  # the bank line; the offset counts with its Recovery.Offset event
+        region = self.drafted_regions.get(batch) or self.batch_regions.get(batch) or f[12] or county
         key = (region, programme, period)
         delta = self.deltas.get(key)
         if delta is None:
@@ -487,18 +503,73 @@ class Page:
             delta[H] += 1
             delta[P] += persons
         delta[ACC] += amount_fen
-        self.known[payment] = (payment, region, programme, period, amount_fen)
+        self.known[payment] = (payment, region, programme, period, net)
         self.rows.append(
-            (payment, payment, "", batch, programme, period, region, county, amount_fen, persons, due_date, late,
+            (payment, payment, "", batch, programme, period, region, county, net, persons, due_date, late,
              run_month, ACCRUED, "", None)
         )  # fmt: skip
 
-    def recovery_due(self, data: dict[str, Any]) -> None:
+    def recovery_due(self, recovery: str, data: dict[str, Any]) -> None:
         """A negative adjustment (多发追回): less due for the period, and as much to recover."""
-        delta = self._delta((data["balance_region"], data["programme"], data["period"]))
+        key = (data["balance_region"], data["programme"], data["period"])
+        self.recovery_keys[recovery] = key
+        self.new_recoveries.append(
+            {"recovery_id": recovery, "region": key[0], "programme": key[1], "period": key[2],
+             "amount_fen": data["amount_fen"]}
+        )  # fmt: skip
+        delta = self._delta(key)
         delta[ACC] -= data["amount_fen"]
         delta[ADJ] -= data["amount_fen"]
         delta[DUE] += data["amount_fen"]
+
+    def recovery_event(self, name: str, recovery: str, data: dict[str, Any]) -> None:
+        """An offset, collection or write-off of a recovery (projections.balances, the same rules)."""
+        source = self._recovery_key(recovery)
+        fen = data["amount_fen"]
+        delta = self._delta(source)
+        delta[DUE] -= fen
+        if name == "Offset":
+            delta[REC] += fen
+            self._delta((source[0], source[1], data["period"]))[PAY] += fen
+            self.new_offsets.append(
+                {"offset_id": f"{recovery}.{data['payment_id']}", "recovery_id": recovery,
+                 "attempt_id": data["payment_id"], "target_period": data["period"], "amount_fen": fen,
+                 "undone": False}
+            )  # fmt: skip
+        elif name == "Collected":
+            delta[REC] += fen
+        elif name == "WrittenOff":
+            delta[OFF] += fen
+
+    def _recovery_key(self, recovery: str) -> Key:
+        key = self.recovery_keys.get(recovery)
+        if key is None:
+            query = select(recoveries.c.region, recoveries.c.programme, recoveries.c.period).where(
+                recoveries.c.recovery_id == recovery
+            )
+            row = self.conn.execute(query).first()
+            if row is None:
+                raise ReadModelsOutOfStep(f"recovery {recovery} changes before it was ever due")
+            key = self.recovery_keys[recovery] = (row[0], row[1], row[2])
+        return key
+
+    def _undo_offsets(self, returned: Sequence[str]) -> None:
+        """Payments the bank returned: the offsets they carried no longer count (projections.balances)."""
+        found = []
+        for chunk in _chunks(sorted(set(returned))):
+            query = select(offsets.c.offset_id, offsets.c.recovery_id, offsets.c.target_period, offsets.c.amount_fen)
+            found.extend(self.conn.execute(query.where(offsets.c.attempt_id.in_(chunk), offsets.c.undone.is_(False))))
+        for _offset_id, recovery, target_period, fen in found:
+            source = self._recovery_key(recovery)
+            self._delta((source[0], source[1], target_period))[PAY] -= fen
+            delta = self._delta(source)
+            delta[REC] -= fen
+            delta[DUE] += fen
+        if found:
+            self.conn.execute(
+                update(offsets).where(offsets.c.offset_id == bindparam("o")).values(undone=True),
+                [{"o": row[0]} for row in found],
+            )
 
     def _resolve_reissues(self) -> None:
         """A re-issue joins its original's obligation (and balance key); it adds nothing to the balances."""
@@ -520,13 +591,13 @@ class Page:
             for pid, obligation, region, programme, period, amount in self.conn.execute(query):
                 found[pid] = (obligation, region, programme, period, amount)
         for payment, f in self.reissues:
-            programme, period, county, amount_fen, persons, due_date, late, batch, run_month, original, _ = f
+            programme, period, county, amount_fen, persons, due_date, late, batch, run_month, original, _ = f[:11]
             info = self.known.get(original) or found.get(original)
             if info is None:
                 raise ReadModelsOutOfStep(f"payment {payment} re-issues {original}, which was never accrued")
             self.known[payment] = info
             self.rows.append(
-                (payment, info[0], original, batch, programme, period, info[1], county, amount_fen, persons,
+                (payment, info[0], original, batch, programme, period, info[1], county, amount_fen - f[11], persons,
                  due_date, late, run_month, ACCRUED, "", None)
             )  # fmt: skip
         self.reissues = []
@@ -605,13 +676,20 @@ class Page:
         """The bank's answer per payment, applied to attempts, obligations (balances) and the batch."""
         self._lookups_ready()
         owners: dict[str, tuple[str, str]] = {}  # payment → (obligation, status before)
+        nets: dict[str, int] = {}  # payment → its bank line
         for chunk in _chunks(sorted({r[0] for r in results})):
-            query = select(payments.c.payment_id, payments.c.obligation_id, payments.c.status).where(
-                payments.c.payment_id.in_(chunk)
-            )
-            for pid, obligation, status in self.conn.execute(query):
+            query = select(
+                payments.c.payment_id, payments.c.obligation_id, payments.c.status, payments.c.amount_fen
+            ).where(payments.c.payment_id.in_(chunk))
+            for pid, obligation, status, net in self.conn.execute(query):
                 owners[pid] = (obligation, status)
+                nets[pid] = net
         obligations = self._obligations({o for o, _ in owners.values()})
+        returned_now = [
+            r[0] for r in results if r[1] == RETURNED and owners.get(r[0], ("", ""))[1] in (ACCRUED, EXPORTED)
+        ]
+        if returned_now:
+            self._undo_offsets(returned_now)
         changes = []
         new_results = paid = returned = 0
         latest: date | None = None
@@ -619,7 +697,7 @@ class Page:
             if payment not in owners:
                 raise ReadModelsOutOfStep(f"batch {batch} has a bank result for payment {payment}, never accrued")
             obligation_id, before = owners[payment]
-            self._result(obligations[obligation_id], status)
+            self._result(obligations[obligation_id], status, nets[payment])
             if before in (ACCRUED, EXPORTED):
                 new_results += 1
                 paid += status == PAID
@@ -639,12 +717,14 @@ class Page:
             )
         self._settle_batch(batch, new_results, paid, returned, latest)
 
-    def _result(self, obligation: _Obligation, status: str) -> None:
-        """The reference fold's rule (projections.balances.BalanceFold._result), on one obligation."""
+    def _result(self, obligation: _Obligation, status: str, net: int) -> None:
+        """The reference fold's rule (projections.balances.BalanceFold._result), on one obligation: the
+        attempt's bank line is paid; what is returned is the first attempt's (only a returned attempt is
+        re-issued)."""
         delta = self._delta(obligation.key)
         if status == PAID and not obligation.paid:
             obligation.paid = True
-            delta[PAY] += obligation.amount_fen
+            delta[PAY] += net
             if obligation.returned:
                 obligation.returned = False
                 delta[RET] -= obligation.amount_fen
@@ -743,6 +823,12 @@ class Page:
         if self.new_batches:
             self.conn.execute(batches.insert(), list(self.new_batches.values()))
             self.new_batches = {}
+        if self.new_recoveries:
+            self.conn.execute(recoveries.insert(), self.new_recoveries)
+            self.new_recoveries = []
+        if self.new_offsets:
+            self.conn.execute(offsets.insert(), self.new_offsets)
+            self.new_offsets = []
         if self.batch_growth:
             self.conn.execute(
                 update(batches)

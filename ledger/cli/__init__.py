@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from ledger.cli import admin, aid, audit, bank, batches, profiles, reports, users
+from ledger.cli import admin, aid, audit, bank, batches, profiles, recoveries, reports, users
 from ledger.cli import ledger as day_to_day
 from ledger.cli.context import Context
 from ledger.cli.errors import RefusingGroup, refusals
@@ -58,6 +58,7 @@ main.add_command(batches.batch)
 main.add_command(bank.bank)
 main.add_command(profiles.profile)
 main.add_command(reports.report)
+main.add_command(recoveries.recovery)
 main.add_command(audit.audit)
 main.add_command(admin.db_group)
 main.add_command(admin.projections_group)

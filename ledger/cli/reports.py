@@ -22,6 +22,7 @@ from ledger.cli.output import Grid, Shown, render
 BALANCE_HEADINGS = ("区划", "项目", "期间", "户", "人", "应发", "已导出", "已到账", "退回", "未到账")
 BALANCE_AMOUNTS = ("accrued_fen", "exported_fen", "paid_fen", "returned_fen", "outstanding_fen")
 DEADLINE_HEADINGS = ("批次", "项目", "期间", "笔数", "到账期限", "最迟报送日", "状态", "跨年")
+RECOVERY_HEADINGS = ("追回", "身份证号", "姓名", "项目", "期间", "区划", "应追回", "已追回", "已核销", "待追回", "月结")
 SUMMARY_HEADINGS = ("项目", "名称", "标准", "户", "人", "发放(万元)")
 ON_TIME_HEADINGS = ("项目", "区划", "月", "应发", "按时", "按时发放率", "累计", "累计按时", "累计按时发放率")
 
@@ -77,6 +78,30 @@ def _moment(text: str) -> datetime:
     except ValueError:
         raise RuleBroken(f"--as-of {text!r}: not an ISO 8601 date or time") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@report.command("recoveries")
+@click.option("--all", "show_all", is_flag=True, help="also recoveries with nothing remaining")
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+def report_recoveries(c: Context, show_all: bool, as_json: bool) -> None:
+    """Recoveries due (多发追回) with what remains after offsets, collections and write-offs: what the
+    office still has to collect (`recovery collect`) or have written off (`recovery write-off`)."""
+    rows = [v.as_json() for v in c.service().recoveries(open_only=not show_all)]
+    table = Grid(
+        RECOVERY_HEADINGS,
+        [_recovery_cells(r) for r in rows],
+        right=frozenset({"应追回", "已追回", "已核销", "待追回"}),
+    )
+    render([table], as_json=as_json, data=rows)
+
+
+def _recovery_cells(r: dict[str, Any]) -> tuple[str, ...]:
+    return (
+        r["id"][:12], r["id_number"], r["name"], r["programme"], r["period"], r["region"],
+        format_yuan(r["due_fen"]), format_yuan(r["recovered_fen"]), format_yuan(r["written_off_fen"]),
+        format_yuan(r["remaining_fen"]), r["since"],
+    )  # fmt: skip
 
 
 @report.command("deadlines")

@@ -148,7 +148,13 @@ def new_ledger(url: str) -> None:
 OFFICE_PASSWORDS = Path(tempfile.mkdtemp(prefix="yikatong-office-"))
 OFFICE_FILES = {name: password_file(OFFICE_PASSWORDS, name) for name in ("admin", "clerk", "checker")}
 ADMIN_COMMANDS = (("policy", "load"), ("audit", "anchor"), ("user",), ("db",))
-CHECKER_COMMANDS = (("batch", "approve"), ("batch", "submit"), ("profile", "approve"), ("aid", "approve"))
+CHECKER_COMMANDS = (
+    ("batch", "approve"),
+    ("batch", "submit"),
+    ("profile", "approve"),
+    ("aid", "approve"),
+    ("recovery", "write-off"),
+)
 
 
 def office_account(args: tuple[str, ...]) -> str:

@@ -292,10 +292,17 @@ def test_the_accrued_shortcut_reads_what_json_reads(name: str) -> None:
         "run_month": "2017-01",
         "reissue_of": "",
     }
-    expected = ("urban_dibao", "2017-01", "150902", 81000, 2, "2017-01-10", False, "ab" * 16, "2017-01", "", "")
+    expected = ("urban_dibao", "2017-01", "150902", 81000, 2, "2017-01-10", False, "ab" * 16, "2017-01", "", "", 0, "")
     # An adjustment of this release (issue 14) carries four more fields; its cause is free text like a name.
     adjustment = {**payload, "monthly": True, "adjusts": "cd" * 16, "adjustment": 2, "cause": name}
-    for fields, wanted in ((payload, expected), (adjustment, (*expected[:-1], "cd" * 16))):
+    # A payment settled in part or whole by offsetting recoveries carries two more (issue 14 item 3).
+    offset = {**adjustment, "adjusts": "", "batch_id": "", "offset_fen": 81000, "balance_region": "150900"}
+    cases = (
+        (payload, expected),
+        (adjustment, (*expected[:10], "cd" * 16, 0, "")),
+        (offset, (*expected[:7], "", "2017-01", "", "", 81000, "150900")),
+    )
+    for fields, wanted in cases:
         for ensure_ascii in (False, True):
             state = json.dumps(fields, ensure_ascii=ensure_ascii, separators=(",", ":")).encode()
             assert runner._ACCRUED.search(state.decode()) is not None
@@ -309,3 +316,44 @@ def test_a_ledger_without_events_catches_up_to_nothing(db: Database, policy_text
     ledger(db, policy_text)
     assert catch_up(db).events == _last_position(db) == 0
     assert balances_rows(db) == []
+
+
+def test_balances_equal_the_fold_with_offsets_collections_and_write_offs(db: Database, policy_text: str) -> None:
+    """Issue 14 item 3: recoveries offset (in part and whole), collected and written off, caught up page
+    by page and rebuilt, equal the reference fold; `--as-of` before them still answers what was believed."""
+    from ledger import recoveries
+    from ledger.disbursement import ChunkWriter, RecoveryBook, RunSummary
+    from tests.helpers.recoveries import REGION, due, recoveries_due
+
+    _, disbursement = ledger(db, policy_text)
+    ChunkWriter(disbursement, REGION, "2017-04", RunSummary("2017-04", REGION)).write(
+        recoveries_due("2017-02", "2017-03")
+    )
+    catch_up(db)
+    before = datetime.now(UTC)
+    writer = ChunkWriter(
+        disbursement, REGION, "2017-05", RunSummary("2017-05", REGION), book=RecoveryBook(disbursement, set())
+    )
+    writer.write([due("2017-04", 15000)])  # offset whole: no bank line
+    writer.write([due("2017-05", 61000)])  # 250.00 more, in part
+    ChunkWriter(disbursement, REGION, "2017-06", RunSummary("2017-06", REGION)).write(recoveries_due("2017-01"))
+    by_id = {r.period: r.id.hex for r in disbursement.recoveries()}
+    recoveries.collect(disbursement, by_id["2017-01"], amount_fen=5000, reason="收据", actor="clerk")
+    recoveries.write_off(disbursement, by_id["2017-01"], reason="核销", actor="checker")
+    rows = {r["period"]: r for r in _fold(disbursement)}
+    assert {p: (r["accrued_fen"], r["paid_fen"], r["recovery_due_fen"], r["recovered_fen"], r["written_off_fen"])
+            for p, r in rows.items()} == {
+        "2017-01": (-20000, 0, 0, 5000, 15000),
+        "2017-02": (-20000, 0, 0, 20000, 0),
+        "2017-03": (-20000, 0, 0, 20000, 0),
+        "2017-04": (15000, 15000, 0, 0, 0),
+        "2017-05": (61000, 25000, 0, 0, 0),
+    }  # fmt: skip
+    assert balances_rows(db) == _fold(disbursement)
+    stepwise = snapshot(db)
+    rebuild(db)
+    assert snapshot(db) == stepwise
+    believed = [
+        (r["period"], r["recovery_due_fen"], r["recovered_fen"]) for r in disbursement.balances(as_of=before).rows()
+    ]
+    assert believed == [("2017-02", 20000, 0), ("2017-03", 20000, 0)]
