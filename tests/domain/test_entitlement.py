@@ -16,7 +16,7 @@ import pytest
 from domain.disbursement import Accrual, Accrued, PolicyChanges, adjustment_id, payment_id
 from domain.periods import Month, Period
 from domain.policy import HouseholdFacts, Policy, parse_policy
-from tests.domain.test_accrual import LI, POLICY, SINGLE, WANG, Registry
+from tests.helpers.persons import LI, POLICY, SINGLE, WANG, Registry
 
 ZHAO = "152601194501011234"  # a 三民 payee
 URBAN = HouseholdFacts(members=2, monthly_income_fen=30000, special_members=0)
