@@ -170,6 +170,10 @@ def test_round_trip_paid_and_returned_then_reissued_exactly_once(
         "paid_fen": 237834,
         "returned_fen": 0,
         "outstanding_fen": 0,
+        "adjusted_fen": 0,
+        "recovery_due_fen": 0,
+        "recovered_fen": 0,
+        "written_off_fen": 0,
     }
 
 
