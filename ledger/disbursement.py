@@ -149,8 +149,9 @@ class Disbursement(Application[UUID]):
             if before is not None:
                 changes = PolicyChanges(before, policy)
         accrual = Accrual(policy, run_month, self.ids, changes=changes)
-        returned = self.returned_payment_ids()
-        reissues = self._reissues_due(snapshot, scope, summary)
+        batches = self.batches()  # read once: returned payments for the recoveries and the re-issues
+        returned = {pid for batch in batches for pid in batch.returned_ids()}
+        reissues = self._reissues_due(snapshot, scope, summary, batches)
         # Every amount is checked against the ledger-wide maximum before the first chunk is written, so a
         # wrong figure refuses the whole month-end instead of reaching a bank file (issue 13).
         accrual.check_amounts(snapshot.persons.items(), scope, watermark, snapshot.policy_position)
@@ -268,7 +269,9 @@ class Disbursement(Application[UUID]):
                 run_log = self.find(run_log_id(scope)) or RunLog(scope=scope)
         raise RunConflict("could not record the run's completion; run it again")
 
-    def _reissues_due(self, snapshot: Any, scope: str, summary: RunSummary) -> list[PaymentDue]:
+    def _reissues_due(
+        self, snapshot: Any, scope: str, summary: RunSummary, batches: list[Batch] | None = None
+    ) -> list[PaymentDue]:
         """Returned payments to pay again (补发), once the payee's account or name has been corrected.
 
         Each returned payment has exactly one possible re-issue, `reissue_id(returned)`, so the store
@@ -278,7 +281,7 @@ class Disbursement(Application[UUID]):
         """
         exported_name: dict[str, str] = {}  # a returned payment → the name its bank file carried, if corrected
         returned = []
-        for batch in self.batches():
+        for batch in self.batches() if batches is None else batches:
             for pid in batch.returned_ids():
                 returned.append(pid)
                 if pid in batch.payee_names:
