@@ -218,6 +218,7 @@ class Disbursement(Application[UUID]):
                 if entitlement.amount_fen > 0:
                     dues.append(accrual.payment(entitlement))
                 continue
+            summary.already_accrued += 1  # paid before: only a difference is written
             adjustment = accrual.adjustment(entitlement, accrued, causes.of(entitlement))
             if adjustment is not None:
                 dues.append(adjustment)
