@@ -47,6 +47,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 import pytest
+from eventsourcing.utils import get_topic
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -57,8 +58,6 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-
-from eventsourcing.utils import get_topic
 
 from domain.disbursement import ADJUSTMENTS, PAYMENTS, Recovery, adjustment_id, reissue_id
 from domain.errors import RuleBroken
@@ -963,7 +962,9 @@ class LedgerMachine(RuleBasedStateMachine):
             row["recovery_due_fen"] += found["amount_fen"]
         for row in expected.values():
             # Nothing is offset, collected or written off in the model's steps yet.
-            row["outstanding_fen"] = row["accrued_fen"] - row["paid_fen"] + row["recovered_fen"] + row["written_off_fen"]
+            row["outstanding_fen"] = (
+                row["accrued_fen"] - row["paid_fen"] + row["recovered_fen"] + row["written_off_fen"]
+            )
         by_key = lambda rows: {(r["region"], r["programme"], r["period"]): dict(r) for r in rows}  # noqa: E731
         folded = by_key(self.disbursement.balances().rows())
         read = by_key(balances_rows(self.db))
