@@ -492,7 +492,9 @@ class LedgerMachine(RuleBasedStateMachine):
         self.decide_on(data, back_dated=True)
 
     def decide_on(self, data: st.DataObject, *, back_dated: bool) -> None:
-        kind = data.draw(st.sampled_from(sorted(ALLOWED_FROM)), label="kind")
+        # Late decisions lean to approved amounts and resumptions: the ones that pay more (补发差额).
+        kinds = ("adjust", "adjust", "resume", *sorted(ALLOWED_FROM)) if back_dated else sorted(ALLOWED_FROM)
+        kind = data.draw(st.sampled_from(kinds), label="kind")
         pool = self.enrolments()
         if kind == "resume":
             pool = [(p, e) for p, e in pool if any(d.kind == "suspend" for d in e.decisions)] or pool
@@ -503,7 +505,7 @@ class LedgerMachine(RuleBasedStateMachine):
             low = ordinal_of(max(suspended))  # a resume mostly follows a suspension
         high = self.last_run if back_dated and self.last_run is not None else self.next_month + 3
         on = self.draw_day(data, low, max(low, high))
-        amount = data.draw(st.integers(min_value=1, max_value=900), label="amount") if kind == "adjust" else None
+        amount = data.draw(st.integers(min_value=1, max_value=2400), label="amount") if kind == "adjust" else None
 
         def call() -> Any:
             return self.registry.decide(
