@@ -183,6 +183,10 @@ def test_the_harness_reports_duplicates_when_the_store_cannot_refuse_them(
 
     # The same month run again after a policy reload (a comment added: nothing the payments depend on),
     # which makes the month-end look at every enrolment again instead of trusting its watermark.
+    # A policy load alone no longer makes the run look again at periods it does not re-price (issue 14,
+    # domain.disbursement.PolicyChanges); a run of the month completed after the watermark does (the
+    # month-end examines every period when a run followed its watermark and a policy was loaded since).
+    run_clean(store, run, logs)
     reloaded = tmp_path / "ulanqab-2017-reloaded.toml"
     reloaded.write_text(POLICY.read_text(encoding="utf-8") + "\n# reloaded\n", encoding="utf-8")
     run_clean(store, ["--as", "clerk", "policy", "load", str(reloaded)], logs)
