@@ -166,14 +166,18 @@ class Enrolment:
         """
         spans: list[tuple[int, int]] = []
         opened: int | None = _start_month(self.effective_from, starts)
+        opened_on = self.effective_from  # the first active day of the open span
         cap = OPEN_END
         for decision in self.decisions:
             kind = decision.kind
             if kind in ("suspend", "terminate") and opened is not None:
-                spans.append((opened, _stop_month(decision.effective_on, stops)))
+                # A stop on the span's first day leaves no active day: nothing of it is paid.
+                if decision.effective_on > opened_on:
+                    spans.append((opened, _stop_month(decision.effective_on, stops)))
                 opened = None
             elif kind == "resume" and opened is None and cap == OPEN_END:
                 opened = _start_month(decision.effective_on, starts)
+                opened_on = decision.effective_on
             elif kind == "phase-out" and opened is not None and cap == OPEN_END:
                 ends_on = decision.ends_on or phase_out_ends_on(decision.effective_on)
                 cap = Month.of(ends_on).ordinal

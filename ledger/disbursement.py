@@ -143,6 +143,16 @@ class Disbursement(Application[UUID]):
         summary = RunSummary(run_month=str(run_month), scope=scope)
         run_log = self.find(run_log_id(scope)) or RunLog(scope=scope)
         watermark = run_log.watermark_for(run_month)
+        if (
+            watermark is not None
+            and snapshot.policy_position > watermark.registry_position
+            and run_log.completed[-1] is not watermark
+        ):
+            # A run completed after the watermark (a later month, or this one again) may have priced periods
+            # under a policy loaded since, neither the watermark's nor the current one (A, B, then A again):
+            # comparing the two would miss them, so this run examines every period (re-running an earlier
+            # month after a policy load: rare, and correct rather than fast).
+            watermark = None
         changes = None
         if watermark is not None and snapshot.policy_position > watermark.registry_position:
             before = getattr(snapshot, "policy_at", lambda _: None)(watermark.registry_position)

@@ -369,6 +369,25 @@ def test_an_enrolment_from_the_15th_pays_from_the_next_month_when_the_programme_
     assert _payable_months(person, "urban_dibao", Month(2016, 12), Month(2017, 2), starts="next_month") == ["2017-02"]
 
 
+def test_a_termination_on_the_start_day_pays_nothing() -> None:
+    """Found by the model test (tests/reliability/test_model.py): enrolled from 2017-01-28 and terminated
+    from 2017-01-28, the enrolment is never active for a day, so there is no "month of the last active
+    day" to pay; January was paid."""
+    person = enrolled_in_urban_dibao(date(2017, 1, 28))
+    decide(person, "terminate", "urban_dibao", date(2017, 1, 28))
+    assert _payable_months(person, "urban_dibao", Month(2016, 12), Month(2017, 3)) == []
+
+
+def test_a_suspension_on_the_day_of_the_resumption_pays_nothing_of_that_month() -> None:
+    """Suspended from 2017-01-15, resumed and suspended again (recorded after) from 2017-03-15: not
+    active a day of March, so March is not paid; January is (active 1–14)."""
+    person = enrolled_in_urban_dibao()
+    decide(person, "suspend", "urban_dibao", date(2017, 1, 15))
+    decide(person, "resume", "urban_dibao", date(2017, 3, 15))
+    decide(person, "suspend", "urban_dibao", date(2017, 3, 15))
+    assert _payable_months(person, "urban_dibao", Month(2016, 12), Month(2017, 5)) == ["2017-01"]
+
+
 def test_a_suspension_from_the_1st_of_april_pays_march_not_april_under_either_stop_rule() -> None:
     for stops in ("next_month", "same_month"):
         person = enrolled_in_urban_dibao()

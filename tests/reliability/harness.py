@@ -63,6 +63,7 @@ EXAMPLES_MAX = 20  # mismatch lines kept for the report
 SCOPE = "150900"
 
 ACCRUED = "domain.disbursement:Payment.Accrued"
+RECOVERY_DUE = "domain.disbursement:Recovery.Due"
 RUN_COMPLETED = "domain.disbursement:RunLog.RunCompleted"
 EXPORTED = "domain.disbursement:Batch.Exported"
 IMPORTED = "domain.disbursement:BankFile.Imported"
@@ -130,8 +131,9 @@ def derived(db: Database, suffix: str) -> Database:
     return database_from_url(f"{db.url}_{suffix}")
 
 
-def build_ledger(db: Database, rows: int, seed: int = 2017) -> None:
-    """Policy and a synthetic roster of `rows` enrolments, sealed and projected, as the CLI leaves it."""
+def build_ledger(db: Database, rows: int, seed: int = 2017, policy_text: str | None = None) -> None:
+    """Policy (the shipped one unless `policy_text`) and a synthetic roster of `rows` enrolments, sealed and
+    projected, as the CLI leaves it."""
     from ledger.audit import record_checkpoint
     from ledger.bootstrap import open_apps
     from ledger.reports import catch_up
@@ -139,7 +141,8 @@ def build_ledger(db: Database, rows: int, seed: int = 2017) -> None:
 
     registry, disbursement = open_apps(db)
     try:
-        registry.load_policy(POLICY.read_text(encoding="utf-8"), POLICY.name, "clerk")
+        text = policy_text if policy_text is not None else POLICY.read_text(encoding="utf-8")
+        registry.load_policy(text, POLICY.name, "clerk")
         registry.import_roster(tuple(synthetic_rows(rows, seed=seed)), "synthetic.csv", "clerk")
         record_checkpoint(registry)
     finally:
@@ -386,9 +389,11 @@ def import_phase(topics: Counter[str]) -> str:
 
 @dataclass(frozen=True, slots=True)
 class PaymentFact:
-    key: tuple[str, str, str, str]  # id number, programme, period, the payment it re-issues ("")
+    # id number, programme, period, the payment it re-issues (""), the adjustment's number ("0": the
+    # period's payment; "n": its n-th adjustment, issue 14)
+    key: tuple[str, str, str, str, str]
     amount_fen: int
-    batch_id: str
+    batch_id: str  # "" for a recovery due (a negative adjustment: in no batch)
 
 
 @dataclass(slots=True)
@@ -410,6 +415,17 @@ class LedgerFacts:
     registered: list[str]
     read_models: dict[str, dict[str, dict[str, Any]]]
     bank_files: set[str]
+    recoveries: dict[str, PaymentFact] = field(default_factory=dict)  # Recovery.Due id → its fact
+
+    def held(self) -> dict[tuple[str, str, str], int]:
+        """Σ per enrolment × period of its payment and adjustments, minus its recoveries (re-issues aside)."""
+        sums: dict[tuple[str, str, str], int] = {}
+        for fact in self.payments.values():
+            if not fact.key[3]:
+                sums[fact.key[:3]] = sums.get(fact.key[:3], 0) + fact.amount_fen
+        for fact in self.recoveries.values():
+            sums[fact.key[:3]] = sums.get(fact.key[:3], 0) - fact.amount_fen
+        return sums
 
 
 def ledger_facts(db: Database) -> LedgerFacts:
@@ -419,6 +435,7 @@ def ledger_facts(db: Database) -> LedgerFacts:
     registry, disbursement = open_apps(db)
     try:
         payments = _payment_facts(disbursement)
+        recoveries = _payment_facts(disbursement, RECOVERY_DUE)
         register = disbursement.find(BATCH_REGISTER_ID)
         registered = list(register.batch_ids) if register is not None else []
         batches = {b: _batch_fact(disbursement, UUID(b)) for b in dict.fromkeys(registered)}
@@ -427,22 +444,28 @@ def ledger_facts(db: Database) -> LedgerFacts:
     finally:
         registry.close()
         disbursement.close()
-    return LedgerFacts(payments, batches, registered, read_model_rows(db), found_files)
+    return LedgerFacts(payments, batches, registered, read_model_rows(db), found_files, recoveries)
 
 
-def _payment_facts(disbursement: Any) -> dict[str, PaymentFact]:
+def _payment_facts(disbursement: Any, topic: str = ACCRUED) -> dict[str, PaymentFact]:
     facts: dict[str, PaymentFact] = {}
     start = 1
     while True:
-        page = disbursement.recorder.select_notifications(start=start, limit=20_000, topics=[ACCRUED])
+        page = disbursement.recorder.select_notifications(start=start, limit=20_000, topics=[topic])
         if not page:
             return facts
         for n in page:
             data = disbursement.payload(n.state)
-            key = (data["id_number"], data["programme"], data["period"], data.get("reissue_of", ""))
+            key = (
+                data["id_number"],
+                data["programme"],
+                data["period"],
+                data.get("reissue_of", ""),
+                str(data.get("adjustment", 0)),
+            )
             # The bank line: less what recoveries offset (issue 14); a payment offset whole is in no batch.
             net = data["amount_fen"] - data.get("offset_fen", 0)
-            facts[n.originator_id.hex] = PaymentFact(key, net, data["batch_id"])
+            facts[n.originator_id.hex] = PaymentFact(key, net, data.get("batch_id", ""))
         start = page[-1].id + 1
 
 
@@ -521,10 +544,20 @@ def check_store(db: Database, reference: Database | None = None, exports_dir: Pa
     clean = ledger_facts(reference) if reference is not None else None
     findings = Findings(payments=len(mine.payments), batches=len(mine.batches))
     _check_payments(mine, clean, findings)
+    _check_payments(
+        LedgerFacts(mine.recoveries, {}, [], {}, set()),
+        LedgerFacts(clean.recoveries, {}, [], {}, set()) if clean is not None else None,
+        findings,
+    )  # recoveries due (issue 14): the same natural-key checks, in no batch
     _check_batches(mine, clean, findings)
     _check_read_models(db, mine, clean, findings)
     _check_logs_and_exports(db, exports_dir, findings)
     return findings
+
+
+def _named(key: tuple[str, ...]) -> str:
+    """id number/programme/period, and #n for the period's n-th adjustment."""
+    return "/".join(key[:3]) + (f" #{key[4]}" if len(key) > 4 and key[4] != "0" else "")
 
 
 def _check_payments(mine: LedgerFacts, clean: LedgerFacts | None, findings: Findings) -> None:
@@ -535,26 +568,26 @@ def _check_payments(mine: LedgerFacts, clean: LedgerFacts | None, findings: Find
         if len(pids) > 1:
             findings.duplicates += len(pids) - 1
             if len(findings.examples) < EXAMPLES_MAX:
-                findings.examples.append(f"paid {len(pids)} times: {'/'.join(key[:3])} ({', '.join(pids)})")
+                findings.examples.append(f"paid {len(pids)} times: {_named(key)} ({', '.join(pids)})")
     if clean is None:
         return
     clean_by_key = {fact.key: (pid, fact) for pid, fact in clean.payments.items()}
     for key, pids in by_key.items():
         expected = clean_by_key.get(key)
         if expected is None:
-            findings.mismatch(f"paid, though the clean run did not pay it: {'/'.join(key[:3])}")
+            findings.mismatch(f"paid, though the clean run did not pay it: {_named(key)}")
             continue
         clean_pid, clean_fact = expected
         for pid in pids:
             if pid != clean_pid:
-                findings.mismatch(f"{'/'.join(key[:3])}: payment id {pid}, the clean run's is {clean_pid}")
+                findings.mismatch(f"{_named(key)}: payment id {pid}, the clean run's is {clean_pid}")
             if mine.payments[pid].amount_fen != clean_fact.amount_fen:
                 amount_fen = mine.payments[pid].amount_fen
-                findings.mismatch(f"{'/'.join(key[:3])}: {amount_fen} fen, the clean run paid {clean_fact.amount_fen}")
+                findings.mismatch(f"{_named(key)}: {amount_fen} fen, the clean run paid {clean_fact.amount_fen}")
     for key in clean_by_key.keys() - by_key.keys():
         findings.skipped += 1
         if len(findings.examples) < EXAMPLES_MAX:
-            findings.examples.append(f"skipped: {'/'.join(key[:3])} was paid by the clean run, not here")
+            findings.examples.append(f"skipped: {_named(key)} was paid by the clean run, not here")
 
 
 def _check_batches(mine: LedgerFacts, clean: LedgerFacts | None, findings: Findings) -> None:
@@ -656,6 +689,64 @@ def _check_logs_and_exports(db: Database, exports_dir: Path | None, findings: Fi
     finally:
         registry.close()
         disbursement.close()
+
+
+# --- an adjustment run (issue 14): a retroactive rise re-prices every period already paid ----------------
+
+ADJUSTED_MONTH = "2017-04"  # the run after the rise is loaded; 2017-03's run paid January–March first
+
+
+def write_raised_policy(folder: Path) -> Path:
+    """The shipped policy with urban dibao 555 → 580 元 a month and rural dibao 3906 → 4206 元 a year from
+    2017-01-01 (a rise announced in April and back-dated, 003: "今年…提高到"): every standard derived from
+    them (特困 1.3×, 三民 +220, 精简退职 …) rises too, so their `expect` figures are dropped."""
+    import re
+
+    text = POLICY.read_text(encoding="utf-8")
+    raised = text.replace('amount = "555.00", per = "month"', 'amount = "580.00", per = "month"')
+    raised = raised.replace('amount = "3906.00", per = "year"', 'amount = "4206.00", per = "year"')
+    assert raised.count("580.00") > text.count("580.00") and "4206.00" in raised
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "ulanqab-2017-raised.toml"
+    path.write_text(re.sub(r', expect = "[0-9.]+"', "", raised), encoding="utf-8")
+    return path
+
+
+def adjustment_stores(db: Database, rows: int, folder: Path) -> tuple[Database, Database]:
+    """`db` and a clean reference, each: the synthetic roster, 2017-03 run, the raised policy loaded (by
+    the CLI, as an office does it); and a third ledger that had the raised policy from the start and ran
+    2017-04: what every period is due. Returns (reference, due)."""
+    logs = folder / "logs"
+    policy = write_raised_policy(folder)
+    reference, due = derived(db, "ref"), derived(db, "due")
+    for each in (db, reference):
+        build_ledger(each, rows)
+        run_clean(each, ["--as", "clerk", "run", "2017-03", "--json"], logs)
+        run_clean(each, ["--as", "clerk", "policy", "load", str(policy)], logs)
+    build_ledger(due, rows, policy_text=policy.read_text(encoding="utf-8"))
+    run_clean(due, ["--as", "clerk", "run", ADJUSTED_MONTH, "--json"], logs)
+    return reference, due
+
+
+def check_adjusted(db: Database, due: Database) -> list[str]:
+    """After the adjustment run: every enrolment × period holds what the raised policy prices (the `due`
+    ledger's one payment), by its first payment and at most one adjustment."""
+    mine, owed = ledger_facts(db), ledger_facts(due)
+    held, expected = mine.held(), owed.held()
+    problems = [
+        f"{'/'.join(key)}: holds {held.get(key)} fen, due {fen}"
+        for key, fen in sorted(expected.items())
+        if held.get(key) != fen
+    ]
+    problems += [f"{'/'.join(key)}: accrued, not due" for key in sorted(held.keys() - expected.keys())]
+    numbers = Counter(f.key[:3] for f in (*mine.payments.values(), *mine.recoveries.values()) if f.key[4] != "0")
+    problems += [f"{'/'.join(key)}: {n} adjustments, one expected" for key, n in sorted(numbers.items()) if n > 1]
+    return problems[:EXAMPLES_MAX]
+
+
+def adjustment_count(db: Database) -> int:
+    facts = ledger_facts(db)
+    return sum(1 for f in (*facts.payments.values(), *facts.recoveries.values()) if f.key[4] != "0")
 
 
 # --- episodes: month-end, export, approve, bank import --------------------------------------------------
@@ -932,7 +1023,13 @@ def month_end_worker(url: str, month: str, chunk: int, scope: str, barrier: Any,
         def run() -> None:
             done = service.month_end(Month.parse(month), actor=f"p{os.getpid()}", region=scope, snapshot=snapshot)
             summary = done.summary
-            figures.update(payments=summary.payments, conflicts=summary.conflicts, already=summary.already_accrued)
+            figures.update(
+                payments=summary.payments,
+                conflicts=summary.conflicts,
+                already=summary.already_accrued,
+                adjustments=summary.adjustments,
+                recoveries=summary.recoveries,
+            )
 
         status, detail = outcome_of(run)
         results.put((status, detail, figures))

@@ -20,10 +20,14 @@ import pytest
 from domain.periods import Month
 from ledger.storage import Database
 from tests.reliability.harness import (
+    ADJUSTED_MONTH,
     RECORDED,
     SCOPE,
+    adjustment_count,
+    adjustment_stores,
     bank_import_worker,
     build_ledger,
+    check_adjusted,
     check_store,
     derived,
     export_approve_worker,
@@ -111,6 +115,50 @@ def test_four_month_ends_at_once_pay_everyone_exactly_once(
     write_figures(Path(request.config.cache.mkdir("yikatong-reliability")), f"concurrent-{db.kind}-{name}", figures)
     assert findings.clean, "\n".join(findings.examples)
     assert written == findings.payments  # each payment written by exactly one of the four
+    assert conflicts >= 1  # they really did collide
+
+
+# --- adjustment runs at once (issue 14) -------------------------------------------------------------------
+
+ADJUSTMENT_ROWS = 600
+
+
+@pytest.mark.parametrize("processes", [2, 4])
+def test_adjustment_runs_at_once_adjust_every_period_exactly_once(
+    db: Database, processes: int, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """After a back-dated rise is loaded, the same month-end started by several clerks at the same moment:
+    each adjustment is written by exactly one of them (the others' copies have the same id, refused by the
+    store), none is missing, each period holds what the raised policy prices, batch totals equal sums."""
+    reference, due = adjustment_stores(db, ADJUSTMENT_ROWS, tmp_path)
+    _month_end(reference, ADJUSTED_MONTH)
+    results = start_workers(
+        month_end_worker, [(db.url, ADJUSTED_MONTH, chunk, SCOPE) for chunk in MONTH_END_CHUNKS[:processes]]
+    )
+    _no_tracebacks([(status, detail) for status, detail, _ in results])
+    assert [status for status, _, _ in results] == ["ok"] * processes, results
+    written = sum(f["adjustments"] + f["recoveries"] for _, _, f in results)
+    conflicts = sum(f["conflicts"] for _, _, f in results)
+    findings = check_store(db, reference)
+    problems = check_adjusted(db, due)
+    figures = {
+        "store": db.kind,
+        "processes": processes,
+        "adjustments_per_process": [f["adjustments"] for _, _, f in results],
+        "payments_per_process": [f["payments"] for _, _, f in results],
+        "chunk_conflicts": conflicts,
+        "duplicates": findings.duplicates,
+        "skipped": findings.skipped,
+        "mismatches": findings.mismatches,
+        "wrong_sums": len(problems),
+    }
+    print(f"\n{db.kind}: {processes} adjustment runs at once: {figures}")
+    write_figures(
+        Path(request.config.cache.mkdir("yikatong-reliability")), f"concurrent-{db.kind}-adjust-{processes}", figures
+    )
+    assert findings.clean, "\n".join(findings.examples)
+    assert not problems, "\n".join(problems)
+    assert written == adjustment_count(db) == adjustment_count(reference) > 0  # each written by exactly one
     assert conflicts >= 1  # they really did collide
 
 

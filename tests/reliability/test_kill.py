@@ -29,14 +29,18 @@ from ledger.audit import audit_chain_id, verify_log
 from ledger.bootstrap import open_apps
 from ledger.storage import Database
 from tests.reliability.harness import (
+    ADJUSTED_MONTH,
     KILL_PAYMENTS,
     KILL_POINTS,
     POLICY,
     KillHarness,
     KillPlan,
     Poller,
+    adjustment_count,
+    adjustment_stores,
     attempt,
     build_ledger,
+    check_adjusted,
     check_store,
     derived,
     kill_seed,
@@ -49,6 +53,7 @@ from tests.reliability.harness import (
 )
 
 SENSITIVITY_PAYMENTS = 600
+ADJUSTMENT_ROWS = 500  # ≈ 900 adjustments (urban dibao: one per month) in the child's chunks of 100
 SEAL_SEGMENT = 50  # digests per Sealed event in the child: a 2 000-payment backlog seals as 40+ events
 DEATHS_IN_SEAL = 2  # starts that kill -9 themselves inside the seal's transaction, before the timed kills
 
@@ -178,6 +183,10 @@ def test_the_harness_reports_duplicates_when_the_store_cannot_refuse_them(
 
     # The same month run again after a policy reload (a comment added: nothing the payments depend on),
     # which makes the month-end look at every enrolment again instead of trusting its watermark.
+    # A policy load alone no longer makes the run look again at periods it does not re-price (issue 14,
+    # domain.disbursement.PolicyChanges); a run of the month completed after the watermark does (the
+    # month-end examines every period when a run followed its watermark and a policy was loaded since).
+    run_clean(store, run, logs)
     reloaded = tmp_path / "ulanqab-2017-reloaded.toml"
     reloaded.write_text(POLICY.read_text(encoding="utf-8") + "\n# reloaded\n", encoding="utf-8")
     run_clean(store, ["--as", "clerk", "policy", "load", str(reloaded)], logs)
@@ -208,3 +217,44 @@ def test_the_harness_reports_duplicates_when_the_store_cannot_refuse_them(
 
 def _clean_payments(reference: Database) -> dict[str, object]:
     return ledger_facts(reference).payments
+
+
+def test_kill_9_during_an_adjustment_run_adjusts_every_period_exactly_once(
+    db: Database, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Issue 14: 2017-03 run, then a rise of urban and rural dibao back-dated to January loaded; the 2017-04
+    run writes one adjustment (补发差额) per enrolment × period already paid, in its adjustment batches.
+    Killed at random moments (weighted towards its commits) and restarted until it completes: no adjustment
+    twice, none missing, each period holding what the raised policy prices, batch totals equal to their
+    payments, and the ledger equal to one whose run was never interrupted."""
+    run = ["--as", "clerk", "run", ADJUSTED_MONTH, "--json"]
+    rng = random.Random(kill_seed())
+    wanted = max(4, KILL_POINTS // 2)
+    figures: dict[str, object] = {"store": db.kind, "kills": 0, "episodes": 0, "adjustments": 0, "phases": {}}
+    problems: list[str] = []
+    # A restart often completes before its planned kill: episodes on fresh stores until the kills are in.
+    while figures["kills"] < wanted and figures["episodes"] < 6 and not problems:  # type: ignore[operator]
+        episode = figures["episodes"]
+        store = db if episode == 0 else derived(db, f"a{episode}")
+        reference, due = adjustment_stores(store, ADJUSTMENT_ROWS, tmp_path / f"episode{episode}")
+        logs = tmp_path / f"episode{episode}" / "logs"
+        done, timeline = run_clean(reference, run, logs)
+        clean = json.loads(done.stdout)
+        left = wanted - figures["kills"]  # type: ignore[operator]
+        recovery = run_with_kills(store, run, timeline, left, rng, logs, month_end_phase)
+        findings = check_store(store, reference)
+        problems += findings.examples if not findings.clean else []
+        problems += check_adjusted(store, due) + check_adjusted(reference, due)
+        adjustments = adjustment_count(store)
+        if adjustments != clean["adjustments"] + clean["recoveries"] or adjustments < ADJUSTMENT_ROWS // 2:
+            problems.append(f"{adjustments} adjustments, the clean run wrote {clean['adjustments']}")
+        figures["episodes"] = episode + 1
+        figures["kills"] += recovery.kills  # type: ignore[operator]
+        figures["adjustments"] += adjustments  # type: ignore[operator]
+        phases: dict[str, int] = figures["phases"]  # type: ignore[assignment]
+        for phase, n in recovery.phases.items():
+            phases[phase] = phases.get(phase, 0) + n
+    print(f"\nadjustment runs under kill -9, {db.kind}: {figures}; problems {len(problems)}")
+    write_figures(_figures_dir(request), f"kill-adjustments-{db.kind}", figures)
+    assert not problems, "\n".join(problems)
+    assert figures["kills"] >= wanted  # type: ignore[operator]

@@ -10,12 +10,22 @@ The model is deliberately independent of `domain/`: its own status fold, its own
 period names. After every step it checks:
 - the obligations accrued are exactly those the model says fell due in some run (nobody skipped,
   nobody paid what was not due), and the re-issues exactly those due;
-- no (id_number, programme, period) obligation has two first payments or is paid by the bank twice;
+- entitlement is monthly (issue 14): a period is due the sum of its months in which the enrolment is
+  active on some day (a start or resume pays its own month, a stop on D pays the month of D − 1, a
+  phase-out decided in month m pays m … m+5 at the amount in force before m); after each run of month M,
+  every period starting by M that was ever accrued holds, payment plus adjustments minus recoveries, what
+  the model says is due now, to the fen; decisions are often back-dated, so adjustments (补发差额, in the
+  run's adjustment batch, exported, approved and answered by the bank like payments) and recoveries
+  (`Recovery.Due`, in no batch) happen, numbered 1, 2, … per period, and running the month again adds
+  nothing;
+- no (id_number, programme, period) obligation has two first payments, no adjustment is written twice,
+  and nothing is paid by the bank twice;
 - no payment is in two batches, each payment names its batch, and each batch's total is its sum;
 - no export was approved by someone who had exported it (read from the batch's event history);
 - balances from the reference fold (`Disbursement.balances()`) and from the read model
   (`ledger.reports.balances_rows`) both equal the balances recomputed here from the payments and the
-  bank results, and `outstanding_fen = accrued_fen − paid_fen` in every row;
+  bank results and the recoveries (adjustments in `adjusted_fen`, not counted as households), and
+  `outstanding_fen = accrued_fen − paid_fen + recovered_fen + written_off_fen` in every row;
 - every refusal the model predicts happens, with the predicted rule, and records nothing.
 
 Size: CI runs YIKATONG_MODEL_EXAMPLES (default 200) examples of up to YIKATONG_MODEL_STEPS (30) steps;
@@ -34,8 +44,10 @@ from datetime import UTC, date, datetime, timedelta
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, ClassVar
+from uuid import UUID
 
 import pytest
+from eventsourcing.utils import get_topic
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -47,7 +59,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from domain.disbursement import reissue_id
+from domain.disbursement import ADJUSTMENTS, PAYMENTS, Recovery, adjustment_id, reissue_id
 from domain.errors import RuleBroken
 from domain.identity import age_on
 from domain.periods import Month
@@ -95,11 +107,12 @@ HOUSEHOLD_STANDARD_FEN = {"urban_dibao": Fraction(55500), "rural_dibao": Fractio
 YEARLY_PERSON_FEN = {"tekun_rural_dispersed": 507800}  # 1.3 × 3906 = 5077.8 → 5078 元/年
 MONTHLY_PERSON_FEN = {"youfu_topup": 12000}
 UPLIFT = Fraction(5, 100)  # special_member_uplift
-PHASE_OUT_MONTHS = 6  # 004_… 二.1: paid for 6 more months, then it stops by itself
+PHASE_OUT_MONTHS = 6  # 004_… 二.1: the six months m … m+5 of the decision's month are paid, then it ends
 EXPORTERS = ("amy", "bo", "cy")
 APPROVERS = ("amy", "bo", "cy", "dee")  # dee never exports, so some approval is always possible
 NAMES = ("张三", "李建华", "王桂英", "欧阳小明", "乌力吉")
 BANK_CODES = ("103191000012", "402191000034")
+RECOVERY_DUE = get_topic(Recovery.Due)  # type: ignore[attr-defined]
 REASONS = ("AC04", "AC01", "BE01")
 
 
@@ -126,6 +139,18 @@ def period_starting(cadence: str, ordinal: int) -> str | None:
     raise AssertionError(cadence)
 
 
+def period_containing(cadence: str, ordinal: int) -> str:
+    """The name of the period of `cadence` holding month `ordinal`."""
+    year, month = ordinal // 12, ordinal % 12 + 1
+    if cadence == "monthly":
+        return f"{year}-{month:02d}"
+    if cadence == "quarterly":
+        return f"{year}-Q{(month - 1) // 3 + 1}"
+    if cadence == "half-yearly":
+        return f"{year}-H{(month - 1) // 6 + 1}"
+    raise AssertionError(cadence)
+
+
 def months_of(period: str) -> list[int]:
     """The month ordinals of a period named 2017-03, 2017-Q2 or 2017-H1."""
     year, part = int(period[:4]), period[5:]
@@ -139,9 +164,8 @@ def months_of(period: str) -> list[int]:
 
 
 def phase_out_end(on: date) -> date:
-    """From the first month starting on or after the decision, six more months; then it has ended."""
-    first = ordinal_of(on) + (0 if on.day == 1 else 1)
-    return first_day(first + PHASE_OUT_MONTHS)
+    """The decision's month and five more are paid; the first day after them it has ended."""
+    return first_day(ordinal_of(on) + PHASE_OUT_MONTHS)
 
 
 @dataclass
@@ -186,16 +210,44 @@ class ModelEnrolment:
         ends = [d.on if d.kind == "terminate" else d.ends_on for d in self.decisions]
         return min((e for e in ends if e is not None), default=None)
 
+    def month_active(self, ordinal: int) -> bool:
+        """Some day of the month finds the enrolment active. The status only changes on the start, a
+        decision's day or a phase-out's end, so the month's first day and those days inside it decide."""
+        low, high = first_day(ordinal), first_day(ordinal + 1)
+        days = {low, self.start}
+        for decision in self.decisions:
+            days.add(decision.on)
+            if decision.ends_on is not None:
+                days.add(decision.ends_on)
+        return any(low <= day < high and self.status_on(day) == "active" for day in days)
+
+    def period_fen(self, period: str) -> int:
+        """A period is due the sum of its active months."""
+        return sum(self.month_fen(o) for o in months_of(period) if self.month_active(o))
+
+    def periods(self, run: int) -> list[str]:
+        """Every period of the cadence starting by `run` and holding a month from the start's on (a start
+        later in the run month's half-year is paid with that half-year, in the run)."""
+        cadence, first = CADENCES[self.programme], ordinal_of(self.start)
+        names = dict.fromkeys(period_containing(cadence, o) for o in range(first, max(first, run) + 1))
+        return [name for name in names if months_of(name)[0] <= run]
+
     def month_fen(self, ordinal: int) -> int:
-        """What one month pays: the latest adjust in force on its first day, else the standard.
+        """What one month pays: the latest adjust in force on its first day, else the standard. From a
+        phase-out's month on, the amount in force before it: the adjust in force on the first day of the
+        month before (or on the start, if later).
 
         Household programmes pay max(0, members × standard − income) plus 5 % of the standard per special
         member, rounded half-up to the fen (DESIGN.md); an annual person standard A pays
         ⌊A·k/12⌋ − ⌊A·(k−1)/12⌋ in month k, so the months sum to the year.
         """
         override = None
+        priced_on = first_day(ordinal)
+        phase_outs = [d.on for d in self.ordered() if d.kind == "phase-out"]
+        if phase_outs and ordinal >= ordinal_of(phase_outs[0]):
+            priced_on = max(first_day(ordinal_of(phase_outs[0]) - 1), self.start)
         for decision in self.ordered():
-            if decision.on > first_day(ordinal):
+            if decision.on > priced_on:
                 break
             if decision.kind == "adjust":
                 override = decision.amount_fen
@@ -223,12 +275,18 @@ class ModelPerson:
 
 @dataclass
 class Attempt:
-    """One payment the ledger made: a first payment or a re-issue of a returned one."""
+    """One bank line the ledger made: a first payment, a positive adjustment (补发差额) or a re-issue of a
+    returned one."""
 
-    key: tuple[str, str, str]  # (id_number, programme, period): the obligation
+    key: tuple[str, str, str]  # (id_number, programme, period): the enrolment's period
     account: str
     reissue_of: str
     batch: str
+    adjustment: int = 0  # 0: the period's payment; n: its n-th adjustment (a re-issue: the one it pays again)
+
+    @property
+    def obligation(self) -> tuple[str, str, str, int]:
+        return (*self.key, self.adjustment)
 
 
 def views_of(machine: Any, pid: str) -> Any:
@@ -277,6 +335,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.last_run: int | None = None
         self.due: set[tuple[str, str, str]] = set()  # obligations the model says fell due in some run
         self.attempts: dict[str, Attempt] = {}
+        self.recoveries: dict[str, dict[str, Any]] = {}  # Recovery.Due id → its fields
         self.results: dict[str, str] = {}  # payment id → paid | returned, as the bank files said
         self.exporters: dict[str, set[str]] = {}
         self.approved_by: dict[str, str] = {}
@@ -325,7 +384,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
     def draw_day(self, data: st.DataObject, low: int, high: int) -> date:
         ordinal = data.draw(st.integers(min_value=low, max_value=high), label="month")
-        return first_day(ordinal).replace(day=data.draw(st.sampled_from((1, 1, 15)), label="day"))
+        return first_day(ordinal).replace(day=data.draw(st.sampled_from((1, 1, 2, 15, 28)), label="day"))
 
     # --- enrol -----------------------------------------------------------------------------------
 
@@ -423,14 +482,30 @@ class LedgerMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.persons)
     @rule(data=st.data())
     def decide(self, data: st.DataObject) -> None:
-        person, enrolment = data.draw(st.sampled_from(self.enrolments()), label="enrolment")
-        kind = data.draw(st.sampled_from(sorted(ALLOWED_FROM)), label="kind")
-        low = max(FIRST_MONTH, ordinal_of(enrolment.start) - 1)
+        self.decide_on(data, back_dated=False)
+
+    @precondition(lambda self: self.persons and self.last_run is not None)
+    @rule(data=st.data())
+    def decide_late(self, data: st.DataObject) -> None:
+        """A decision back-dated before the last run (a late death, a suspension recorded late, an amount
+        approved from an earlier month): the next run adjusts periods already accrued."""
+        self.decide_on(data, back_dated=True)
+
+    def decide_on(self, data: st.DataObject, *, back_dated: bool) -> None:
+        # Late decisions lean to approved amounts and resumptions: the ones that pay more (补发差额).
+        kinds = ("adjust", "adjust", "resume", *sorted(ALLOWED_FROM)) if back_dated else sorted(ALLOWED_FROM)
+        kind = data.draw(st.sampled_from(kinds), label="kind")
+        pool = self.enrolments()
+        if kind == "resume":
+            pool = [(p, e) for p, e in pool if any(d.kind == "suspend" for d in e.decisions)] or pool
+        person, enrolment = data.draw(st.sampled_from(pool), label="enrolment")
+        low = max(FIRST_MONTH, ordinal_of(enrolment.start) - (0 if back_dated else 1))
         suspended = [d.on for d in enrolment.decisions if d.kind == "suspend"]
         if kind == "resume" and suspended:
             low = ordinal_of(max(suspended))  # a resume mostly follows a suspension
-        on = self.draw_day(data, low, max(low, self.next_month + 3))
-        amount = data.draw(st.integers(min_value=1, max_value=900), label="amount") if kind == "adjust" else None
+        high = self.last_run if back_dated and self.last_run is not None else self.next_month + 3
+        on = self.draw_day(data, low, max(low, high))
+        amount = data.draw(st.integers(min_value=1, max_value=2400), label="amount") if kind == "adjust" else None
 
         def call() -> Any:
             return self.registry.decide(
@@ -485,16 +560,13 @@ class LedgerMachine(RuleBasedStateMachine):
 
     # --- month-end -------------------------------------------------------------------------------
 
-    def payable(self, run: int) -> set[tuple[str, str, str]]:
-        """Every period starting by month `run` whose first day finds the enrolment active."""
-        keys = set()
+    def entitlements(self, run: int) -> dict[tuple[str, str, str], int]:
+        """What every enrolment is due now for each period starting by month `run`, in fen."""
+        owed = {}
         for person, enrolment in self.enrolments():
-            cadence = CADENCES[enrolment.programme]
-            for ordinal in range(ordinal_of(enrolment.start), run + 1):
-                name = period_starting(cadence, ordinal)
-                if name and enrolment.status_on(first_day(ordinal)) == "active":
-                    keys.add((person.id_number, enrolment.programme, name))
-        return keys
+            for name in enrolment.periods(run):
+                owed[person.id_number, enrolment.programme, name] = enrolment.period_fen(name)
+        return owed
 
     def reissues_due(self) -> set[str]:
         """Returned payments not re-issued yet whose payee's account has changed since."""
@@ -511,11 +583,15 @@ class LedgerMachine(RuleBasedStateMachine):
         reissues = self.reissues_due()
         month = Month(run // 12, run % 12 + 1)
         summary = self.disbursement.run_month_end(self.registry.read_registry(), month, scope=REGION, actor="clerk")
-        self.due |= self.payable(run)
+        owed = self.entitlements(run)
+        self.due |= {key for key, fen in owed.items() if fen > 0}
         new = self.sync_attempts()
+        new_recoveries = self.sync_recoveries()
         assert {a.reissue_of for a in new.values() if a.reissue_of} == reissues
         assert summary.reissued == len(reissues)
-        assert summary.payments == len(new)
+        adjustments = {p: a for p, a in new.items() if a.adjustment and not a.reissue_of}
+        assert summary.payments == len(new) - len(adjustments)
+        assert (summary.adjustments, summary.recoveries) == (len(adjustments), len(new_recoveries))
         views = self.disbursement.payment_views(new)
         for pid, attempt in new.items():
             person = self.persons[attempt.key[0]]
@@ -524,15 +600,67 @@ class LedgerMachine(RuleBasedStateMachine):
                 assert attempt.account == person.account, "a re-issue goes to the new account"
                 assert view.amount_fen == views_of(self, attempt.reissue_of).amount_fen, "a re-issue pays the same"
                 continue
+            assert view.run_month == str(month)
             enrolment = person.enrolments[attempt.key[1]]
-            expected_fen = sum(enrolment.month_fen(o) for o in months_of(attempt.key[2]))
-            assert view.amount_fen == expected_fen, (
-                f"{attempt.key}: {view.amount_fen} fen, the model says {expected_fen}"
-            )
             household = enrolment.programme in HOUSEHOLD_STANDARD_FEN
             assert view.persons == (enrolment.members if household else 1)
-        self.stats["payments"] += len(new)
+            if attempt.adjustment:
+                assert view.amount_fen > 0 and not view.late, "a positive adjustment is a bank line, not late"
+                continue
+            assert view.amount_fen == owed[attempt.key] > 0, (
+                f"{attempt.key}: {view.amount_fen} fen, the model says {owed[attempt.key]}"
+            )
+        self.check_sums(run, owed)
+        self.stats["payments"] += len(new) - len(adjustments) - len(reissues)
         self.stats["re-issues"] += len(reissues)
+        self.stats["adjustments"] += len(adjustments)
+        self.stats["recoveries"] += len(new_recoveries)
+        if adjustments:
+            self.stats["runs with adjustments"] += 1
+        if new_recoveries:
+            self.stats["runs with recoveries"] += 1
+        if not (new or new_recoveries):
+            return
+        # The same month again, nothing changed in between: nothing more to accrue, adjust or recover.
+        before = self.positions()[1]
+        again = self.disbursement.run_month_end(self.registry.read_registry(), month, scope=REGION, actor="clerk")
+        assert (again.payments, again.adjustments, again.recoveries, again.reissued) == (0, 0, 0, 0), again
+        assert not self.sync_attempts() and not self.sync_recoveries()
+        assert self.positions()[1] == before + 1, "a run that finds nothing records only its completion"
+
+    def check_sums(self, run: int, owed: dict[tuple[str, str, str], int]) -> None:
+        """Every period starting by `run` that was ever accrued holds what is due now: its payment, plus
+        its positive adjustments, minus its recoveries, numbered 1, 2, … without a gap, to the fen."""
+        views = self.disbursement.payment_views(self.attempts)
+        held: dict[tuple[str, str, str], int] = {}
+        numbers: dict[str, list[int]] = {}
+        firsts: dict[tuple[str, str, str], str] = {}
+        for pid, attempt in self.attempts.items():
+            if attempt.reissue_of:
+                continue
+            held[attempt.key] = held.get(attempt.key, 0) + views[pid].amount_fen
+            if attempt.adjustment:
+                numbers.setdefault(views[pid].adjusts, []).append(attempt.adjustment)
+                assert UUID(pid) == adjustment_id(views[pid].adjusts, attempt.adjustment)
+            else:
+                firsts[attempt.key] = pid
+        for rid, found in self.recoveries.items():
+            key = (found["id_number"], found["programme"], found["period"])
+            assert found["amount_fen"] > 0 and found["balance_region"] == REGION
+            held[key] = held.get(key, 0) - found["amount_fen"]
+            numbers.setdefault(found["adjusts"], []).append(found["adjustment"])
+            assert UUID(rid) == adjustment_id(found["adjusts"], found["adjustment"])
+        for adjusts, found_numbers in numbers.items():
+            assert sorted(found_numbers) == list(range(1, len(found_numbers) + 1)), (adjusts, found_numbers)
+        by_pid = {pid: key for key, pid in firsts.items()}
+        for pid, attempt in self.attempts.items():
+            if attempt.adjustment and not attempt.reissue_of:
+                assert by_pid[views[pid].adjusts] == attempt.key, "an adjustment corrects its own period"
+        for found in self.recoveries.values():
+            assert by_pid[found["adjusts"]] == (found["id_number"], found["programme"], found["period"])
+        for key, fen in held.items():
+            if months_of(key[2])[0] <= run:
+                assert fen == owed.get(key, 0), f"{key}: holds {fen} fen after the run of {run}, due {owed.get(key, 0)}"
 
     @rule()
     def run_next_month(self) -> None:
@@ -545,7 +673,7 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def run_a_month_again(self, data: st.DataObject) -> None:
         """The last month again (a second clerk, a retry), or now and then an earlier one by mistake:
-        only what became due since (arrears from a late decision, re-issues) is accrued."""
+        only what became due since (arrears and adjustments from a late decision, re-issues) is accrued."""
         assert self.last_run is not None
         earlier = data.draw(st.integers(0, 3), label="earlier") == 0
         month = data.draw(st.integers(FIRST_MONTH, self.last_run), label="month") if earlier else self.last_run
@@ -553,17 +681,35 @@ class LedgerMachine(RuleBasedStateMachine):
         self.stats["reruns"] += 1
 
     def sync_attempts(self) -> dict[str, Attempt]:
-        """Payments the ledger made since the last look, added to the model's list of attempts."""
+        """Bank lines the ledger made since the last look, added to the model's list of attempts."""
         new: dict[str, Attempt] = {}
         batches = self.disbursement.batches()
+        kinds = {b.id.hex: b for b in batches}
         unseen = [pid for b in batches for pid in b.payment_ids if pid not in self.attempts]
         views = self.disbursement.payment_views(unseen)
         for pid in unseen:
             view = views[pid]
             key = (view.id_number, view.programme, view.period)
-            new[pid] = Attempt(key, view.account, view.reissue_of, view.batch_id)
+            number = self.attempts[view.reissue_of].adjustment if view.reissue_of else view.adjustment
+            new[pid] = Attempt(key, view.account, view.reissue_of, view.batch_id, number)
+            batch = kinds[view.batch_id]
+            if view.adjusts and not view.reissue_of:
+                assert (batch.kind, batch.period, batch.run_month) == (ADJUSTMENTS, view.run_month, view.run_month)
+            else:
+                assert (batch.kind, batch.period) == (PAYMENTS, view.period)
             self.exporters.setdefault(view.batch_id, set())
         self.attempts.update(new)
+        return new
+
+    def sync_recoveries(self) -> dict[str, dict[str, Any]]:
+        """Recoveries due (negative adjustments) recorded since the last look: events in no batch."""
+        recorder = self.disbursement.recorder
+        new = {}
+        for notification in recorder.select_notifications(start=1, limit=10**6, topics=[RECOVERY_DUE]):
+            rid = notification.originator_id.hex
+            if rid not in self.recoveries:
+                new[rid] = self.disbursement.payload(notification.state)
+        self.recoveries.update(new)
         return new
 
     # --- export, approve, bank results -------------------------------------------------------------
@@ -577,6 +723,8 @@ class LedgerMachine(RuleBasedStateMachine):
         assert self.export_hashes.setdefault((batch.id.hex, batch.count), written.sha256) == written.sha256
         self.exporters[batch.id.hex].add(actor)
         self.stats["exports"] += 1
+        if batch.kind == ADJUSTMENTS:
+            self.stats["adjustment batches exported"] += 1
 
     def approve_as(self, batch: Any, actor: str) -> bool:
         """Approve as `actor` when the model says it is allowed; else check the refusal and its rule."""
@@ -619,6 +767,8 @@ class LedgerMachine(RuleBasedStateMachine):
         assert (outcome.already_imported, outcome.paid, outcome.returned) == (False, len(outcomes) - returned, returned)
         for pid, status, _, _ in outcomes:
             self.results[pid] = "returned" if status == "RJCT" else "paid"
+            if self.attempts[pid].adjustment:
+                self.stats["adjustments answered by the bank"] += 1
         self.stats["results paid"] += len(outcomes) - returned
         self.stats["results returned"] += returned
         if data.draw(st.integers(0, 3), label="import again") == 0:
@@ -737,17 +887,24 @@ class LedgerMachine(RuleBasedStateMachine):
         self.check_balances(views, by_batch)
 
     def check_obligations(self, views: dict[str, Any]) -> None:
-        firsts = Counter((v.id_number, v.programme, v.period) for v in views.values() if not v.reissue_of)
+        """First payments are the periods that fell due; an adjustment (positive here, a recovery in no
+        batch) is never a first payment, and each (period, number) is written once."""
+        firsts = Counter(
+            (v.id_number, v.programme, v.period) for v in views.values() if not v.reissue_of and not v.adjusts
+        )
         assert max(firsts.values(), default=1) == 1, f"an obligation paid twice: {firsts.most_common(1)}"
         assert set(firsts) == self.due, (
             f"skipped: {sorted(self.due - set(firsts))}; not due: {sorted(set(firsts) - self.due)}"
         )
-        paid = Counter(self.attempts[p].key for p, s in self.results.items() if s == "paid")
+        numbered = Counter((v.adjusts, v.adjustment) for v in views.values() if v.adjusts and not v.reissue_of)
+        numbered.update((r["adjusts"], r["adjustment"]) for r in self.recoveries.values())
+        assert max(numbered.values(), default=1) == 1, f"an adjustment written twice: {numbered.most_common(1)}"
+        paid = Counter(self.attempts[p].obligation for p, s in self.results.items() if s == "paid")
         assert max(paid.values(), default=1) == 1, f"paid by the bank twice: {paid.most_common(1)}"
         for pid, view in views.items():
             if view.reissue_of:
                 assert self.results.get(view.reissue_of) == "returned", f"{pid} re-issues a payment not returned"
-                assert (view.id_number, view.programme, view.period) == self.attempts[view.reissue_of].key
+                assert self.attempts[pid].obligation == self.attempts[view.reissue_of].obligation
 
     def check_results(self, batches: list[Any]) -> None:
         recorded = {pid: status for b in batches for pid, (status, _) in b.results.items()}
@@ -778,17 +935,21 @@ class LedgerMachine(RuleBasedStateMachine):
         for pid in views:
             attempts.setdefault(root(pid), []).append(pid)
         expected: dict[tuple[str, str, str], dict[str, Any]] = {}
+        amounts = ("accrued_fen", "exported_fen", "paid_fen", "returned_fen", "adjusted_fen", "recovery_due_fen")
+        zero = {k: 0 for k in ("households", "persons", *amounts, "recovered_fen", "written_off_fen")}
+
+        def row_of(key: tuple[str, str, str]) -> dict[str, Any]:
+            return expected.setdefault(key, dict(zip(("region", "programme", "period"), key, strict=True)) | zero)
+
         for first, tries in attempts.items():
             view = views[first]
-            key = (by_batch[view.batch_id].region, view.programme, view.period)
-            row = expected.setdefault(
-                key,
-                dict(zip(("region", "programme", "period"), key, strict=True))
-                | {k: 0 for k in ("households", "persons", "accrued_fen", "exported_fen", "paid_fen", "returned_fen")},
-            )
+            row = row_of((by_batch[view.batch_id].region, view.programme, view.period))
             statuses = {self.results.get(p) for p in tries}
-            row["households"] += 1
-            row["persons"] += view.persons
+            if view.adjusts:
+                row["adjusted_fen"] += view.amount_fen  # more due for a payee already counted
+            else:
+                row["households"] += 1
+                row["persons"] += view.persons
             row["accrued_fen"] += view.amount_fen
             if any(by_batch[views[p].batch_id].exports for p in tries):
                 row["exported_fen"] += view.amount_fen
@@ -796,15 +957,25 @@ class LedgerMachine(RuleBasedStateMachine):
                 row["paid_fen"] += view.amount_fen
             elif "returned" in statuses:
                 row["returned_fen"] += view.amount_fen
+        for found in self.recoveries.values():
+            row = row_of((found["balance_region"], found["programme"], found["period"]))
+            row["accrued_fen"] -= found["amount_fen"]
+            row["adjusted_fen"] -= found["amount_fen"]
+            row["recovery_due_fen"] += found["amount_fen"]
         for row in expected.values():
-            row["outstanding_fen"] = row["accrued_fen"] - row["paid_fen"]
+            # Nothing is offset, collected or written off in the model's steps yet.
+            row["outstanding_fen"] = (
+                row["accrued_fen"] - row["paid_fen"] + row["recovered_fen"] + row["written_off_fen"]
+            )
         by_key = lambda rows: {(r["region"], r["programme"], r["period"]): dict(r) for r in rows}  # noqa: E731
         folded = by_key(self.disbursement.balances().rows())
         read = by_key(balances_rows(self.db))
         assert folded == expected, "the reference fold disagrees with the payments"
         assert read == expected, "the read model disagrees with the payments"
         for row in (*folded.values(), *read.values()):
-            assert row["outstanding_fen"] == row["accrued_fen"] - row["paid_fen"]
+            assert row["outstanding_fen"] == (
+                row["accrued_fen"] - row["paid_fen"] + row["recovered_fen"] + row["written_off_fen"]
+            )
 
 
 def test_the_ledger_agrees_with_its_model_after_every_step(capsys: pytest.CaptureFixture[str]) -> None:
