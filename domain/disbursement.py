@@ -624,7 +624,7 @@ class Accrual:
                 continue
             rate = self._rate(programme, month)
             age = age_on(record.birth_date, month.first_day) if rate.tiers else 0
-            total += rate.amount_for(age, enrolment.household)
+            total += rate.amount_for(age, enrolment.household_on(month.first_day))
         return total
 
     def _rate(self, programme: Programme, month: Month) -> MonthRate:

@@ -38,13 +38,19 @@ from domain.errors import RuleBroken
 from domain.identity import age_on
 from domain.money import MONTH_AMOUNT_FEN_MAX, PAYMENT_FEN_MAX, format_yuan, round_half_up_fen
 from domain.periods import Month
-from domain.policy import HouseholdFacts, NoStandardInForce, Policy
+from domain.policy import (
+    HOUSEHOLD_MEMBERS_MAX,
+    MONTHLY_INCOME_FEN_MAX,
+    HouseholdFacts,
+    NoStandardInForce,
+    Policy,
+)
 
 NAMESPACE = UUID("6f1c2b1e-1f7d-4d55-9a57-0c3b8e0f7a11")
 PHASE_OUT_MONTHS = 6  # 004_… 二.1: 给予6个月的渐退期
 
 ACTIVE, SUSPENDED, TERMINATED, ENDED, PENDING = "active", "suspended", "terminated", "ended", "pending"
-DECISION_KINDS = ("suspend", "resume", "terminate", "adjust", "phase-out")
+DECISION_KINDS = ("suspend", "resume", "terminate", "adjust", "phase-out", "change")
 
 
 def person_id(id_number: str) -> UUID:
@@ -95,6 +101,12 @@ class Decision:
     reason: str
     amount_fen: int | None = None
     ends_on: date | None = None  # phase-out only
+    # change only (`decide change`, a 复核 result): the household facts in force from the first day of the
+    # month of `effective_on` (Enrolment.household_on).
+    household: HouseholdFacts | None = None
+    # change only: this change starts a phase-out on the same date (004_… 二.1), so the phase-out months
+    # are paid with the household before it (Enrolment.household_on skips it).
+    phase_out: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +138,33 @@ class Enrolment:
             if decision.kind == "adjust":
                 amount = decision.amount_fen
         return amount
+
+    def household_on(self, day: date) -> HouseholdFacts:
+        """The household facts in force on `day`: the enrolment's own, until the latest `change` whose
+        month has begun by `day`.
+
+        A change effective on D counts from the first day of D's month (docs/entitlement.md, "Household
+        changes"): the month-end prices each month with the household on its first day, and issue 14 says
+        a change applies from D's month, so a change on 15 February already prices February. A change that
+        started a phase-out (`phase_out`) is skipped: the phase-out pays the amount in force before it.
+        Changes of one month apply in effective-date order, the later one winning.
+        """
+        facts = self.household
+        if not self.decisions:
+            return facts
+        for decision in self.decisions:
+            if decision.kind != "change":
+                continue
+            if month_start(decision.effective_on) > day:
+                break  # decisions are in effective-date order: no later change has begun either
+            if decision.household is not None and not decision.phase_out:
+                facts = decision.household
+        return facts
+
+    def last_review(self) -> date:
+        """The latest 复核 of this enrolment: its start, or the latest `change` decision's effective date."""
+        changes = [d.effective_on for d in self.decisions if d.kind == "change"]
+        return max((self.effective_from, *changes))
 
     def end_date(self) -> date | None:
         """The day the enrolment stops for good (termination or end of phase-out), if decided."""
@@ -159,6 +198,10 @@ def _next_status(status: str, decision: Decision, day: date) -> str:
     return status
 
 
+def month_start(day: date) -> date:
+    return day.replace(day=1)
+
+
 def phase_out_ends_on(effective_on: date) -> date:
     """6 more months from the first month starting on or after the decision, then it ends (004_… 二.1)."""
     first = Month.of(effective_on)
@@ -174,6 +217,7 @@ _ALLOWED_FROM = {
     "terminate": (ACTIVE, SUSPENDED),
     "adjust": (ACTIVE, SUSPENDED),
     "phase-out": (ACTIVE,),
+    "change": (ACTIVE, SUSPENDED),
 }
 
 
@@ -278,6 +322,48 @@ def _check_income(policy: Policy, programme: str, id_number: str, on: date, hous
             f"{id_number}: per-capita income {format_yuan(per_capita)} 元 a month is at or above the {programme} "
             f"standard {format_yuan(round_half_up_fen(standard))} 元 on {on.isoformat()} (policy key income_test)"
         )
+
+
+# --- household changes (docs/entitlement.md, "Household changes") -----------------------------------
+
+
+class HouseholdInvalid(RuleBroken):
+    """Household facts outside what a roster row may state: members 1-HOUSEHOLD_MEMBERS_MAX, income
+    0-MONTHLY_INCOME_FEN_MAX a month, special members 0-members (docs/policy.md, Bounds)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeOutcome:
+    recorded: bool  # False: the same change was already recorded
+    household: HouseholdFacts  # the facts in force from the change's month
+    phase_out_ends_on: date | None  # the phase-out this change started, if any
+
+
+def _check_household(id_number: str, facts: HouseholdFacts) -> None:
+    problems = []
+    if not 1 <= facts.members <= HOUSEHOLD_MEMBERS_MAX:
+        problems.append(f"members {facts.members} is not 1-{HOUSEHOLD_MEMBERS_MAX}")
+    if not 0 <= facts.monthly_income_fen <= MONTHLY_INCOME_FEN_MAX:
+        problems.append(
+            f"income {format_yuan(facts.monthly_income_fen)} is not 0-{format_yuan(MONTHLY_INCOME_FEN_MAX)} a month"
+        )
+    if not 0 <= facts.special_members <= facts.members:
+        problems.append(f"special members {facts.special_members} is not 0-{facts.members} (the members)")
+    if problems:
+        raise HouseholdInvalid(f"{id_number}: {'; '.join(problems)}")
+
+
+def _in_phase_out(enrolment: Enrolment, on: date) -> bool:
+    """A phase-out already decided and not ended by `on` (a second one would pay the months again)."""
+    return any(d.kind == "phase-out" and (d.ends_on is None or d.ends_on > on) for d in enrolment.decisions)
+
+
+def _income_at_or_above(policy: Policy, programme: str, on: date, household: HouseholdFacts) -> bool:
+    try:
+        standard = policy.monthly_standard_fen(programme, on)
+    except NoStandardInForce:
+        return False
+    return household.monthly_income_fen >= household.members * standard
 
 
 # --- the aggregate -------------------------------------------------------------------------------
@@ -440,6 +526,87 @@ class Person(Aggregate):
             ends_on=ends_on,
         )
 
+    def change_household(
+        self,
+        *,
+        programme: str,
+        on: date,
+        actor: str,
+        reason: str,
+        members: int | None,
+        monthly_income_fen: int | None,
+        special_members: int | None,
+        policy: Policy,
+    ) -> ChangeOutcome:
+        """A change of household facts (`decide change`, the result of a 复核, 004_… 二.7), in force from
+        D's month (Enrolment.household_on); facts not given keep the value in force on D.
+
+        When the programme has `income_test` and the new per-capita income is at or above the standard
+        in force on D, the 6-month phase-out starts on D by itself (004_… 二.1 "对实现就业且家庭人均收入超过
+        当地低保标准的,给予六个月的渐退期"): a `phase-out` decision is recorded with the change, and the change
+        is marked `phase_out` so the phase-out months are paid with the household before it. The same
+        change recorded again (same date, same facts) records nothing (`recorded` False).
+        """
+        enrolment = self.enrolments.get(programme)
+        if enrolment is None:
+            raise UnknownEnrolment(f"{self.id_number} has no enrolment in {programme}")
+        rules = policy.programme(programme)
+        if rules.unit != "household":
+            raise DecisionNotAllowed(
+                f"cannot change household facts of {programme} for {self.id_number}: it is paid per person "
+                "(unit person), its amount depends on no household"
+            )
+        if members is None and monthly_income_fen is None and special_members is None:
+            raise DecisionNotAllowed("change needs at least one of --members, --income, --special")
+        if on < enrolment.effective_from:
+            raise DecisionBeforeEnrolment(
+                f"change on {on.isoformat()} is before the enrolment starts ({enrolment.effective_from.isoformat()})"
+            )
+        status = enrolment.status_on(on)
+        if status not in _ALLOWED_FROM["change"]:
+            raise DecisionNotAllowed(f"cannot change {programme} for {self.id_number}: it is {status} on {on}")
+        before = enrolment.household_on(on)
+        facts = HouseholdFacts(
+            members=before.members if members is None else members,
+            monthly_income_fen=before.monthly_income_fen if monthly_income_fen is None else monthly_income_fen,
+            special_members=before.special_members if special_members is None else special_members,
+        )
+        _check_household(self.id_number, facts)
+        for decision in enrolment.decisions:
+            if decision.kind == "change" and decision.effective_on == on and decision.household == facts:
+                return ChangeOutcome(recorded=False, household=facts, phase_out_ends_on=None)
+        phase_out = (
+            rules.income_test
+            and status == ACTIVE
+            and not _in_phase_out(enrolment, on)
+            and _income_at_or_above(policy, programme, on, facts)
+        )
+        ends_on = phase_out_ends_on(on) if phase_out else None
+        self._decided(
+            programme=programme,
+            kind="change",
+            effective_on=on.isoformat(),
+            actor=actor,
+            reason=reason,
+            amount_fen=None,
+            ends_on=None,
+            members=facts.members,
+            monthly_income_fen=facts.monthly_income_fen,
+            special_members=facts.special_members,
+            phase_out=phase_out,
+        )
+        if ends_on is not None:
+            self._decided(
+                programme=programme,
+                kind="phase-out",
+                effective_on=on.isoformat(),
+                actor=actor,
+                reason=reason,
+                amount_fen=None,
+                ends_on=ends_on.isoformat(),
+            )
+        return ChangeOutcome(recorded=True, household=facts, phase_out_ends_on=ends_on)
+
     def rename(self, *, name: str, effective_on: date, reason: str, actor: str) -> bool:
         """A corrected name (户名): a new event, never an edit; payments accrued from now on, re-issues
         included, carry it. False when the name is already this one. The caller checks the name against
@@ -491,6 +658,11 @@ class Person(Aggregate):
         reason: str,
         amount_fen: int | None,
         ends_on: str | None,
+        # `change` only (defaults: events recorded before `decide change` existed load unchanged).
+        members: int | None = None,
+        monthly_income_fen: int | None = None,
+        special_members: int | None = None,
+        phase_out: bool = False,
     ) -> None:
         self.enrolments[programme] = self.enrolments[programme].with_decision(decision_from_event(locals()))
 
@@ -561,6 +733,7 @@ def enrolment_from_event(data: Mapping[str, Any]) -> Enrolment:
 
 
 def decision_from_event(data: Mapping[str, Any]) -> Decision:
+    members = data.get("members")
     return Decision(
         kind=data["kind"],
         effective_on=date.fromisoformat(data["effective_on"]),
@@ -568,6 +741,12 @@ def decision_from_event(data: Mapping[str, Any]) -> Decision:
         reason=data["reason"],
         amount_fen=data.get("amount_fen"),
         ends_on=date.fromisoformat(data["ends_on"]) if data.get("ends_on") else None,
+        household=(
+            HouseholdFacts(members, data["monthly_income_fen"], data["special_members"])
+            if members is not None
+            else None
+        ),
+        phase_out=bool(data.get("phase_out", False)),
     )
 
 

@@ -331,7 +331,9 @@ def _expected(accrual: Accrual, policy: Policy, ob: Obligation, record: PersonRe
         return {"owed": None, "why": f"the policy has no programme {ob.programme}"}
     try:
         owed = accrual.period_amount_fen(programme, ob.period, record, spell)
-        standard = accrual.period_amount_fen(programme, ob.period, record, replace(spell, decisions=()))
+        # The standard without `adjust` decisions, with the household in force each month (`decide change`).
+        unadjusted = tuple(d for d in spell.decisions if d.kind != "adjust")
+        standard = accrual.period_amount_fen(programme, ob.period, record, replace(spell, decisions=unadjusted))
     except NoStandardInForce as e:
         return {"owed": None, "why": f"no standard was in force ({e})"}
     if owed == standard:

@@ -25,6 +25,7 @@ from eventsourcing.persistence import IntegrityError
 
 from domain.charter import CHARTER_ID, Charter
 from domain.eligibility import (
+    ChangeOutcome,
     Person,
     PersonRecord,
     UnknownEnrolment,
@@ -56,12 +57,13 @@ class NoPolicy(RuleBroken):
     """No policy has been loaded into this ledger yet (`yikatong policy load FILE.toml`)."""
 
 
-def parse_policy_text(toml_text: str, source: str) -> Policy:
+def parse_policy_text(toml_text: str, source: str, *, strict: bool = False) -> Policy:
+    """`strict`: refuse unknown programme keys (`policy load`); a stored policy is read without it."""
     try:
         doc = tomllib.loads(toml_text)
     except (tomllib.TOMLDecodeError, ValueError) as e:  # ValueError: an integer too long to convert
         raise PolicyRejected(source, [f"not valid TOML: {e}"]) from None
-    return parse_policy(doc, source)
+    return parse_policy(doc, source, strict=strict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +118,7 @@ class Registry(Application[UUID]):
     # --- policy --------------------------------------------------------------------------------
 
     def load_policy(self, toml_text: str, source: str, actor: str) -> Policy:
-        policy = parse_policy_text(toml_text, source)
+        policy = parse_policy_text(toml_text, source, strict=True)
         log = self._policy_log() or PolicyLog()
         log.load(toml_text=toml_text, source=source, region_code=policy.region_code, actor=actor)
         self._save(log)
@@ -168,6 +170,36 @@ class Registry(Application[UUID]):
         )
         self._save(person)
         return person
+
+    def change_household(
+        self,
+        *,
+        id_number: str,
+        programme: str,
+        on: date,
+        actor: str,
+        reason: str,
+        members: int | None,
+        monthly_income_fen: int | None,
+        special_members: int | None,
+    ) -> ChangeOutcome:
+        """`decide change`: the change and the phase-out it starts (if any) in one save of the person."""
+        policy = self.policy()
+        policy.programme(programme)
+        person = self.person(id_number)
+        outcome = person.change_household(
+            programme=programme,
+            on=on,
+            actor=actor,
+            reason=reason,
+            members=members,
+            monthly_income_fen=monthly_income_fen,
+            special_members=special_members,
+            policy=policy,
+        )
+        if outcome.recorded:
+            self._save(person)
+        return outcome
 
     def rename(self, *, id_number: str, name: str, on: date, reason: str, actor: str) -> bool:
         """Record a corrected name on the person (`Person.Renamed`); False when it is already the name."""
@@ -373,7 +405,7 @@ class RowDiffersFromLedger(RuleBroken):
 
 # Field of a roster row → the command that changes it once recorded.
 PERSON_FIELD_COMMANDS = {"name": "decide rename", "bank_code": "account set", "account": "account set"}
-CHANGE_DECISION = "a change decision (decide change, not yet available)"
+CHANGE_DECISION = "`decide change`"
 
 
 def check_person_fields(row: RosterRow, recorded: tuple[str, str, str], where: str) -> None:

@@ -84,6 +84,7 @@ READ_ONLY = frozenset(
         "report summary",
         "report on-time",
         "report chart",
+        "report reviews",
         "audit verify",
         "audit history",
         "audit anomalies",

@@ -90,7 +90,6 @@ class DisbursementSQLiteRecorder(LedgerSQLiteRecorder):
         super().__init__(datastore, events_table_name)
 
 
-
 # --- the database file ----------------------------------------------------------------------------------
 
 
