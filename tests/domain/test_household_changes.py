@@ -27,6 +27,7 @@ from domain.policy import HouseholdFacts, Policy, parse_policy
 DATA = Path(__file__).resolve().parents[2] / "ledger" / "data"
 LI = "152601198001011239"
 JAN_2017 = date(2017, 1, 1)
+LI_HOUSEHOLD = HouseholdFacts(2, 30_000, 0)  # 2 members, income 300.00 a month
 
 
 @pytest.fixture
@@ -35,7 +36,7 @@ def policy() -> Policy:
         return parse_policy(tomllib.load(f), "ulanqab-2017.toml")
 
 
-def _person(programme: str = "urban_dibao", household: HouseholdFacts = HouseholdFacts(2, 30_000, 0)) -> Person:
+def _person(programme: str = "urban_dibao", household: HouseholdFacts = LI_HOUSEHOLD) -> Person:
     return Person.register(
         id_number=LI,
         name="李建华",
