@@ -117,6 +117,9 @@ class Enrolment:
     household: HouseholdFacts
     decision_ref: str
     decisions: tuple[Decision, ...] = ()  # in effective-date order, stable for equal dates
+    # Resident ID numbers of the household's members (roster column `member_ids`), for exclusions across
+    # members (docs/entitlement.md); empty when not given, and for every enrolment of an earlier release.
+    member_ids: tuple[str, ...] = ()
 
     def status_on(self, day: date) -> str:
         """Fold the decisions in force on `day` (effective date order)."""
@@ -419,6 +422,7 @@ class Person(Aggregate):
         household: HouseholdFacts,
         decision_ref: str,
         person_id: UUID | None = None,
+        member_ids: tuple[str, ...] = (),
     ) -> Person:
         """`person_id`: the id under the ledger's id scheme (domain.ids); uuid5 of the ID number when not
         given, as in every ledger without a charter. (`_create` is eventsourcing's constructor that takes
@@ -432,7 +436,9 @@ class Person(Aggregate):
             bank_code=bank_code,
             account=account,
             actor=actor,
-            enrolment=enrolment_fields(programme, region, effective_from, household, decision_ref, actor),
+            enrolment=enrolment_fields(
+                programme, region, effective_from, household, decision_ref, actor, member_ids=member_ids
+            ),
         )
 
     # Commands: decide, then record (STYLE.md 3).
@@ -447,6 +453,7 @@ class Person(Aggregate):
         decision_ref: str,
         actor: str,
         excluded_pairs: Iterable[frozenset[str]],
+        member_ids: tuple[str, ...] = (),
     ) -> bool:
         """Enrol in `programme`; returns False when an identical enrolment already exists.
 
@@ -468,6 +475,7 @@ class Person(Aggregate):
             special_members=household.special_members,
             decision_ref=decision_ref,
             actor=actor,
+            member_ids=list(member_ids) or None,
         )
         return True
 
@@ -642,6 +650,7 @@ class Person(Aggregate):
         special_members: int,
         decision_ref: str,
         actor: str,
+        member_ids: list[str] | None = None,  # absent from events of earlier releases
     ) -> None:
         previous = self.enrolments.get(programme)
         if previous is not None:
@@ -703,10 +712,18 @@ def check_reenrolment(
 
 
 def enrolment_fields(
-    programme: str, region: str, effective_from: date, household: HouseholdFacts, decision_ref: str, actor: str
+    programme: str,
+    region: str,
+    effective_from: date,
+    household: HouseholdFacts,
+    decision_ref: str,
+    actor: str,
+    *,
+    member_ids: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """The payload of an enrolment, as `Enrolled` and `Registered.enrolment` carry it."""
-    return {
+    """The payload of an enrolment, as `Enrolled` and `Registered.enrolment` carry it (`member_ids` only
+    when given, so an enrolment without them is stored exactly as before)."""
+    fields = {
         "programme": programme,
         "region": region,
         "effective_from": effective_from.isoformat(),
@@ -716,6 +733,9 @@ def enrolment_fields(
         "decision_ref": decision_ref,
         "actor": actor,
     }
+    if member_ids:
+        fields["member_ids"] = list(member_ids)
+    return fields
 
 
 def enrolment_from_event(data: Mapping[str, Any]) -> Enrolment:
@@ -729,6 +749,7 @@ def enrolment_from_event(data: Mapping[str, Any]) -> Enrolment:
             special_members=data["special_members"],
         ),
         decision_ref=data["decision_ref"],
+        member_ids=tuple(data.get("member_ids") or ()),
     )
 
 

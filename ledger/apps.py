@@ -235,6 +235,8 @@ class Registry(Application[UUID]):
         errors: list[str] = []
         for id_number, person_rows in by_person.items():
             errors.extend(self._check_rows(id_number, person_rows, existing, policy, source))
+        if not errors and any(row.member_ids for row in rows):
+            errors.extend(check_member_exclusions(self._read_registry(None).persons.values(), rows, pairs, source))
         if errors:
             raise RosterRejected(tuple(errors), len({e.split(":")[0] for e in errors}))
         enrolled = unchanged = 0
@@ -333,6 +335,7 @@ class Registry(Application[UUID]):
             effective_from=row.effective_from,
             household=HouseholdFacts(row.members, row.monthly_income_fen, row.special_members),
             decision_ref=row.decision_ref,
+            member_ids=row.member_ids,
         )
 
     @staticmethod
@@ -345,6 +348,7 @@ class Registry(Application[UUID]):
             decision_ref=row.decision_ref,
             actor=actor,
             excluded_pairs=pairs,
+            member_ids=row.member_ids,
         )
 
     def _save(self, *aggregates: Aggregate) -> None:
@@ -439,8 +443,65 @@ def check_enrolment_fields(id_number: str, current: Any, new: Any) -> None:
         for column, old_text, new_text in pairs
         if old_text != new_text
     ]
+    if current.member_ids != new.member_ids:
+        # No command changes the listed members yet: the enrolment keeps the ones it was recorded with.
+        raise RowDiffersFromLedger(
+            f"{id_number} {current.programme}: member_ids {';'.join(new.member_ids) or '(none)'} differs from "
+            f"{';'.join(current.member_ids) or '(none)'} in the ledger; the members are recorded with the enrolment"
+            + (f"; also {'; '.join(differing)}" if differing else "")
+        )
     if differing:
         raise RowDiffersFromLedger(f"{id_number} {current.programme}: {'; '.join(differing)}; use {CHANGE_DECISION}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Holding:
+    """One person's share in an enrolment: as its payee, or listed in its `member_ids`."""
+
+    programme: str
+    enrolment: Any
+    payee: str  # the enrolment's payee (ID number)
+    line: int  # the import's line, 0 for the ledger's
+
+
+def check_member_exclusions(
+    records: Any, rows: Sequence[RosterRow], pairs: frozenset[frozenset[str]], source: str
+) -> list[str]:
+    """Exclusions across household members (000_a883bdda05437b65.txt 四; docs/entitlement.md): every person
+    of a row (its payee and its `member_ids`) against what the same person holds elsewhere — as a payee,
+    or listed as a member of another household — in the ledger (`records`, folded) or in this import. An
+    enrolment ended on or before the row's start is no longer held. One message per row and rule, naming
+    the file, the line and the rule (`PROGRAMME_excludes_OTHER`)."""
+    held: dict[str, list[_Holding]] = {}
+    for record in records:
+        for enrolment in record.enrolments.values():
+            for person in (record.id_number, *enrolment.member_ids):
+                held.setdefault(person, []).append(_Holding(enrolment.programme, enrolment, record.id_number, 0))
+    for row in rows:
+        enrolment = enrolment_from_event(_enrolment_fields(row))
+        for person in (row.id_number, *row.member_ids):
+            held.setdefault(person, []).append(_Holding(row.programme, enrolment, row.id_number, row.line))
+    errors = []
+    for row in rows:
+        for person in dict.fromkeys((row.id_number, *row.member_ids)):
+            for holding in held.get(person, ()):
+                if holding.payee == row.id_number:
+                    continue  # the row's own payee: checked person by person (check_exclusions)
+                if frozenset((row.programme, holding.programme)) not in pairs or row.programme == holding.programme:
+                    continue
+                ends = holding.enrolment.end_date()
+                if ends is not None and ends <= row.effective_from:
+                    continue
+                role = "as payee" if person == holding.payee else f"as a member of {holding.payee}'s household"
+                where = f"line {holding.line}" if holding.line else "the ledger"
+                who = "payee" if person == row.id_number else "member"
+                errors.append(
+                    f"{source} line {row.line}: {row.programme}_excludes_{holding.programme}: {row.id_number}: "
+                    f"{who} {person} holds {holding.programme} {role} ({where}); {row.programme} and "
+                    f"{holding.programme} exclude each other (000_a883bdda05437b65.txt 四)"
+                )
+                break
+    return errors
 
 
 def _with_import(held: dict[str, Any], this_import: dict[str, Any], programme: str) -> dict[str, Any]:
@@ -455,11 +516,12 @@ def _with_import(held: dict[str, Any], this_import: dict[str, Any], programme: s
 
 
 def _same_terms(a: Any, b: Any) -> bool:
-    return (a.region, a.effective_from, a.household, a.decision_ref) == (
+    return (a.region, a.effective_from, a.household, a.decision_ref, a.member_ids) == (
         b.region,
         b.effective_from,
         b.household,
         b.decision_ref,
+        b.member_ids,
     )
 
 
@@ -472,6 +534,7 @@ def _enrolment_fields(row: RosterRow) -> dict[str, Any]:
         "monthly_income_fen": row.monthly_income_fen,
         "special_members": row.special_members,
         "decision_ref": row.decision_ref,
+        "member_ids": list(row.member_ids),
     }
 
 
