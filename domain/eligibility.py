@@ -369,6 +369,28 @@ def _income_at_or_above(policy: Policy, programme: str, on: date, household: Hou
     return household.monthly_income_fen >= household.members * standard
 
 
+# --- exclusions across household members (docs/entitlement.md) -------------------------------------
+
+MEMBER_LISTS_ID = uuid5(NAMESPACE, "member-lists")
+
+
+class MemberLists(Aggregate):
+    """Recorded once, when the first roster row listing household members (`member_ids`) is imported.
+
+    From then on every roster import checks exclusions across household members against the whole ledger
+    (a new payee may be listed in a household already recorded), which costs a fold of the registry; a
+    ledger where no household lists members never pays for it. One fixed id: recording it twice is
+    refused by the store, and a second importer finds it there."""
+
+    @staticmethod
+    def create_id(**_: Any) -> UUID:  # type: ignore[override]
+        return MEMBER_LISTS_ID
+
+    @event("Started")
+    def __init__(self, actor: str) -> None:
+        self.actor = actor
+
+
 # --- the aggregate -------------------------------------------------------------------------------
 
 

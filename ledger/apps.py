@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import date
 from functools import cached_property
@@ -25,7 +26,9 @@ from eventsourcing.persistence import IntegrityError
 
 from domain.charter import CHARTER_ID, Charter
 from domain.eligibility import (
+    MEMBER_LISTS_ID,
     ChangeOutcome,
+    MemberLists,
     Person,
     PersonRecord,
     UnknownEnrolment,
@@ -235,10 +238,17 @@ class Registry(Application[UUID]):
         errors: list[str] = []
         for id_number, person_rows in by_person.items():
             errors.extend(self._check_rows(id_number, person_rows, existing, policy, source))
-        if not errors and any(row.member_ids for row in rows):
+        lists_members = any(row.member_ids for row in rows)
+        listed_before = bool(existing_originators(self.recorder, [MEMBER_LISTS_ID]))
+        if not errors and (lists_members or listed_before):
             errors.extend(check_member_exclusions(self._read_registry(None).persons.values(), rows, pairs, source))
         if errors:
             raise RosterRejected(tuple(errors), len({e.split(":")[0] for e in errors}))
+        if lists_members and not listed_before:
+            # Before the persons: a crash between leaves the check on, never off; another import may have
+            # recorded it first.
+            with suppress(IntegrityError):
+                self.save(MemberLists(actor=actor))
         enrolled = unchanged = 0
         batch: list[Person] = []
         for id_number, person_rows in by_person.items():
