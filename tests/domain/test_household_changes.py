@@ -22,7 +22,7 @@ from domain.eligibility import (
     decision_from_event,
 )
 from domain.periods import Month, Period
-from domain.policy import HouseholdFacts, Policy, parse_policy
+from domain.policy import HouseholdFacts, Policy, PolicyRejected, parse_policy
 
 DATA = Path(__file__).resolve().parents[2] / "ledger" / "data"
 LI = "152601198001011239"
@@ -216,3 +216,63 @@ def test_a_decision_stored_before_changes_existed_folds_without_household() -> N
     old = {"kind": "suspend", "effective_on": "2017-02-01", "actor": "c", "reason": "r", "amount_fen": None}
     decision = decision_from_event(old)
     assert decision.household is None and decision.phase_out is False
+
+
+def test_the_shipped_policies_state_review_cycles_and_ordos_states_the_guards() -> None:
+    with (DATA / "ulanqab-2017.toml").open("rb") as f:
+        ulanqab = parse_policy(tomllib.load(f), "ulanqab-2017.toml", strict=True)
+    with (DATA / "ordos-2021.toml").open("rb") as f:
+        ordos = parse_policy(tomllib.load(f), "ordos-2021.toml", strict=True)
+    reviews = {k: p.review_months for k, p in ulanqab.programmes.items() if p.review_months}
+    assert reviews == {
+        "urban_dibao": 6,
+        "rural_dibao": 6,
+        "tekun_urban": 12,
+        "tekun_rural_centralised": 12,
+        "tekun_rural_dispersed": 12,
+    }
+    guards = {k: (p.age_min, p.age_max, p.income_test, p.review_months) for k, p in ordos.programmes.items()}
+    assert guards == {
+        "urban_dibao": (None, None, True, 6),
+        "rural_dibao": (None, None, True, 6),
+        "tekun_urban": (16, None, False, 12),
+        "tekun_rural": (16, None, False, 12),
+        "orphan_centralised": (None, 17, False, None),
+        "orphan_dispersed": (None, 17, False, None),
+        "de_facto_orphan": (None, 17, False, None),
+        "disability_living": (None, None, False, None),
+        "disability_care": (None, None, False, None),
+        "high_age": (75, None, False, None),
+    }
+
+
+def test_unknown_programme_keys_are_refused_only_when_loading() -> None:
+    with (DATA / "ulanqab-2017.toml").open("rb") as f:
+        doc = tomllib.load(f)
+    doc["programmes"]["high_age"]["age_mni"] = 80
+    doc["programmes"]["temporary_aid"] = {
+        "name": "临时救助",
+        "min": "200.00",
+        "max": "30000.00",
+        "starts": "same_month",
+    }
+    # A stored policy (read without `strict`) still opens: an earlier release ignored unknown keys.
+    assert "high_age" in parse_policy(doc, "stored").programmes
+    with pytest.raises(PolicyRejected) as refused:
+        parse_policy(doc, "typo.toml", strict=True)
+    assert list(refused.value.errors) == [
+        "programmes.high_age.age_mni: unknown key 'age_mni' in programme high_age (known: age_max, age_min, "
+        "approval_above, cadence, due_day, due_days, excludes, income_test, max, min, name, requires, "
+        "review_months, standards, starts, stops, unit)"
+    ]
+
+
+@pytest.mark.parametrize("months", [0, 61, "6", True])
+def test_review_months_out_of_bounds_is_refused(months: object) -> None:
+    with (DATA / "ulanqab-2017.toml").open("rb") as f:
+        doc = tomllib.load(f)
+    doc["programmes"]["urban_dibao"]["review_months"] = months
+    with pytest.raises(
+        PolicyRejected, match=r"programmes\.urban_dibao\.review_months: .* is not a whole number of months 1-60"
+    ):
+        parse_policy(doc, "p.toml")
