@@ -164,6 +164,16 @@ class Enrolment:
                 facts = decision.household
         return facts
 
+    def latest_household(self) -> HouseholdFacts:
+        """The household facts last decided: the latest `change`'s (a phase-out one too), else its own.
+        A roster row stating them re-sends the enrolment as it stands (`same_household`)."""
+        changes = [d.household for d in self.decisions if d.kind == "change" and d.household is not None]
+        return changes[-1] if changes else self.household
+
+    def same_household(self, household: HouseholdFacts) -> bool:
+        """`household` is the facts the enrolment was recorded with, or the ones last decided for it."""
+        return household == self.household or household == self.latest_household()
+
     def last_review(self) -> date:
         """The latest 复核 of this enrolment: its start, or the latest `change` decision's effective date."""
         changes = [d.effective_on for d in self.decisions if d.kind == "change"]
@@ -716,12 +726,11 @@ def check_reenrolment(
     decision_ref: str,
 ) -> None:
     """An identical row is fine (a re-import); a new spell needs the old one ended by its start."""
-    if (existing.region, existing.effective_from, existing.household, existing.decision_ref) == (
+    if (existing.region, existing.effective_from, existing.decision_ref) == (
         region,
         effective_from,
-        household,
         decision_ref,
-    ):
+    ) and existing.same_household(household):
         return
     ends = existing.end_date()
     if ends is not None and ends <= effective_from:

@@ -442,7 +442,7 @@ def check_enrolment_fields(id_number: str, current: Any, new: Any) -> None:
     each field; changing them is a decision of its own, not a roster row."""
     if current.effective_from != new.effective_from or current.end_date() is not None:
         return  # another spell or an ended one: check_reenrolment decides
-    old, given = current.household, new.household
+    old, given = current.latest_household(), new.household
     pairs = (
         ("members", str(old.members), str(given.members)),
         ("monthly_income", format_yuan(old.monthly_income_fen), format_yuan(given.monthly_income_fen)),
@@ -526,13 +526,14 @@ def _with_import(held: dict[str, Any], this_import: dict[str, Any], programme: s
 
 
 def _same_terms(a: Any, b: Any) -> bool:
-    return (a.region, a.effective_from, a.household, a.decision_ref, a.member_ids) == (
+    """`b` (a row) re-sends `a` (the ledger's enrolment): its household may be the one `a` was recorded with
+    or the one last decided for it (`decide change`)."""
+    return (a.region, a.effective_from, a.decision_ref, a.member_ids) == (
         b.region,
         b.effective_from,
-        b.household,
         b.decision_ref,
         b.member_ids,
-    )
+    ) and a.same_household(b.household)
 
 
 def _enrolment_fields(row: RosterRow) -> dict[str, Any]:
