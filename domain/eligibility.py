@@ -524,6 +524,8 @@ class Person(Aggregate):
         policy: Policy | None = None,
     ) -> None:
         """`policy`, when given, has its eligibility guards checked for a resumption (check_guards)."""
+        if kind == "change":
+            raise DecisionNotAllowed("a change of household facts is recorded by change_household (decide change)")
         enrolment = self.enrolments.get(programme)
         if enrolment is None:
             raise UnknownEnrolment(f"{self.id_number} has no enrolment in {programme}")
