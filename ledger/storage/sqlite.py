@@ -90,6 +90,7 @@ class DisbursementSQLiteRecorder(LedgerSQLiteRecorder):
         super().__init__(datastore, events_table_name)
 
 
+
 # --- the database file ----------------------------------------------------------------------------------
 
 

@@ -219,9 +219,8 @@ def test_the_application_role_cannot_drop_alter_or_switch_off_the_tables_or_the_
         sql.SQL("CREATE TRIGGER mine BEFORE UPDATE ON {} FOR EACH STATEMENT EXECUTE FUNCTION {}()").format(
             table, function
         ),
-        sql.SQL(
-            "CREATE OR REPLACE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NULL; END$$"
-        ).format(function),
+        sql.SQL("CREATE OR REPLACE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NULL; END$$")
+        .format(function),
         sql.SQL("DROP FUNCTION {}() CASCADE").format(function),
         sql.SQL("CREATE RULE keep AS ON UPDATE TO {} DO INSTEAD NOTHING").format(table),
         sql.SQL("SET session_replication_role = replica"),  # would skip ordinary triggers
