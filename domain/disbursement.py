@@ -747,7 +747,7 @@ class Accrual:
             programme=programme.key,
             period=period,
             amount_fen=entitlement.amount_fen,
-            persons=enrolment.household.members if programme.unit == "household" else 1,
+            persons=_persons(programme, enrolment, entitlement.period),
             due_date=due_date,
             late=due_date < self.run_month.first_day,
             bank_code=record.bank_code,
@@ -773,7 +773,7 @@ class Accrual:
             programme=programme.key,
             period=entitlement.period,
             amount_fen=delta,
-            persons=enrolment.household.members if programme.unit == "household" else 1,
+            persons=_persons(programme, enrolment, entitlement.period),
             due_date=due_date,
             late=False,
             bank_code=record.bank_code,
@@ -993,6 +993,11 @@ class Accrual:
         if found is None:
             found = self._due_dates[key] = period.due_date(programme.due_day)
         return found
+
+
+def _persons(programme: Programme, enrolment: Enrolment, period: Period) -> int:
+    """The people a payment covers: the household's members at the period's start (`decide change`), or 1."""
+    return enrolment.household_on(period.first_day).members if programme.unit == "household" else 1
 
 
 def _holds_active_month(spans: tuple[tuple[int, int], ...], period: Period) -> bool:

@@ -44,13 +44,19 @@ from domain.errors import RuleBroken
 from domain.identity import age_on
 from domain.money import MONTH_AMOUNT_FEN_MAX, PAYMENT_FEN_MAX, format_yuan, round_half_up_fen
 from domain.periods import Month
-from domain.policy import HouseholdFacts, NoStandardInForce, Policy
+from domain.policy import (
+    HOUSEHOLD_MEMBERS_MAX,
+    MONTHLY_INCOME_FEN_MAX,
+    HouseholdFacts,
+    NoStandardInForce,
+    Policy,
+)
 
 NAMESPACE = UUID("6f1c2b1e-1f7d-4d55-9a57-0c3b8e0f7a11")
 PHASE_OUT_MONTHS = 6  # 004_… 二.1: 给予6个月的渐退期
 
 ACTIVE, SUSPENDED, TERMINATED, ENDED, PENDING = "active", "suspended", "terminated", "ended", "pending"
-DECISION_KINDS = ("suspend", "resume", "terminate", "adjust", "phase-out")
+DECISION_KINDS = ("suspend", "resume", "terminate", "adjust", "phase-out", "change")
 
 
 def person_id(id_number: str) -> UUID:
@@ -101,6 +107,12 @@ class Decision:
     reason: str
     amount_fen: int | None = None
     ends_on: date | None = None  # phase-out only
+    # change only (`decide change`, a 复核 result): the household facts in force from the first day of the
+    # month of `effective_on` (Enrolment.household_on).
+    household: HouseholdFacts | None = None
+    # change only: this change starts a phase-out on the same date (004_… 二.1), so the phase-out months
+    # are paid with the household before it (Enrolment.household_on skips it).
+    phase_out: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +123,9 @@ class Enrolment:
     household: HouseholdFacts
     decision_ref: str
     decisions: tuple[Decision, ...] = ()  # in effective-date order, stable for equal dates
+    # Resident ID numbers of the household's members (roster column `member_ids`), for exclusions across
+    # members (docs/entitlement.md); empty when not given, and for every enrolment of an earlier release.
+    member_ids: tuple[str, ...] = ()
 
     def status_on(self, day: date) -> str:
         """Fold the decisions in force on `day` (effective date order)."""
@@ -134,12 +149,45 @@ class Enrolment:
         return amount
 
     def household_on(self, day: date) -> HouseholdFacts:
-        """The household facts in force on `day` (a change of household facts is `decide change`)."""
-        return self.household
+        """The household facts in force on `day`: the enrolment's own, until the latest `change` whose
+        month has begun by `day`.
+
+        A change effective on D counts from the first day of D's month (docs/entitlement.md, "Household
+        changes"): the month-end prices each month with the household on its first day, and issue 14 says
+        a change applies from D's month, so a change on 15 February already prices February. A change that
+        started a phase-out (`phase_out`) is skipped: the phase-out pays the amount in force before it.
+        Changes of one month apply in effective-date order, the later one winning.
+        """
+        facts = self.household
+        if not self.decisions:
+            return facts
+        for decision in self.decisions:
+            if decision.kind != "change":
+                continue
+            if month_start(decision.effective_on) > day:
+                break  # decisions are in effective-date order: no later change has begun either
+            if decision.household is not None and not decision.phase_out:
+                facts = decision.household
+        return facts
 
     def households(self) -> tuple[HouseholdFacts, ...]:
         """Every household fact this enrolment has held (the bound of the largest payment)."""
-        return (self.household,)
+        return (self.household, *(d.household for d in self.decisions if d.kind == "change" and d.household))
+
+    def latest_household(self) -> HouseholdFacts:
+        """The household facts last decided: the latest `change`'s (a phase-out one too), else its own.
+        A roster row stating them re-sends the enrolment as it stands (`same_household`)."""
+        changes = [d.household for d in self.decisions if d.kind == "change" and d.household is not None]
+        return changes[-1] if changes else self.household
+
+    def same_household(self, household: HouseholdFacts) -> bool:
+        """`household` is the facts the enrolment was recorded with, or the ones last decided for it."""
+        return household == self.household or household == self.latest_household()
+
+    def last_review(self) -> date:
+        """The latest 复核 of this enrolment: its start, or the latest `change` decision's effective date."""
+        changes = [d.effective_on for d in self.decisions if d.kind == "change"]
+        return max((self.effective_from, *changes))
 
     def end_date(self) -> date | None:
         """The day the enrolment stops for good (termination or end of phase-out), if decided."""
@@ -240,6 +288,10 @@ def _stop_month(first_day_not_active: date, stops: str) -> int:
     return Month.of(first_day_not_active - timedelta(days=1)).ordinal + 1
 
 
+def month_start(day: date) -> date:
+    return day.replace(day=1)
+
+
 def phase_out_ends_on(effective_on: date) -> date:
     """The six months m … m+5 of the decision's month m are paid, then it ends (004_… 二.1: 给予6个月的
     渐退期). Earlier releases stored six months from the first month starting on or after the decision."""
@@ -253,6 +305,7 @@ _ALLOWED_FROM = {
     "terminate": (ACTIVE, SUSPENDED),
     "adjust": (ACTIVE, SUSPENDED),
     "phase-out": (ACTIVE,),
+    "change": (ACTIVE, SUSPENDED),
 }
 
 
@@ -359,6 +412,70 @@ def _check_income(policy: Policy, programme: str, id_number: str, on: date, hous
         )
 
 
+# --- household changes (docs/entitlement.md, "Household changes") -----------------------------------
+
+
+class HouseholdInvalid(RuleBroken):
+    """Household facts outside what a roster row may state: members 1-HOUSEHOLD_MEMBERS_MAX, income
+    0-MONTHLY_INCOME_FEN_MAX a month, special members 0-members (docs/policy.md, Bounds)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeOutcome:
+    recorded: bool  # False: the same change was already recorded
+    household: HouseholdFacts  # the facts in force from the change's month
+    phase_out_ends_on: date | None  # the phase-out this change started, if any
+
+
+def _check_household(id_number: str, facts: HouseholdFacts) -> None:
+    problems = []
+    if not 1 <= facts.members <= HOUSEHOLD_MEMBERS_MAX:
+        problems.append(f"members {facts.members} is not 1-{HOUSEHOLD_MEMBERS_MAX}")
+    if not 0 <= facts.monthly_income_fen <= MONTHLY_INCOME_FEN_MAX:
+        problems.append(
+            f"income {format_yuan(facts.monthly_income_fen)} is not 0-{format_yuan(MONTHLY_INCOME_FEN_MAX)} a month"
+        )
+    if not 0 <= facts.special_members <= facts.members:
+        problems.append(f"special members {facts.special_members} is not 0-{facts.members} (the members)")
+    if problems:
+        raise HouseholdInvalid(f"{id_number}: {'; '.join(problems)}")
+
+
+def _in_phase_out(enrolment: Enrolment, on: date) -> bool:
+    """A phase-out already decided and not ended by `on` (a second one would pay the months again)."""
+    return any(d.kind == "phase-out" and (d.ends_on is None or d.ends_on > on) for d in enrolment.decisions)
+
+
+def _income_at_or_above(policy: Policy, programme: str, on: date, household: HouseholdFacts) -> bool:
+    try:
+        standard = policy.monthly_standard_fen(programme, on)
+    except NoStandardInForce:
+        return False
+    return household.monthly_income_fen >= household.members * standard
+
+
+# --- exclusions across household members (docs/entitlement.md) -------------------------------------
+
+MEMBER_LISTS_ID = uuid5(NAMESPACE, "member-lists")
+
+
+class MemberLists(Aggregate):
+    """Recorded once, when the first roster row listing household members (`member_ids`) is imported.
+
+    From then on every roster import checks exclusions across household members against the whole ledger
+    (a new payee may be listed in a household already recorded), which costs a fold of the registry; a
+    ledger where no household lists members never pays for it. One fixed id: recording it twice is
+    refused by the store, and a second importer finds it there."""
+
+    @staticmethod
+    def create_id(**_: Any) -> UUID:  # type: ignore[override]
+        return MEMBER_LISTS_ID
+
+    @event("Started")
+    def __init__(self, actor: str) -> None:
+        self.actor = actor
+
+
 # --- the aggregate -------------------------------------------------------------------------------
 
 
@@ -412,6 +529,7 @@ class Person(Aggregate):
         household: HouseholdFacts,
         decision_ref: str,
         person_id: UUID | None = None,
+        member_ids: tuple[str, ...] = (),
     ) -> Person:
         """`person_id`: the id under the ledger's id scheme (domain.ids); uuid5 of the ID number when not
         given, as in every ledger without a charter. (`_create` is eventsourcing's constructor that takes
@@ -425,7 +543,9 @@ class Person(Aggregate):
             bank_code=bank_code,
             account=account,
             actor=actor,
-            enrolment=enrolment_fields(programme, region, effective_from, household, decision_ref, actor),
+            enrolment=enrolment_fields(
+                programme, region, effective_from, household, decision_ref, actor, member_ids=member_ids
+            ),
         )
 
     # Commands: decide, then record (STYLE.md 3).
@@ -440,6 +560,7 @@ class Person(Aggregate):
         decision_ref: str,
         actor: str,
         excluded_pairs: Iterable[frozenset[str]],
+        member_ids: tuple[str, ...] = (),
     ) -> bool:
         """Enrol in `programme`; returns False when an identical enrolment already exists.
 
@@ -461,6 +582,7 @@ class Person(Aggregate):
             special_members=household.special_members,
             decision_ref=decision_ref,
             actor=actor,
+            member_ids=list(member_ids) or None,
         )
         return True
 
@@ -477,6 +599,8 @@ class Person(Aggregate):
         policy: Policy | None = None,
     ) -> None:
         """`policy`, when given, has its eligibility guards checked for a resumption (check_guards)."""
+        if kind == "change":
+            raise DecisionNotAllowed("a change of household facts is recorded by change_household (decide change)")
         enrolment = self.enrolments.get(programme)
         if enrolment is None:
             raise UnknownEnrolment(f"{self.id_number} has no enrolment in {programme}")
@@ -519,6 +643,87 @@ class Person(Aggregate):
             ends_on=ends_on,
         )
 
+    def change_household(
+        self,
+        *,
+        programme: str,
+        on: date,
+        actor: str,
+        reason: str,
+        members: int | None,
+        monthly_income_fen: int | None,
+        special_members: int | None,
+        policy: Policy,
+    ) -> ChangeOutcome:
+        """A change of household facts (`decide change`, the result of a 复核, 004_… 二.7), in force from
+        D's month (Enrolment.household_on); facts not given keep the value in force on D.
+
+        When the programme has `income_test` and the new per-capita income is at or above the standard
+        in force on D, the 6-month phase-out starts on D by itself (004_… 二.1 "对实现就业且家庭人均收入超过
+        当地低保标准的,给予六个月的渐退期"): a `phase-out` decision is recorded with the change, and the change
+        is marked `phase_out` so the phase-out months are paid with the household before it. The same
+        change recorded again (same date, same facts) records nothing (`recorded` False).
+        """
+        enrolment = self.enrolments.get(programme)
+        if enrolment is None:
+            raise UnknownEnrolment(f"{self.id_number} has no enrolment in {programme}")
+        rules = policy.programme(programme)
+        if rules.unit != "household":
+            raise DecisionNotAllowed(
+                f"cannot change household facts of {programme} for {self.id_number}: it is paid per person "
+                "(unit person), its amount depends on no household"
+            )
+        if members is None and monthly_income_fen is None and special_members is None:
+            raise DecisionNotAllowed("change needs at least one of --members, --income, --special")
+        if on < enrolment.effective_from:
+            raise DecisionBeforeEnrolment(
+                f"change on {on.isoformat()} is before the enrolment starts ({enrolment.effective_from.isoformat()})"
+            )
+        status = enrolment.status_on(on)
+        if status not in _ALLOWED_FROM["change"]:
+            raise DecisionNotAllowed(f"cannot change {programme} for {self.id_number}: it is {status} on {on}")
+        before = enrolment.household_on(on)
+        facts = HouseholdFacts(
+            members=before.members if members is None else members,
+            monthly_income_fen=before.monthly_income_fen if monthly_income_fen is None else monthly_income_fen,
+            special_members=before.special_members if special_members is None else special_members,
+        )
+        _check_household(self.id_number, facts)
+        for decision in enrolment.decisions:
+            if decision.kind == "change" and decision.effective_on == on and decision.household == facts:
+                return ChangeOutcome(recorded=False, household=facts, phase_out_ends_on=None)
+        phase_out = (
+            rules.income_test
+            and status == ACTIVE
+            and not _in_phase_out(enrolment, on)
+            and _income_at_or_above(policy, programme, on, facts)
+        )
+        ends_on = phase_out_ends_on(on) if phase_out else None
+        self._decided(
+            programme=programme,
+            kind="change",
+            effective_on=on.isoformat(),
+            actor=actor,
+            reason=reason,
+            amount_fen=None,
+            ends_on=None,
+            members=facts.members,
+            monthly_income_fen=facts.monthly_income_fen,
+            special_members=facts.special_members,
+            phase_out=phase_out,
+        )
+        if ends_on is not None:
+            self._decided(
+                programme=programme,
+                kind="phase-out",
+                effective_on=on.isoformat(),
+                actor=actor,
+                reason=reason,
+                amount_fen=None,
+                ends_on=ends_on.isoformat(),
+            )
+        return ChangeOutcome(recorded=True, household=facts, phase_out_ends_on=ends_on)
+
     def rename(self, *, name: str, effective_on: date, reason: str, actor: str) -> bool:
         """A corrected name (户名): a new event, never an edit; payments accrued from now on, re-issues
         included, carry it. False when the name is already this one. The caller checks the name against
@@ -554,6 +759,7 @@ class Person(Aggregate):
         special_members: int,
         decision_ref: str,
         actor: str,
+        member_ids: list[str] | None = None,  # absent from events of earlier releases
     ) -> None:
         previous = self.enrolments.get(programme)
         if previous is not None:
@@ -570,6 +776,11 @@ class Person(Aggregate):
         reason: str,
         amount_fen: int | None,
         ends_on: str | None,
+        # `change` only (defaults: events recorded before `decide change` existed load unchanged).
+        members: int | None = None,
+        monthly_income_fen: int | None = None,
+        special_members: int | None = None,
+        phase_out: bool = False,
     ) -> None:
         self.enrolments[programme] = self.enrolments[programme].with_decision(decision_from_event(locals()))
 
@@ -592,12 +803,11 @@ def check_reenrolment(
     decision_ref: str,
 ) -> None:
     """An identical row is fine (a re-import); a new spell needs the old one ended by its start."""
-    if (existing.region, existing.effective_from, existing.household, existing.decision_ref) == (
+    if (existing.region, existing.effective_from, existing.decision_ref) == (
         region,
         effective_from,
-        household,
         decision_ref,
-    ):
+    ) and existing.same_household(household):
         return
     ends = existing.end_date()
     if ends is not None and ends <= effective_from:
@@ -610,10 +820,18 @@ def check_reenrolment(
 
 
 def enrolment_fields(
-    programme: str, region: str, effective_from: date, household: HouseholdFacts, decision_ref: str, actor: str
+    programme: str,
+    region: str,
+    effective_from: date,
+    household: HouseholdFacts,
+    decision_ref: str,
+    actor: str,
+    *,
+    member_ids: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """The payload of an enrolment, as `Enrolled` and `Registered.enrolment` carry it."""
-    return {
+    """The payload of an enrolment, as `Enrolled` and `Registered.enrolment` carry it (`member_ids` only
+    when given, so an enrolment without them is stored exactly as before)."""
+    fields = {
         "programme": programme,
         "region": region,
         "effective_from": effective_from.isoformat(),
@@ -623,6 +841,9 @@ def enrolment_fields(
         "decision_ref": decision_ref,
         "actor": actor,
     }
+    if member_ids:
+        fields["member_ids"] = list(member_ids)
+    return fields
 
 
 def enrolment_from_event(data: Mapping[str, Any]) -> Enrolment:
@@ -636,10 +857,12 @@ def enrolment_from_event(data: Mapping[str, Any]) -> Enrolment:
             special_members=data["special_members"],
         ),
         decision_ref=data["decision_ref"],
+        member_ids=tuple(data.get("member_ids") or ()),
     )
 
 
 def decision_from_event(data: Mapping[str, Any]) -> Decision:
+    members = data.get("members")
     return Decision(
         kind=data["kind"],
         effective_on=date.fromisoformat(data["effective_on"]),
@@ -647,6 +870,12 @@ def decision_from_event(data: Mapping[str, Any]) -> Decision:
         reason=data["reason"],
         amount_fen=data.get("amount_fen"),
         ends_on=date.fromisoformat(data["ends_on"]) if data.get("ends_on") else None,
+        household=(
+            HouseholdFacts(members, data["monthly_income_fen"], data["special_members"])
+            if members is not None
+            else None
+        ),
+        phase_out=bool(data.get("phase_out", False)),
     )
 
 

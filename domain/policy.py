@@ -79,6 +79,34 @@ AID_FEN_MAX = 30_000_000  # 300 000.00 元 per grant
 AID_DUE_DAYS_MAX = 90
 ONEOFFS_MAX = 200
 ONEOFF_PERS = ("person", "household")
+# Months between two reviews of a household (`review_months`): the seeds say 6 or 12 (004_… 二.7); five
+# years is beyond any review cycle a document states.
+REVIEW_MONTHS_MAX = 60
+# The keys a `[programmes.KEY]` table may carry (docs/policy.md). `policy load` refuses any other (a misspelt
+# `age_mni` must not silently switch a guard off); a policy stored by an earlier release opens regardless.
+# `min`, `max`, `approval_above`, `due_days`: [programmes.temporary_aid] (one-off aid, issue 14 item 5);
+# `starts`, `stops`: which months an enrolment is active (issue 14 item 1).
+PROGRAMME_KEYS = frozenset(
+    {
+        "name",
+        "unit",
+        "cadence",
+        "due_day",
+        "excludes",
+        "standards",
+        "age_min",
+        "age_max",
+        "requires",
+        "income_test",
+        "review_months",
+        "starts",
+        "stops",
+        "min",
+        "max",
+        "approval_above",
+        "due_days",
+    }
+)
 _KEY = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 
@@ -133,6 +161,8 @@ class Programme:
     # pays the month of the last active day ("next_month") or not D's month either ("same_month").
     starts: str = "same_month"
     stops: str = "next_month"
+    # Months between two reviews (复核, 004_… 二.7): `report reviews` lists enrolments due; None: not listed.
+    review_months: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,8 +314,12 @@ def _derive(policy: Policy, rule: StandardRule, day: date, seen: tuple[str, ...]
 # --- parsing -------------------------------------------------------------------------------------
 
 
-def parse_policy(doc: Mapping[str, Any], source: str = "policy") -> Policy:
-    """Validate a policy document (the TOML file as a dict). Collects every error before raising."""
+def parse_policy(doc: Mapping[str, Any], source: str = "policy", *, strict: bool = False) -> Policy:
+    """Validate a policy document (the TOML file as a dict). Collects every error before raising.
+
+    `strict` (`policy load`): a key of a `[programmes.KEY]` table outside PROGRAMME_KEYS is an error naming
+    the key and the programme. A policy already stored is read without it, so one an earlier release
+    stored (when unknown programme keys were ignored) still opens."""
     errors: list[str] = []
     region = _table(doc, "region", errors)
     code = str(region.get("code", ""))
@@ -318,6 +352,12 @@ def parse_policy(doc: Mapping[str, Any], source: str = "policy") -> Policy:
         if key == TEMPORARY_AID:
             aid = _parse_temporary_aid(raw, errors)
             continue
+        if strict and isinstance(raw, Mapping):
+            for extra in sorted(set(raw) - PROGRAMME_KEYS):
+                errors.append(
+                    f"programmes.{key}.{extra}: unknown key {extra!r} in programme {key} "
+                    f"(known: {', '.join(sorted(PROGRAMME_KEYS))})"
+                )
         programme = _parse_programme(key, raw, errors)
         if programme is not None:
             programmes[key] = programme
@@ -402,6 +442,14 @@ def _parse_programme(key: str, raw: Any, errors: list[str]) -> Programme | None:
     elif income_test and unit == "person":
         errors.append(f"{path}.income_test: only a household programme has an income test (unit is {unit!r})")
         income_test = False
+    review_months = raw.get("review_months")
+    if review_months is not None and (
+        not isinstance(review_months, int)
+        or isinstance(review_months, bool)
+        or not 1 <= review_months <= REVIEW_MONTHS_MAX
+    ):
+        errors.append(f"{path}.review_months: {review_months!r} is not a whole number of months 1-{REVIEW_MONTHS_MAX}")
+        review_months = None
     standards_raw = raw.get("standards", [])
     # An empty list is allowed: the programme exists (exclusions may name it) but nothing accrues
     # until a standard is loaded (seed 000 gives no figure for several programmes).
@@ -437,6 +485,7 @@ def _parse_programme(key: str, raw: Any, errors: list[str]) -> Programme | None:
         income_test=income_test,
         starts=_parse_month_rule(path, raw, "starts", STARTS, errors),
         stops=_parse_month_rule(path, raw, "stops", STOPS, errors),
+        review_months=review_months,
     )
 
 

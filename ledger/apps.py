@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import date
 from functools import cached_property
@@ -25,6 +26,9 @@ from eventsourcing.persistence import IntegrityError
 
 from domain.charter import CHARTER_ID, Charter
 from domain.eligibility import (
+    MEMBER_LISTS_ID,
+    ChangeOutcome,
+    MemberLists,
     Person,
     PersonRecord,
     UnknownEnrolment,
@@ -57,12 +61,13 @@ class NoPolicy(RuleBroken):
     """No policy has been loaded into this ledger yet (`yikatong policy load FILE.toml`)."""
 
 
-def parse_policy_text(toml_text: str, source: str) -> Policy:
+def parse_policy_text(toml_text: str, source: str, *, strict: bool = False) -> Policy:
+    """`strict`: refuse unknown programme keys (`policy load`); a stored policy is read without it."""
     try:
         doc = tomllib.loads(toml_text)
     except (tomllib.TOMLDecodeError, ValueError) as e:  # ValueError: an integer too long to convert
         raise PolicyRejected(source, [f"not valid TOML: {e}"]) from None
-    return parse_policy(doc, source)
+    return parse_policy(doc, source, strict=strict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +135,7 @@ class Registry(Application[UUID]):
     # --- policy --------------------------------------------------------------------------------
 
     def load_policy(self, toml_text: str, source: str, actor: str) -> Policy:
-        policy = parse_policy_text(toml_text, source)
+        policy = parse_policy_text(toml_text, source, strict=True)
         log = self._policy_log() or PolicyLog()
         log.load(toml_text=toml_text, source=source, region_code=policy.region_code, actor=actor)
         self._save(log)
@@ -183,6 +188,36 @@ class Registry(Application[UUID]):
         self._save(person)
         return person
 
+    def change_household(
+        self,
+        *,
+        id_number: str,
+        programme: str,
+        on: date,
+        actor: str,
+        reason: str,
+        members: int | None,
+        monthly_income_fen: int | None,
+        special_members: int | None,
+    ) -> ChangeOutcome:
+        """`decide change`: the change and the phase-out it starts (if any) in one save of the person."""
+        policy = self.policy()
+        policy.programme(programme)
+        person = self.person(id_number)
+        outcome = person.change_household(
+            programme=programme,
+            on=on,
+            actor=actor,
+            reason=reason,
+            members=members,
+            monthly_income_fen=monthly_income_fen,
+            special_members=special_members,
+            policy=policy,
+        )
+        if outcome.recorded:
+            self._save(person)
+        return outcome
+
     def rename(self, *, id_number: str, name: str, on: date, reason: str, actor: str) -> bool:
         """Record a corrected name on the person (`Person.Renamed`); False when it is already the name."""
         person = self.person(id_number)
@@ -217,8 +252,17 @@ class Registry(Application[UUID]):
         errors: list[str] = []
         for id_number, person_rows in by_person.items():
             errors.extend(self._check_rows(id_number, person_rows, existing, policy, source))
+        lists_members = any(row.member_ids for row in rows)
+        listed_before = bool(existing_originators(self.recorder, [MEMBER_LISTS_ID]))
+        if not errors and (lists_members or listed_before):
+            errors.extend(check_member_exclusions(self._read_registry(None).persons.values(), rows, pairs, source))
         if errors:
             raise RosterRejected(tuple(errors), len({e.split(":")[0] for e in errors}))
+        if lists_members and not listed_before:
+            # Before the persons: a crash between leaves the check on, never off; another import may have
+            # recorded it first.
+            with suppress(IntegrityError):
+                self.save(MemberLists(actor=actor))
         enrolled = unchanged = 0
         batch: list[Person] = []
         for id_number, person_rows in by_person.items():
@@ -315,6 +359,7 @@ class Registry(Application[UUID]):
             effective_from=row.effective_from,
             household=HouseholdFacts(row.members, row.monthly_income_fen, row.special_members),
             decision_ref=row.decision_ref,
+            member_ids=row.member_ids,
         )
 
     @staticmethod
@@ -327,6 +372,7 @@ class Registry(Application[UUID]):
             decision_ref=row.decision_ref,
             actor=actor,
             excluded_pairs=pairs,
+            member_ids=row.member_ids,
         )
 
     def _save(self, *aggregates: Aggregate) -> None:
@@ -398,7 +444,7 @@ class RowDiffersFromLedger(RuleBroken):
 
 # Field of a roster row → the command that changes it once recorded.
 PERSON_FIELD_COMMANDS = {"name": "decide rename", "bank_code": "account set", "account": "account set"}
-CHANGE_DECISION = "a change decision (decide change, not yet available)"
+CHANGE_DECISION = "`decide change`"
 
 
 def check_person_fields(row: RosterRow, recorded: tuple[str, str, str], where: str) -> None:
@@ -421,7 +467,7 @@ def check_enrolment_fields(id_number: str, current: Any, new: Any) -> None:
     each field; changing them is a decision of its own, not a roster row."""
     if current.effective_from != new.effective_from or current.end_date() is not None:
         return  # another spell or an ended one: check_reenrolment decides
-    old, given = current.household, new.household
+    old, given = current.latest_household(), new.household
     pairs = (
         ("members", str(old.members), str(given.members)),
         ("monthly_income", format_yuan(old.monthly_income_fen), format_yuan(given.monthly_income_fen)),
@@ -432,8 +478,65 @@ def check_enrolment_fields(id_number: str, current: Any, new: Any) -> None:
         for column, old_text, new_text in pairs
         if old_text != new_text
     ]
+    if current.member_ids != new.member_ids:
+        # No command changes the listed members yet: the enrolment keeps the ones it was recorded with.
+        raise RowDiffersFromLedger(
+            f"{id_number} {current.programme}: member_ids {';'.join(new.member_ids) or '(none)'} differs from "
+            f"{';'.join(current.member_ids) or '(none)'} in the ledger; the members are recorded with the enrolment"
+            + (f"; also {'; '.join(differing)}" if differing else "")
+        )
     if differing:
         raise RowDiffersFromLedger(f"{id_number} {current.programme}: {'; '.join(differing)}; use {CHANGE_DECISION}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Holding:
+    """One person's share in an enrolment: as its payee, or listed in its `member_ids`."""
+
+    programme: str
+    enrolment: Any
+    payee: str  # the enrolment's payee (ID number)
+    line: int  # the import's line, 0 for the ledger's
+
+
+def check_member_exclusions(
+    records: Any, rows: Sequence[RosterRow], pairs: frozenset[frozenset[str]], source: str
+) -> list[str]:
+    """Exclusions across household members (000_a883bdda05437b65.txt 四; docs/entitlement.md): every person
+    of a row (its payee and its `member_ids`) against what the same person holds elsewhere — as a payee,
+    or listed as a member of another household — in the ledger (`records`, folded) or in this import. An
+    enrolment ended on or before the row's start is no longer held. One message per row and rule, naming
+    the file, the line and the rule (`PROGRAMME_excludes_OTHER`)."""
+    held: dict[str, list[_Holding]] = {}
+    for record in records:
+        for enrolment in record.enrolments.values():
+            for person in (record.id_number, *enrolment.member_ids):
+                held.setdefault(person, []).append(_Holding(enrolment.programme, enrolment, record.id_number, 0))
+    for row in rows:
+        enrolment = enrolment_from_event(_enrolment_fields(row))
+        for person in (row.id_number, *row.member_ids):
+            held.setdefault(person, []).append(_Holding(row.programme, enrolment, row.id_number, row.line))
+    errors = []
+    for row in rows:
+        for person in dict.fromkeys((row.id_number, *row.member_ids)):
+            for holding in held.get(person, ()):
+                if holding.payee == row.id_number:
+                    continue  # the row's own payee: checked person by person (check_exclusions)
+                if frozenset((row.programme, holding.programme)) not in pairs or row.programme == holding.programme:
+                    continue
+                ends = holding.enrolment.end_date()
+                if ends is not None and ends <= row.effective_from:
+                    continue
+                role = "as payee" if person == holding.payee else f"as a member of {holding.payee}'s household"
+                where = f"line {holding.line}" if holding.line else "the ledger"
+                who = "payee" if person == row.id_number else "member"
+                errors.append(
+                    f"{source} line {row.line}: {row.programme}_excludes_{holding.programme}: {row.id_number}: "
+                    f"{who} {person} holds {holding.programme} {role} ({where}); {row.programme} and "
+                    f"{holding.programme} exclude each other (000_a883bdda05437b65.txt 四)"
+                )
+                break
+    return errors
 
 
 def _with_import(held: dict[str, Any], this_import: dict[str, Any], programme: str) -> dict[str, Any]:
@@ -448,12 +551,14 @@ def _with_import(held: dict[str, Any], this_import: dict[str, Any], programme: s
 
 
 def _same_terms(a: Any, b: Any) -> bool:
-    return (a.region, a.effective_from, a.household, a.decision_ref) == (
+    """`b` (a row) re-sends `a` (the ledger's enrolment): its household may be the one `a` was recorded with
+    or the one last decided for it (`decide change`)."""
+    return (a.region, a.effective_from, a.decision_ref, a.member_ids) == (
         b.region,
         b.effective_from,
-        b.household,
         b.decision_ref,
-    )
+        b.member_ids,
+    ) and a.same_household(b.household)
 
 
 def _enrolment_fields(row: RosterRow) -> dict[str, Any]:
@@ -465,6 +570,7 @@ def _enrolment_fields(row: RosterRow) -> dict[str, Any]:
         "monthly_income_fen": row.monthly_income_fen,
         "special_members": row.special_members,
         "decision_ref": row.decision_ref,
+        "member_ids": list(row.member_ids),
     }
 
 

@@ -97,6 +97,7 @@ def _enrolment(fields: dict[str, Any]) -> dict[str, Any]:
         "monthly_income_fen": fields["monthly_income_fen"],
         "special_members": fields["special_members"],
         "decision_ref": fields["decision_ref"],
+        **({"member_ids": list(fields["member_ids"])} if fields.get("member_ids") else {}),
     }
 
 
@@ -131,6 +132,13 @@ def _entry_decision(data: dict[str, Any]) -> dict[str, Any]:
         amount_fen=data.get("amount_fen"),
         ends_on=data.get("ends_on") or "",
     )
+    if data.get("members") is not None:  # `decide change`: the household facts from its month
+        entry.update(
+            members=data["members"],
+            monthly_income_fen=data["monthly_income_fen"],
+            special_members=data["special_members"],
+            phase_out=bool(data.get("phase_out")),
+        )
     return entry
 
 
@@ -317,7 +325,13 @@ def describe(entry: dict[str, Any]) -> str:
     if event == "decision":
         amount = f" {format_yuan(entry['amount_fen'])} 元/月" if entry.get("amount_fen") is not None else ""
         ends = f", ends {entry['ends_on']}" if entry.get("ends_on") else ""
-        return f"{entry['kind']}{amount}{ends} ({entry['reason']})"
+        facts = ""
+        if entry.get("members") is not None:
+            facts = (
+                f" {entry['members']} members, income {format_yuan(entry['monthly_income_fen'])} 元/月, "
+                f"{entry['special_members']} special" + (", starts the phase-out" if entry.get("phase_out") else "")
+            )
+        return f"{entry['kind']}{facts}{amount}{ends} ({entry['reason']})"
     if event == "account_changed":
         return f"account → {entry['bank_code']}/{entry['account']} ({entry['reason']})"
     if event == "renamed":

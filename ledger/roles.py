@@ -86,6 +86,7 @@ READ_ONLY = frozenset(
         "report on-time",
         "report chart",
         "report recoveries",
+        "report reviews",
         "audit verify",
         "audit history",
         "audit anomalies",

@@ -60,6 +60,11 @@ COLUMNS = (
     "account",
     "decision_ref",
 )
+# Columns a roster may carry or leave out. `member_ids`: the household members' resident ID numbers,
+# `;`-separated, each checked like `id_number`; exclusions are then checked across the members too
+# (docs/entitlement.md, "Exclusions across household members").
+OPTIONAL_COLUMNS = ("member_ids",)
+MEMBER_SEPARATOR = ";"
 ROSTER_ROWS_MAX = 2_000_000
 # No legitimate field comes near this (the longest are names and decision numbers); a larger one is a
 # broken quote swallowing the rest of the file, and is refused before it costs memory.
@@ -112,6 +117,7 @@ class RosterRow:
     account: str
     decision_ref: str
     warnings: tuple[str, ...]
+    member_ids: tuple[str, ...] = ()  # optional column `member_ids`
 
 
 # The row fields that go into bank files and workbooks, checked against what every export format carries.
@@ -276,15 +282,17 @@ def _records(reader: _CsvReader, checker: _RowChecker) -> Iterator[tuple[int, li
 
 
 def _column_index(name: str, header: list[str]) -> tuple[int, ...]:
-    """Position of each of COLUMNS in the header; any order is accepted, any difference is refused."""
+    """Position of each of COLUMNS in the header, then of each OPTIONAL_COLUMNS present (-1 when absent);
+    any order is accepted, any other difference is refused."""
     cells = [cell.strip() for cell in header]
     if cells:
         # A GB18030 file may start with its own byte-order mark, which decodes to U+FEFF.
         cells[0] = cells[0].removeprefix("\ufeff")
     problems: list[str] = []
+    known = (*COLUMNS, *OPTIONAL_COLUMNS)
     missing = [column for column in COLUMNS if column not in cells]
-    unknown = [cell for cell in cells if cell not in COLUMNS]
-    repeated = sorted({cell for cell in cells if cells.count(cell) > 1 and cell in COLUMNS})
+    unknown = [cell for cell in cells if cell not in known]
+    repeated = sorted({cell for cell in cells if cells.count(cell) > 1 and cell in known})
     if missing:
         problems.append(f"missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
     if unknown:
@@ -293,7 +301,7 @@ def _column_index(name: str, header: list[str]) -> tuple[int, ...]:
         problems.append(f"repeated column{'s' if len(repeated) > 1 else ''} {', '.join(repeated)}")
     if problems:
         raise RosterRejected((f"{name} line 1: header: {'; '.join(problems)}; expected {','.join(COLUMNS)}",))
-    return tuple(cells.index(column) for column in COLUMNS)
+    return tuple(cells.index(column) if column in cells else -1 for column in known)
 
 
 class _RowChecker:
@@ -311,8 +319,10 @@ class _RowChecker:
         self.exported = tuple((position, rules[field]) for position, field in _exported_positions() if field in rules)
         self.region = region
         self.programmes = programmes
-        self.index = index
-        self.identity_index = tuple(range(len(COLUMNS))) == index
+        self.width = sum(1 for i in index if i >= 0)
+        self.index = index[: len(COLUMNS)]
+        self.member_index = index[len(COLUMNS)]
+        self.identity_index = tuple(range(len(COLUMNS))) == self.index and self.width == len(COLUMNS)
         self.rows: list[RosterRow] = []
         self.errors: list[str] = []
         self.errors_not_listed = 0
@@ -354,8 +364,8 @@ class _RowChecker:
             self.rows.append(row)
 
     def _row(self, line: int, fields: list[str], problems: list[str]) -> RosterRow | None:
-        if len(fields) != len(COLUMNS):
-            problems.append(f"{len(fields)} fields, expected {len(COLUMNS)}")
+        if len(fields) != self.width:
+            problems.append(f"{len(fields)} fields, expected {self.width}")
             return None
         if self.identity_index:
             values = [field.strip() for field in fields]
@@ -394,6 +404,9 @@ class _RowChecker:
         if not decision_ref:
             problems.append("decision_ref: empty")
         export_warnings = self._check_exported(values, problems)
+        member_ids = (
+            _member_ids_or_problem(fields[self.member_index], members, problems) if self.member_index >= 0 else ()
+        )
         if resident is not None and programme in self.programmes:
             self._check_duplicate(line, resident.number, programme, problems)
         if problems:
@@ -416,6 +429,7 @@ class _RowChecker:
             account=account[0],
             decision_ref=shared.setdefault(decision_ref, decision_ref),
             warnings=resident.warnings + account[1] + export_warnings,
+            member_ids=member_ids,
         )
 
     def _check_exported(self, values: list[str], problems: list[str]) -> tuple[str, ...]:
@@ -461,6 +475,25 @@ def _resident_or_problem(text: str, problems: list[str]) -> ResidentId | None:
     except BadResidentId as error:
         problems.append(str(error))
         return None
+
+
+def _member_ids_or_problem(text: str, members: int | None, problems: list[str]) -> tuple[str, ...]:
+    """`member_ids`: empty, or `;`-separated resident ID numbers (each checked like `id_number`), no
+    repeats, at most `members` of them."""
+    cells = [cell.strip() for cell in text.strip().split(MEMBER_SEPARATOR)] if text.strip() else []
+    numbers: list[str] = []
+    for cell in cells:
+        inner: list[str] = []
+        resident = _resident_or_problem(cell, inner)
+        if resident is None:
+            problems.extend(f"member_ids: {p}" for p in inner)
+        elif resident.number in numbers:
+            problems.append(f"member_ids: {resident.number} is listed twice")
+        else:
+            numbers.append(resident.number)
+    if members is not None and len(numbers) > members:
+        problems.append(f"member_ids: {len(numbers)} ID numbers for a household of {members} members")
+    return tuple(numbers)
 
 
 def _account_or_problem(text: str, problems: list[str]) -> tuple[str, tuple[str, ...]] | None:

@@ -28,7 +28,7 @@ from domain.accounts import Identity, normalised_reason
 from domain.bank_profiles import ProfileVersion
 from domain.charter import Charter
 from domain.disbursement import Batch
-from domain.eligibility import Person
+from domain.eligibility import ChangeOutcome, Person
 from domain.errors import RuleBroken
 from domain.oneoffs import GrantRecord, aid_payment_id
 from domain.periods import Month
@@ -199,7 +199,7 @@ class LedgerService:
             # PolicyRejected: a policy loaded by an earlier release that the bounds now refuse (docs/policy.md,
             # Bounds); loading a corrected one must stay possible, with nothing to compare it against.
             before = None
-        problems = exports.policy_field_problems(parse_policy_text(toml_text, source))
+        problems = exports.policy_field_problems(parse_policy_text(toml_text, source, strict=True))
         if problems:
             raise PolicyRejected(source, problems)
         loaded = self.registry.load_policy(toml_text, source, actor)
@@ -227,6 +227,38 @@ class LedgerService:
             reason=normalised_reason(reason),
             amount_fen=amount_fen,
         )
+
+    @sealed
+    def change_household(
+        self,
+        *,
+        id_number: str,
+        programme: str,
+        on: date,
+        actor: str,
+        reason: str,
+        members: int | None = None,
+        monthly_income_fen: int | None = None,
+        special_members: int | None = None,
+    ) -> ChangeOutcome:
+        """`decide change`: new household facts from D's month, and the phase-out it starts by itself when
+        per-capita income reaches the standard (domain.eligibility.Person.change_household)."""
+        return self.registry.change_household(
+            id_number=id_number,
+            programme=programme,
+            on=on,
+            actor=actor,
+            reason=normalised_reason(reason),
+            members=members,
+            monthly_income_fen=monthly_income_fen,
+            special_members=special_members,
+        )
+
+    def reviews(self, due_by: date) -> list[dict[str, Any]]:
+        """`report reviews`: enrolments whose 复核 is due by `due_by` (ledger.reviews)."""
+        from ledger.reviews import review_rows
+
+        return review_rows(self.registry.read_registry(), due_by)
 
     @sealed
     def rename(self, *, id_number: str, name: str, reason: str, actor: str, on: date) -> RenameResult:

@@ -16,7 +16,7 @@ from domain.errors import RuleBroken
 from domain.identity import check_account, is_bank_code
 from domain.money import format_yuan, parse_yuan
 from domain.periods import Month
-from domain.policy import NoStandardInForce, Policy
+from domain.policy import HouseholdFacts, NoStandardInForce, Policy, month_rate
 from ledger.apps import ImportSummary
 from ledger.bootstrap import init_ledger
 from ledger.cli.context import Context, pass_context
@@ -213,8 +213,8 @@ def _import_json(file: Path, summary: ImportSummary) -> dict[str, Any]:
 
 @click.group()
 def decide() -> None:
-    """Record a decision on a person: on one enrolment (suspend, resume, terminate, adjust, phase-out), or a
-    corrected name (rename)."""
+    """Record a decision on a person: on one enrolment (suspend, resume, terminate, adjust, phase-out, change
+    of household facts), or a corrected name (rename)."""
 
 
 def _decision_command(kind: str) -> click.Command:
@@ -245,6 +245,87 @@ def _decision_command(kind: str) -> click.Command:
 
 for _kind in DECISIONS:
     decide.add_command(_decision_command(_kind))
+
+
+@decide.command("change")
+@click.argument("id_number")
+@click.argument("programme")
+@click.option("--members", type=int, help="household members from D's month")
+@click.option("--income", help="household monthly income in yuan from D's month")
+@click.option("--special", type=int, help="special members (elderly, disabled, minor, seriously ill) from D's month")
+@click.option("--on", "on", required=True, type=click.DateTime(["%Y-%m-%d"]), help="effective date D")
+@click.option("--reason", required=True, help="the 复核 decision document number")
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+def decide_change(
+    c: Context,
+    id_number: str,
+    programme: str,
+    members: int | None,
+    income: str | None,
+    special: int | None,
+    on: datetime,
+    reason: str,
+    as_json: bool,
+) -> None:
+    """Change a household's facts (复核 result, 004_… 二.7) from D's month: any of --members, --income,
+    --special (at least one; the others keep their value). When per-capita income reaches the standard of a
+    programme with `income_test`, the six-month phase-out starts on D by itself (004_… 二.1), paid at the
+    amount before the change. docs/entitlement.md, "Household changes"."""
+    day = on.date()
+    service = c.service()
+    outcome = service.change_household(
+        id_number=id_number.upper(),
+        programme=programme,
+        on=day,
+        actor=c.actor,
+        reason=reason,
+        members=members,
+        monthly_income_fen=parse_yuan(income) if income is not None else None,
+        special_members=special,
+    )
+    facts = outcome.household
+    month_fen = _month_amount_or_none(service.policy(), programme, Month.of(day), facts)
+    data = {
+        "id_number": id_number.upper(),
+        "programme": programme,
+        "effective_on": day.isoformat(),
+        "from_month": str(Month.of(day)),
+        "recorded": outcome.recorded,
+        "members": facts.members,
+        "monthly_income_fen": facts.monthly_income_fen,
+        "special_members": facts.special_members,
+        "monthly_amount_fen": month_fen,
+        "phase_out": outcome.phase_out_ends_on is not None,
+        "phase_out_ends_on": outcome.phase_out_ends_on.isoformat() if outcome.phase_out_ends_on else None,
+    }
+    render(_change_lines(data), as_json=as_json, data=data)
+
+
+def _month_amount_or_none(loaded: Policy, programme: str, month: Month, facts: HouseholdFacts) -> int | None:
+    """What the new household facts pay a month under the standard of D's month (None: no standard yet)."""
+    try:
+        return month_rate(loaded, loaded.programme(programme), month).amount_for(0, facts)
+    except NoStandardInForce:
+        return None
+
+
+def _change_lines(data: dict[str, Any]) -> Iterator[Shown]:
+    if not data["recorded"]:
+        yield "the same change is already recorded: nothing recorded"
+        return
+    facts = (
+        f"{data['members']} members, income {format_yuan(data['monthly_income_fen'])} 元 a month, "
+        f"{data['special_members']} special"
+    )
+    yield f"change {data['programme']} for {data['id_number']} from {data['from_month']} recorded: {facts}"
+    if data["phase_out"]:
+        yield (
+            f"per-capita income at or above the standard: phase-out (渐退期) from {data['effective_on']} until "
+            f"{data['phase_out_ends_on']}, paid at the amount before the change"
+        )
+    elif data["monthly_amount_fen"] is not None:
+        yield f"pays {format_yuan(data['monthly_amount_fen'])} 元 a month from {data['from_month']}"
 
 
 @decide.command("rename")

@@ -24,6 +24,7 @@ BALANCE_AMOUNTS = ("accrued_fen", "exported_fen", "paid_fen", "returned_fen", "o
 DEADLINE_HEADINGS = ("批次", "项目", "期间", "笔数", "到账期限", "最迟报送日", "状态", "跨年")
 RECOVERY_HEADINGS = ("追回", "身份证号", "姓名", "项目", "期间", "区划", "应追回", "已追回", "已核销", "待追回", "月结")
 SUMMARY_HEADINGS = ("项目", "名称", "标准", "户", "人", "发放(万元)")
+REVIEW_HEADINGS = ("身份证号", "姓名", "项目", "区划", "上次复核", "应复核")
 ON_TIME_HEADINGS = ("项目", "区划", "月", "应发", "按时", "按时发放率", "累计", "累计按时", "累计按时发放率")
 
 
@@ -154,6 +155,23 @@ def _summary_cells(r: dict[str, Any]) -> tuple[str, ...]:
     standard = r["standard"] or {}
     text = f"{standard['amount']}/{standard['per']}" if "amount" in standard else ("分档" if standard else "—")
     return (r["programme"], r["name"], text, str(r["households"]), str(r["persons"]), r["paid_wan"])
+
+
+@report.command("reviews")
+@click.option("--due", "due", type=click.DateTime(["%Y-%m-%d"]), help="reviews due by this date (default: today)")
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+def report_reviews(c: Context, due: datetime | None, as_json: bool) -> None:
+    """Households whose review (复核, 004_… 二.7) is due by the date: the policy's `review_months` after the
+    last review (the enrolment's start or its latest `decide change`). docs/entitlement.md, "Reviews"."""
+    day = due.date() if due else date.today()
+    rows = c.service().reviews(day)
+    table = Grid(REVIEW_HEADINGS, [_review_cells(r) for r in rows], title=f"复核 due by {day.isoformat()}")
+    render([table], as_json=as_json, data={"due_by": day.isoformat(), "rows": rows})
+
+
+def _review_cells(r: dict[str, Any]) -> tuple[str, ...]:
+    return (r["id_number"], r["name"], r["programme"], r["region"], r["last_review"], r["due_date"])
 
 
 @report.command("on-time")

@@ -135,8 +135,7 @@ def test_an_above_line_household_is_refused_and_accepted_without_the_income_test
         (("李建华", "李建华华"), "name 李建华华 differs from 李建华 recorded in the ledger; use `decide rename`"),
         (
             (",2,300.00,", ",2,310.00,"),
-            "urban_dibao: monthly_income 310.00 differs from 300.00 in the ledger; use a change decision "
-            "(decide change, not yet available)",
+            "urban_dibao: monthly_income 310.00 differs from 300.00 in the ledger; use `decide change`",
         ),
         ((",2,300.00,0,", ",3,300.00,0,"), "members 3 differs from 2 in the ledger"),
         ((",2,300.00,0,", ",2,300.00,1,"), "special_members 1 differs from 0 in the ledger"),
