@@ -100,17 +100,32 @@ def folded(url: str, programme: str) -> dict[str, dict[str, int]]:
     return {r["period"]: {k: r[k] for k in keys} for r in rows}
 
 
-def example_3_until_april(url: str, tmp_path: Path) -> dict[str, Any]:
+def example_3_until_april(url: str, tmp_path: Path, via: str = "change") -> dict[str, Any]:
     """Example 3: 2 members, income 300: 810.00 a month, paid January to March; on a review the income is
-    500 from 2017-02-01 (here an approved amount of 610.00 from that date, as the month-end prices it)."""
+    500 from 2017-02-01 (`decide change`; or an approved amount of 610.00 from that date, `decide adjust`,
+    which the month-end prices the same)."""
     roster(url, tmp_path, LI)
     for month in ("2017-01", "2017-02", "2017-03"):
         assert cli(url, "run", month).exit_code == 0
     settle(url, tmp_path)
-    decided = cli(url, "decide", "adjust", LI_ID, "urban_dibao", "--on", "2017-02-01", "--amount", "610",
-                  "--reason", "复核:收入500元")  # fmt: skip
+    if via == "change":
+        decided = cli(url, "decide", "change", LI_ID, "urban_dibao", "--income", "500", "--on", "2017-02-01",
+                      "--reason", "复核:收入500元")  # fmt: skip
+    else:
+        decided = cli(url, "decide", "adjust", LI_ID, "urban_dibao", "--on", "2017-02-01", "--amount", "610",
+                      "--reason", "复核:收入500元")  # fmt: skip
     assert decided.exit_code == 0, decided.output
     return ok(url, "run", "2017-04")
+
+
+def test_example_3_by_an_approved_amount_is_recovered_the_same(url: str, tmp_path: Path) -> None:
+    april = example_3_until_april(url, tmp_path, via="adjust")
+    assert (april["recoveries"], april["recovery_due_fen"], april["total_fen"], april["offset_fen"]) == (
+        2,
+        40000,
+        61000,
+        40000,
+    )
 
 
 def test_example_3_a_back_dated_change_is_offset_against_april(url: str, tmp_path: Path) -> None:
