@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test soak bench lint postgres clean
+.PHONY: demo test soak bench lint postgres browser clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -27,7 +27,16 @@ postgres:
 	  pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start; \
 	fi
 
-test: $(STAMP) postgres
+# The web application is tested in a real browser: Debian's Chromium, driven by Playwright through its
+# executable path (Playwright's own browser download cannot reach the internet here), with a CJK font so
+# the pages' Chinese renders in the screenshots.
+browser:
+	@if ! command -v chromium >/dev/null 2>&1 || ! fc-list 2>/dev/null | grep -qi wenquanyi; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get install -y -q chromium fonts-wqy-microhei >/dev/null; \
+	  else sudo apt-get install -y -q chromium fonts-wqy-microhei >/dev/null; fi; \
+	fi
+
+test: $(STAMP) postgres browser
 	$(VENV)/bin/ruff check domain ledger projections exporters tests benchmarks
 	$(VENV)/bin/pytest
 
