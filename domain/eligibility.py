@@ -223,10 +223,10 @@ class Enrolment:
                 if decision.effective_on > opened_on:
                     spans.append((opened, _stop_month(decision.effective_on, stops)))
                 opened = None
-            elif kind == "resume" and opened is None and cap == OPEN_END:
+            elif kind == "resume" and opened is None:  # after a phase-out too: capped at its end below
                 opened = _start_month(decision.effective_on, starts)
                 opened_on = decision.effective_on
-            elif kind == "phase-out" and opened is not None and cap == OPEN_END:
+            elif kind == "phase-out" and cap == OPEN_END:  # ends the enrolment at ends_on, as status_on
                 ends_on = decision.ends_on or phase_out_ends_on(decision.effective_on)
                 cap = Month.of(ends_on).ordinal
             if kind == "terminate":

@@ -59,7 +59,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from domain.disbursement import ADJUSTMENTS, PAYMENTS, Recovery, adjustment_id, reissue_id
+from domain.disbursement import ADJUSTMENTS, PAYMENTS, Payment, Recovery, adjustment_id, reissue_id
 from domain.errors import RuleBroken
 from domain.identity import age_on
 from domain.periods import Month
@@ -113,6 +113,8 @@ APPROVERS = ("amy", "bo", "cy", "dee")  # dee never exports, so some approval is
 NAMES = ("张三", "李建华", "王桂英", "欧阳小明", "乌力吉")
 BANK_CODES = ("103191000012", "402191000034")
 RECOVERY_DUE = get_topic(Recovery.Due)  # type: ignore[attr-defined]
+RECOVERY_OFFSET = get_topic(Recovery.Offset)  # type: ignore[attr-defined]
+ACCRUED = get_topic(Payment.Accrued)  # type: ignore[attr-defined]
 REASONS = ("AC04", "AC01", "BE01")
 
 
@@ -685,13 +687,21 @@ class LedgerMachine(RuleBasedStateMachine):
         new: dict[str, Attempt] = {}
         batches = self.disbursement.batches()
         kinds = {b.id.hex: b for b in batches}
-        unseen = [pid for b in batches for pid in b.payment_ids if pid not in self.attempts]
+        # Every payment in the log: a payment offset whole by recoveries due is in no batch (issue 14).
+        recorder = self.disbursement.recorder
+        accrued = recorder.select_notifications(start=1, limit=10**6, topics=[ACCRUED])
+        unseen = [n.originator_id.hex for n in accrued if n.originator_id.hex not in self.attempts]
         views = self.disbursement.payment_views(unseen)
         for pid in unseen:
             view = views[pid]
             key = (view.id_number, view.programme, view.period)
             number = self.attempts[view.reissue_of].adjustment if view.reissue_of else view.adjustment
             new[pid] = Attempt(key, view.account, view.reissue_of, view.batch_id, number)
+            if not view.batch_id:
+                # Offset whole: nothing for the bank, and only a payment's whole amount is ever offset.
+                assert view.offset_fen == view.amount_fen > 0 and view.balance_region == REGION, view
+                self.stats["payments offset whole"] += 1
+                continue
             batch = kinds[view.batch_id]
             if view.adjusts and not view.reissue_of:
                 assert (batch.kind, batch.period, batch.run_month) == (ADJUSTMENTS, view.run_month, view.run_month)
@@ -759,7 +769,7 @@ class LedgerMachine(RuleBasedStateMachine):
         for pid in chosen:
             status = data.draw(st.sampled_from(("ACSC", "ACCP", "RJCT", "RJCT")), label="status")
             reason = data.draw(st.sampled_from(REASONS), label="reason") if status == "RJCT" else ""
-            amount = views[pid].amount_fen if data.draw(st.booleans(), label="states amount") else None
+            amount = views[pid].net_fen if data.draw(st.booleans(), label="states amount") else None
             outcomes.append((pid, status, reason, amount))
         path = self.pain002_file(batch_hex, outcomes)
         outcome = import_bank_file(self.disbursement, path, actor="clerk")
@@ -834,7 +844,7 @@ class LedgerMachine(RuleBasedStateMachine):
         """A result file the ledger must refuse whole: for an unapproved batch, contradicting an earlier
         result, or naming an unknown payment beside a valid one."""
         answered = sorted(self.results)
-        unapproved = sorted(p for p, a in self.attempts.items() if a.batch not in self.approved_by)
+        unapproved = sorted(p for p, a in self.attempts.items() if a.batch and a.batch not in self.approved_by)
         kinds = [k for k, ok in (("contradicts", answered), ("unapproved", unapproved)) if ok]
         kind = data.draw(st.sampled_from([*kinds, "unknown"]), label="wrong file")
         if kind == "contradicts":
@@ -855,7 +865,10 @@ class LedgerMachine(RuleBasedStateMachine):
                 rule="ResultForUnapprovedBatch",
             )
         else:
-            batch_hex = data.draw(st.sampled_from(sorted({a.batch for a in self.attempts.values()})), label="batch")
+            batched = sorted({a.batch for a in self.attempts.values() if a.batch})
+            if not batched:
+                return  # every payment so far was offset whole: no bank file to answer wrongly
+            batch_hex = data.draw(st.sampled_from(batched), label="batch")
             stranger = reissue_id("0" * 32).hex  # a well-formed id the ledger never paid
             path = self.pain002_file(batch_hex, [(stranger, "ACSC", "", None)])
             self.refused(
@@ -873,11 +886,13 @@ class LedgerMachine(RuleBasedStateMachine):
         membership = Counter(pid for b in batches for pid in b.payment_ids)
         twice = [pid for pid, n in membership.items() if n > 1]
         assert not twice, f"payments in two batches: {twice}"
-        assert set(membership) == set(self.attempts), "every payment made is known to the model"
-        views = self.disbursement.payment_views(membership)
+        batchless = {p for p, a in self.attempts.items() if not a.batch}
+        assert set(membership) | batchless == set(self.attempts), "every payment made is known to the model"
+        views = self.disbursement.payment_views(self.attempts)
         by_batch = {b.id.hex: b for b in batches}
         for batch in batches:
-            assert batch.total_fen == sum(views[p].amount_fen for p in batch.payment_ids), "batch total = its sum"
+            # The bank line is what recoveries left of the payment (its net, issue 14).
+            assert batch.total_fen == sum(views[p].net_fen for p in batch.payment_ids), "batch total = its sum"
             assert all(views[p].batch_id == batch.id.hex for p in batch.payment_ids), "a payment names its batch"
             assert set(batch.exported_by) == self.exporters[batch.id.hex]
             assert batch.approved_by == self.approved_by.get(batch.id.hex, "")
@@ -941,9 +956,10 @@ class LedgerMachine(RuleBasedStateMachine):
         def row_of(key: tuple[str, str, str]) -> dict[str, Any]:
             return expected.setdefault(key, dict(zip(("region", "programme", "period"), key, strict=True)) | zero)
 
+        region_of = {p: by_batch[v.batch_id].region if v.batch_id else v.balance_region for p, v in views.items()}
         for first, tries in attempts.items():
             view = views[first]
-            row = row_of((by_batch[view.batch_id].region, view.programme, view.period))
+            row = row_of((region_of[first], view.programme, view.period))
             statuses = {self.results.get(p) for p in tries}
             if view.adjusts:
                 row["adjusted_fen"] += view.amount_fen  # more due for a payee already counted
@@ -951,19 +967,41 @@ class LedgerMachine(RuleBasedStateMachine):
                 row["households"] += 1
                 row["persons"] += view.persons
             row["accrued_fen"] += view.amount_fen
-            if any(by_batch[views[p].batch_id].exports for p in tries):
-                row["exported_fen"] += view.amount_fen
+            # What the bank carries is each attempt's net (the first attempt's: a re-issue pays the same).
+            if any(views[p].batch_id and by_batch[views[p].batch_id].exports for p in tries):
+                row["exported_fen"] += view.net_fen
             if "paid" in statuses:
-                row["paid_fen"] += view.amount_fen
+                row["paid_fen"] += view.net_fen
             elif "returned" in statuses:
-                row["returned_fen"] += view.amount_fen
+                row["returned_fen"] += view.net_fen
         for found in self.recoveries.values():
             row = row_of((found["balance_region"], found["programme"], found["period"]))
             row["accrued_fen"] -= found["amount_fen"]
             row["adjusted_fen"] -= found["amount_fen"]
             row["recovery_due_fen"] += found["amount_fen"]
+        # Offsets (issue 14): each counts as paid for the period of the payment it nets and as recovered for
+        # the recovery's period, unless the bank returned that payment (the return undoes it). Nothing is
+        # collected or written off in the model's steps.
+        recorder = self.disbursement.recorder
+        offered: dict[str, int] = {}
+        for n in recorder.select_notifications(start=1, limit=10**6, topics=[RECOVERY_OFFSET]):
+            data = self.disbursement.payload(n.state)
+            rid, payment = n.originator_id.hex, data["payment_id"]
+            recovery = self.recoveries[rid]
+            paid_into = views[payment]
+            assert (paid_into.id_number, paid_into.programme) == (recovery["id_number"], recovery["programme"])
+            assert paid_into.period == data["period"]
+            offered[payment] = offered.get(payment, 0) + data["amount_fen"]
+            if self.results.get(payment) == "returned":
+                continue
+            row_of((region_of[payment], paid_into.programme, paid_into.period))["paid_fen"] += data["amount_fen"]
+            source = row_of((recovery["balance_region"], recovery["programme"], recovery["period"]))
+            source["recovered_fen"] += data["amount_fen"]
+            source["recovery_due_fen"] -= data["amount_fen"]
+            self.stats["offsets"] += 1
+        for payment, view in views.items():
+            assert offered.get(payment, 0) == view.offset_fen, f"{payment}: offsets recorded ≠ its offset_fen"
         for row in expected.values():
-            # Nothing is offset, collected or written off in the model's steps yet.
             row["outstanding_fen"] = (
                 row["accrued_fen"] - row["paid_fen"] + row["recovered_fen"] + row["written_off_fen"]
             )
