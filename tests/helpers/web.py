@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -53,8 +55,14 @@ def copy_office_ledger(built: OfficeLedger, folder: Path) -> OfficeLedger:
     return OfficeLedger(url, folder, dict(built.passwords))
 
 
-def client_for(ledger: OfficeLedger, *, throttle: LoginThrottle | None = None, https: bool = False) -> TestClient:
-    app = create_app(database_from_url(ledger.url), throttle=throttle, today=lambda: TODAY)
+def client_for(
+    ledger: OfficeLedger,
+    *,
+    throttle: LoginThrottle | None = None,
+    https: bool = False,
+    clock: Callable[[], float] = time.time,
+) -> TestClient:
+    app = create_app(database_from_url(ledger.url), throttle=throttle, today=lambda: TODAY, clock=clock)
     return TestClient(app, base_url="https://testserver" if https else "http://testserver")
 
 

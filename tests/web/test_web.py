@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -111,6 +112,20 @@ def test_after_five_failures_the_account_waits_even_with_the_right_password(offi
     assert other.status_code == 303  # another account does not wait
     now[0] += 301
     assert client.post("/login", data=right, follow_redirects=False).status_code == 303
+
+
+def test_a_session_ends_at_its_expiry_and_an_altered_cookie_is_refused(office: OfficeLedger) -> None:
+    now = [time.time()]
+    client = client_for(office, clock=lambda: now[0])
+    log_in(client, office, "auditor")
+    assert client.get("/api/batches").status_code == 200
+    token = client.cookies.get("yikatong_session")
+    body, mac = token.split(".")
+    forged = TestClient(client.app, cookies={"yikatong_session": body + "." + mac[::-1]})
+    assert forged.get("/api/batches").status_code == 401
+    now[0] += 8 * 3600
+    assert client.get("/api/batches").status_code == 401
+    assert client.get("/batches", follow_redirects=False).headers["location"] == "/login?next=/batches"
 
 
 def test_a_session_ends_when_its_account_changes(client: TestClient, office: OfficeLedger) -> None:
