@@ -157,10 +157,9 @@ def _day(text: str | None, default: date) -> date:
 
 @router.get("/", response_class=HTMLResponse)
 def home(request: Request, month: str | None = None, today: str | None = None) -> HTMLResponse:
-    web = web_of(request)
-    day = _day(today, web.today())
-    chosen = _month(month, day)
     with visit(request, "report balances") as v:
+        day = _day(today, v.web.today())
+        chosen = _month(month, day)
         service = v.service
         batches = [batch_row(b) for b in service.batches(chosen)]
         strip = []
@@ -170,6 +169,7 @@ def home(request: Request, month: str | None = None, today: str | None = None) -
             strip.append(
                 {"status": status, "count": len(mine), "total_fen": sum(b["total_fen"] for b in mine), "query": query}
             )
+        # The next 15 days' due dates, and any earlier one not yet paid (逾期 stays on the page until paid).
         horizon = day + timedelta(days=DEADLINE_DAYS)
         deadlines = [
             r
@@ -237,11 +237,11 @@ def batches(
     state: str | None = None,
     region: str | None = None,
 ) -> HTMLResponse:
-    if month:
-        _month(month, date.today())
-    if state and state not in BATCH_STATUSES:
-        raise BadInput(f"state {state!r}")
     with visit(request, "batch list") as v:
+        if month:
+            _month(month, date.today())
+        if state and state not in BATCH_STATUSES:
+            raise BadInput(f"state {state!r}")
         rows = [batch_row(b) for b in v.service.batches(month or None)]
         programmes = sorted({r["programme"] for r in rows})
         regions = sorted({r["region"] for r in rows})
