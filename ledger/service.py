@@ -19,7 +19,7 @@ import functools
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -42,7 +42,7 @@ from ledger.anomalies import find_anomalies
 from ledger.apps import ImportSummary, NoPolicy, Registry, RegistrySnapshot, parse_policy_text
 from ledger.audit import AuditReport, audit_verify, record_checkpoint
 from ledger.deadlines import deadline_rows
-from ledger.disbursement import Disbursement, RunSummary
+from ledger.disbursement import Disbursement, PaymentView, RunSummary
 from ledger.exports import ExportedFile, ImportOutcome
 from ledger.history import batch_keys, person_history
 from ledger.oneoffs import GrantOutcome, approve_aid, grant_aid, grants
@@ -480,6 +480,21 @@ class LedgerService:
     def batches(self, run_month: str | None = None) -> list[Batch]:
         """Every batch ever drafted (only those of `run_month` when given), in the order they were drafted."""
         return [b for b in self.disbursement.batches() if not run_month or b.run_month == run_month]
+
+    def batch(self, batch_ref: str) -> Batch:
+        """One batch by its id or a unique prefix of it (`UnknownBatch` otherwise)."""
+        return self.disbursement.batch(batch_ref)
+
+    def batch_payments(
+        self, batch_ref: str, *, offset: int = 0, limit: int | None = None
+    ) -> tuple[Batch, list[PaymentView]]:
+        """A batch and its payments as stored (those from `offset`, at most `limit`), in the batch's order,
+        each under the name its next export carries (a `decide rename` before approval: `Batch.payee_name`)."""
+        found = self.disbursement.batch(batch_ref)
+        ids = found.payment_ids[offset : None if limit is None else offset + limit]
+        views = self.disbursement.payment_views(ids)
+        shown = [views[pid] for pid in ids if pid in views]
+        return found, [replace(v, name=found.payee_name(v.payment_id, v.name)) for v in shown]
 
     def balances(
         self,

@@ -4,10 +4,10 @@ Exit 0 on success, 1 on a refused command or bad input (one line per problem, na
 file line), 2 on usage errors (click's own). A user's file never produces a traceback.
 
 One module per command group: ledger (the day-to-day ledger: init, policy, roster, decide, account, run,
-demo), batches, bank, profiles, reports, audit, admin (db, projections), users (login, logout, user). Every command
-runs inside the one error boundary (errors.py), learns who acts from `Context.actor` (identity.py: an
-account after its password) and prints through one helper that writes either its JSON or its lines and
-tables (output.py).
+demo), batches, bank, profiles, reports, audit, admin (db, projections), users (login, logout, user), web
+(serve). Every command runs inside the one error boundary (errors.py), learns who acts from
+`Context.actor` (identity.py: an account after its password) and prints through one helper that writes
+either its JSON or its lines and tables (output.py).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from ledger.cli import admin, aid, audit, bank, batches, profiles, recoveries, reports, users
+from ledger.cli import admin, aid, audit, bank, batches, profiles, recoveries, reports, users, web
 from ledger.cli import ledger as day_to_day
 from ledger.cli.context import Context
 from ledger.cli.errors import RefusingGroup, refusals
@@ -65,3 +65,4 @@ main.add_command(admin.projections_group)
 main.add_command(users.login)
 main.add_command(users.logout)
 main.add_command(users.user)
+main.add_command(web.serve)

@@ -14,6 +14,7 @@ from domain.periods import Month
 from ledger.cli.context import Context, pass_context
 from ledger.cli.output import Grid, render
 from ledger.service import LedgerService
+from ledger.views import batch_row
 
 BATCH_HEADINGS = ("批次", "区划", "项目", "期间", "月结", "笔数", "金额(元)", "状态")
 
@@ -111,23 +112,3 @@ def batch_submit(c: Context, batch_ref: str, as_json: bool) -> None:
 def _batch_step(c: Context, batch_ref: str, as_json: bool, step: Callable[..., Batch], done: str) -> None:
     changed = step(c.service(), batch_ref, actor=c.actor)
     render([f"batch {changed.id.hex[:12]} {done} by {c.actor}"], as_json=as_json, data=batch_row(changed))
-
-
-def batch_row(b: Batch) -> dict[str, Any]:
-    """A batch as `batch list --json` shows it (DESIGN.md, Interfaces: stable keys)."""
-    return {
-        "id": b.id.hex,
-        "region": b.region,
-        "programme": b.programme,
-        "period": b.period,
-        "payments": b.count,
-        "total_fen": b.total_fen,
-        "status": b.status,
-        "run_month": b.run_month,
-        "due_date": b.due_date.isoformat(),
-        "paid": b.paid_count(),
-        "returned": len(b.returned_ids()),
-        "exported_by": b.exported_by,
-        "approved_by": b.approved_by,
-        "kind": b.kind,  # "payments", or "adjustment": a run's 补发差额 of one programme (issue 14)
-    }

@@ -1,0 +1,136 @@
+"""What every request shares: the ledger it works on, who is acting, and the rule that a request reaches
+a use case only as an account whose role allows it — the web's counterpart of ledger/cli/context.py.
+
+A handler opens a `visit(request, action, …)`: the session cookie is checked (ledger.sessions token, see
+auth.py), a POST's CSRF token too, the ledger is opened (read-only for reads, as the CLI opens its
+read-only commands), the account is looked up as it is now (a changed account ends its sessions), and
+`ledger.roles.require_account(identity, action)` refuses what the role may not do — with the CLI's own
+action names ("batch approve", "report balances"), so the web and the command line share one table of
+rights. A refusal is a 403 and is logged with the account, the action and the rule. After a write, the
+read models are caught up before the applications close, as the CLI does.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from fastapi import Request
+from fastapi.templating import Jinja2Templates
+
+from domain.accounts import Identity
+from domain.errors import RuleBroken
+from ledger.accounts import identity_of
+from ledger.bootstrap import open_service
+from ledger.roles import require_account
+from ledger.service import LedgerService
+from ledger.storage import Database
+from ledger.web import formats
+from ledger.web.auth import COOKIE, LoginThrottle, WebSessions
+from ledger.web.messages import LANGUAGE, t
+
+log = logging.getLogger("yikatong.web")
+HERE = Path(__file__).resolve().parent
+SESSION_S_DEFAULT = 8 * 3600
+
+
+class NotLoggedIn(Exception):
+    """No session, or one that no longer holds (expired, altered, logged out, account changed)."""
+
+
+class Refused(Exception):
+    """The request may not go on: a role that may not act, or a POST without its CSRF token (403)."""
+
+    def __init__(self, message: str, rule: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.rule = rule
+
+
+@dataclass
+class Web:
+    """One server process's view of one ledger."""
+
+    db: Database
+    sessions: WebSessions
+    throttle: LoginThrottle
+    templates: Jinja2Templates
+    session_seconds: int = SESSION_S_DEFAULT
+    exports_dir: Path | None = None
+    today: Callable[[], date] = date.today
+    clock: Callable[[], float] = time.time
+
+    def open(self, *, writing: bool) -> LedgerService:
+        return open_service(self.db, read_only=not writing)
+
+
+def web_of(request: Request) -> Web:
+    return request.app.state.web  # type: ignore[no-any-return]
+
+
+@dataclass
+class Visit:
+    """One request on the ledger, as one account."""
+
+    web: Web
+    service: LedgerService
+    identity: Identity
+    csrf: str
+
+    def may(self, action: str) -> bool:
+        """Whether this account's role allows `action`: what a page shows (the POST checks it again)."""
+        try:
+            require_account(self.identity, action)
+        except RuleBroken:
+            return False
+        return True
+
+
+@contextmanager
+def visit(request: Request, action: str, *, csrf_token: str | None = None, writing: bool = False) -> Iterator[Visit]:
+    web = web_of(request)
+    token = request.cookies.get(COOKIE)
+    if not token:
+        raise NotLoggedIn(t("error.login_first"))
+    try:
+        session = web.sessions.check(token)
+    except RuleBroken as e:
+        raise NotLoggedIn(t("login.expired")) from e
+    if request.method == "POST" and not web.sessions.csrf_ok(token, csrf_token):
+        log.warning("refused %s %s by %s: CSRF token missing or wrong", request.method, request.url.path, session.name)
+        raise Refused(t("error.csrf"), "CsrfTokenRefused")
+    service = web.open(writing=writing)
+    try:
+        try:
+            identity = identity_of(service.registry, session.name, session.version)
+        except RuleBroken as e:
+            raise NotLoggedIn(t("login.expired")) from e
+        try:
+            require_account(identity, action)
+        except RuleBroken as e:
+            log.warning(
+                "refused %s %s by %s (%s): %s: %s",
+                request.method, request.url.path, identity.name, identity.role, e.rule, e,
+            )  # fmt: skip
+            raise Refused(t("error.forbidden"), e.rule) from e
+        yield Visit(web, service, identity, web.sessions.csrf_for(token))
+        if writing:
+            from ledger.reports import catch_up
+
+            catch_up(web.db)
+    finally:
+        service.registry.close()
+        service.disbursement.close()
+
+
+def make_templates() -> Jinja2Templates:
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    env = templates.env
+    env.globals.update(t=t, lang=LANGUAGE)
+    env.filters.update(yuan=formats.yuan, date_text=formats.date_text, state_word=formats.state_word)
+    return templates
