@@ -21,7 +21,7 @@ from ledger.bootstrap import check_store
 from ledger.keys import with_cipher
 from ledger.sessions import ledger_ref, session_secret
 from ledger.storage import Database
-from ledger.web import api, pages
+from ledger.web import api, audit, decisions, monthend, pages, reports, uploads
 from ledger.web.auth import LoginThrottle, WebSessions
 from ledger.web.context import HERE, SESSION_S_DEFAULT, NotLoggedIn, Refused, Web, make_templates
 from ledger.web.messages import rule_text, t
@@ -56,6 +56,11 @@ def create_app(
     app.state.web = web
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.include_router(pages.router)
+    app.include_router(uploads.router)
+    app.include_router(monthend.router)
+    app.include_router(decisions.router)
+    app.include_router(reports.router)
+    app.include_router(audit.router)
     app.include_router(api.router)
 
     def _is_api(request: Request) -> bool:

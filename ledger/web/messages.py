@@ -10,7 +10,13 @@ LANGUAGE = "zh-CN"
 ZH_CN: dict[str, str] = {
     "app.title": "一卡通发放台账",
     "nav.home": "首页",
+    "nav.roster": "名册",
+    "nav.month_end": "月结",
     "nav.batches": "批次",
+    "nav.bank": "回盘",
+    "nav.decisions": "决定",
+    "nav.reports": "报表",
+    "nav.audit": "审计",
     "nav.logout": "退出",
     "nav.signed_in": "当前账户：{name}（{role}）",
     "role.clerk": "经办人",
@@ -110,6 +116,16 @@ ZH_CN: dict[str, str] = {
     "error.bad_input": "输入有误：{detail}",
     "error.back": "返回",
     "none": "—",
+    # --- roster and bank results (uploads.py) ---
+    #
+    # --- month-end and re-issue (monthend.py) ---
+    #
+    # --- decisions and aid (decisions.py) ---
+    #
+    # --- reports (reports.py) ---
+    #
+    # --- audit (audit.py) ---
+    #
 }
 
 # A refused rule, in the office's words; the rule's own name is shown beside it (the same as the CLI's).
@@ -130,6 +146,16 @@ RULES_ZH_CN: dict[str, str] = {
     "ExportDiffersFromApproved": "已批准批次只能重新生成相同的文件",
     "EmptyBatch": "批次没有发放记录，无法导出",
     "ConcurrentChange": "他人同时修改了该批次，未记录任何内容，请重试",
+    # --- roster and bank results (uploads.py) ---
+    #
+    # --- month-end and re-issue (monthend.py) ---
+    #
+    # --- decisions and aid (decisions.py) ---
+    #
+    # --- reports (reports.py) ---
+    #
+    # --- audit (audit.py) ---
+    #
 }
 
 

@@ -43,9 +43,23 @@ def page(request: Request, name: str, context: dict[str, Any], status: int = 200
     return web_of(request).templates.TemplateResponse(request, name, context, status_code=status)
 
 
-def _visit_context(v: Visit, **more: Any) -> dict[str, Any]:
+# The menu: (path, catalogue key, the action whose right shows it). The page checks the right again.
+NAV = (
+    ("/", "nav.home", "report balances"),
+    ("/roster", "nav.roster", "roster import"),
+    ("/month-end", "nav.month_end", "run"),
+    ("/batches", "nav.batches", "batch list"),
+    ("/bank", "nav.bank", "bank import"),
+    ("/persons", "nav.decisions", "audit history"),
+    ("/reports", "nav.reports", "report balances"),
+    ("/audit", "nav.audit", "audit verify"),
+)
+
+
+def visit_context(v: Visit, **more: Any) -> dict[str, Any]:
     policy = v.service.policy()
     return {
+        "nav": [(path, key) for path, key, action in NAV if v.may(action)],
         "me": v.identity,
         "role_word": t(f"role.{v.identity.role}"),
         "csrf_token": v.csrf,
@@ -188,7 +202,7 @@ def home(request: Request, month: str | None = None, today: str | None = None) -
         for r in on_time:
             latest[r["programme"]] = r
         chart = _chart_data(balances, on_time, policy.payment_name)
-        context = _visit_context(
+        context = visit_context(
             v,
             month=chosen,
             today=day,
@@ -252,7 +266,7 @@ def batches(
             and (not state or r["status"] == state)
             and (not region or r["region"] == region)
         ]
-        context = _visit_context(
+        context = visit_context(
             v,
             rows=shown,
             programmes=programmes,
@@ -280,7 +294,7 @@ def _batch_page(request: Request, v: Visit, batch_id: str, start: int = 0, **mor
         }
         for p in views
     ]
-    return _visit_context(
+    return visit_context(
         v,
         batch=batch_row(found),
         submitted_by=getattr(found, "submitted_by", None),
