@@ -6,7 +6,7 @@ each in turn after its password (ledger.accounts.authenticate), through the same
 line calls (ledger.service): the admin loads the shipped 乌兰察布市 2017 policy; the clerk imports a
 roster CSV for a generated city, records a few decisions during the year (a suspension, a phase-out, a
 corrected account, a household enrolled late), runs every month-end, exports each batch and imports the
-bank's answer; the checker approves and submits each batch (maker-checker: not the exporter); the
+bank's answer; the checker approves each batch (maker-checker: not the exporter) and the clerk submits it; the
 auditor verifies. It prints the batches and the deadline report.
 """
 
@@ -160,6 +160,11 @@ def run_demo(service: LedgerService, folder: Path, *, started_by: str, household
     for line in verified.lines():
         console.print(f"[bold]audit[/] {line}")
     console.print(f"  verified as {auditor.name}")
+    console.print(
+        f"[bold]web[/] yikatong --db {service.db.url} serve, then http://127.0.0.1:8000/login as "
+        f"{DEMO_ADMIN}, {CLERK}, {CHECKER} or {AUDITOR}; each password in {folder}/NAME",
+        soft_wrap=True,
+    )
 
 
 def _decisions_during_the_year(service: LedgerService, rows: Any, actor: str) -> list[str]:
@@ -205,8 +210,8 @@ LATE_BANK_MONTH = 5  # the month the bank credits after the due date, so the rep
 def _bank_round_trip(
     console: Console, service: LedgerService, out: Path, clerk: Identity, checker: Identity, month: Month
 ) -> None:
-    """The month's new batches go to the bank: the clerk exports, the checker approves and submits (a
-    second account: maker-checker), the bank answers and the clerk imports its file.
+    """The month's new batches go to the bank: the clerk exports, the checker approves (a second
+    account: maker-checker), the clerk submits, the bank answers and the clerk imports its file.
 
     The demo plays the bank with a pain.002 per batch, credited two days before the due date (in
     May, two days after it). In January two payments come back returned (AC04 account closed, BE01
@@ -224,7 +229,7 @@ def _bank_round_trip(
         service.export_batch(batch.id.hex, fmt="pain001", out=out, actor=clerk.name)
         service.export_batch(batch.id.hex, fmt="notice", out=out, actor=clerk.name)
         service.approve_batch(batch.id.hex, actor=checker.name)
-        service.submit_batch(batch.id.hex, actor=checker.name)
+        service.submit_batch(batch.id.hex, actor=clerk.name)
         views = disbursement.payment_views(batch.payment_ids)
         outcomes = []
         for pid in batch.payment_ids:
@@ -245,7 +250,7 @@ def _bank_round_trip(
         paid += sum(1 for o in outcomes if o[1] == "ACSC")
         returned += sum(1 for o in outcomes if o[1] == "RJCT")
     console.print(
-        f"  bank: pain.001 and notices in {out}/, exported by {clerk.name}, approved and submitted by "
+        f"  bank: pain.001 and notices in {out}/, exported and submitted by {clerk.name}, approved by "
         f"{checker.name}; "
         f"{paid} paid, {returned} returned"
     )

@@ -5,14 +5,15 @@ ledger: `require_account(identity, action)` before a command runs. The rights, e
 error named after its rule:
 - every enabled account may run the read-only commands (`READ_ONLY`) and change its own password;
 - `AuditorIsReadOnly`: an auditor (审计) runs nothing else;
-- `OnlyCheckersApprove`: approving or submitting a batch, approving a bank profile or large aid, writing
+- `OnlyCheckersApprove`: approving a batch, approving a bank profile or large aid, writing
   off a recovery (`CHECKER_ACTIONS`) needs the checker (复核/审批); maker-checker still refuses approving
   one's own export, and writing off a recovery one's own month-end made or one collected on;
 - `OnlyAdminsAdminister`: accounts, the policy, `init` and the database's roles (`ADMIN_ACTIONS`) need
   the admin (管理员). An admin holds no clerk or checker rights (separation of duties: whoever creates
   accounts does not also record payments or approve them; an office that must combine them gives one
   person two accounts, and the log shows which acted);
-- `OnlyClerksRecord`: every other command that changes the ledger needs the clerk (经办); rebuilding
+- `OnlyClerksRecord`: every other command that changes the ledger needs the clerk (经办), submitting an
+  approved batch to the bank included (a roles file's approvers may still submit); rebuilding
   the read models (`OPERATIONS`) the clerk or the admin.
 A command this module does not know is one that changes the ledger (least privilege when a command is
 added); an unknown role has no rights (fail closed). The roles file below is then ignored.
@@ -97,7 +98,11 @@ READ_ONLY = frozenset(
     }
 )
 # A write-off of a recovery (issue 14) is a checker's, like an approval; `recovery collect` is a clerk's.
-APPROVER_ACTIONS = frozenset({"batch approve", "batch submit", "profile approve", "aid approve", "recovery write-off"})
+# Handing an approved batch to the bank (`batch submit`, 提交银行) is the clerk's, after the checker's
+# approval (examples/web.md, "经办人 … submits"); the approval is the control, the submission a record of
+# delivery. A roles file of an earlier release let its approvers submit: they still may (`require`).
+SUBMIT = "batch submit"
+APPROVER_ACTIONS = frozenset({"batch approve", "profile approve", "aid approve", "recovery write-off"})
 CHECKER_ACTIONS = APPROVER_ACTIONS | {"profile approve", "aid approve"}
 ADMIN_ACTIONS = frozenset(
     {
@@ -241,6 +246,8 @@ def require(config: RoleConfig | None, actor: str, action: str) -> None:
         raise ActorHasNoRole(f"{actor} is not listed in {config.source}; ask for a role (clerk, approver, auditor)")
     if action in READ_ONLY:
         return
+    if action == SUBMIT and APPROVER in roles and AUDITOR not in roles:
+        return  # approvers of earlier releases' roles files kept the right to submit
     if action in APPROVER_ACTIONS:
         if AUDITOR in roles:
             raise AuditorIsReadOnly(f"{actor} is an auditor and may only read; `{action}` changes the ledger")

@@ -298,7 +298,7 @@ def test_a_month_end_runs_connected_as_the_application_role(
     export = yikatong(app, "batch", "export", batch["id"], "--format", "pain001", "--out", out, "--json")
     assert len(json.loads(export.output)["files"]) == 1
     yikatong(app, "batch", "approve", batch["id"], actor="checker")  # maker-checker: another actor
-    yikatong(app, "batch", "submit", batch["id"], actor="checker")
+    yikatong(app, "batch", "submit", batch["id"])  # the clerk hands the approved file to the bank
     registry, disbursement = open_apps(deployment.as_app)
     (payment,) = disbursement.batch(batch["id"]).payment_ids
     registry.close()

@@ -150,7 +150,6 @@ OFFICE_FILES = {name: password_file(OFFICE_PASSWORDS, name) for name in ("admin"
 ADMIN_COMMANDS = (("policy", "load"), ("audit", "anchor"), ("user",), ("db",))
 CHECKER_COMMANDS = (
     ("batch", "approve"),
-    ("batch", "submit"),
     ("profile", "approve"),
     ("aid", "approve"),
     ("recovery", "write-off"),

@@ -180,6 +180,19 @@ def test_a_checker_approves_and_submits_and_records_nothing() -> None:
         require_account(ACCOUNT["checker"], "user add")
 
 
+def test_the_clerk_submits_an_approved_batch_and_the_checker_does_not() -> None:
+    """examples/web.md: the clerk hands the approved file to the bank; the approval is the checker's."""
+    require_account(ACCOUNT["clerk"], "batch submit")
+    for role, refused in (("checker", OnlyClerksRecord), ("admin", OnlyClerksRecord), ("auditor", AuditorIsReadOnly)):
+        with pytest.raises(refused):
+            require_account(ACCOUNT[role], "batch submit")
+    legacy = parse_roles(ROLES, "roles.toml")  # an earlier release's roles file: its approvers still submit
+    require(legacy, "li", "batch submit")
+    require(legacy, "wang", "batch submit")
+    with pytest.raises(AuditorIsReadOnly):
+        require(legacy, "sun", "batch submit")
+
+
 def test_an_admin_manages_accounts_and_the_policy_but_records_and_approves_nothing() -> None:
     for action in (*sorted(ADMIN_ACTIONS), "projections rebuild"):
         require_account(ACCOUNT["admin"], action)

@@ -159,7 +159,7 @@ def test_every_post_without_its_csrf_token_is_refused_403(
     ("who", "path"),
     [
         ("clerk", "/batches/{id}/approve"),
-        ("clerk", "/batches/{id}/submit"),
+        ("checker", "/batches/{id}/submit"),
         ("auditor", "/batches/{id}/export"),
         ("auditor", "/batches/{id}/approve"),
         ("auditor", "/batches/{id}/submit"),
@@ -235,6 +235,8 @@ def test_the_exporter_cannot_approve_and_a_checker_can(client: TestClient, offic
     assert history.returncode == 0, history.stderr
     again = client.post(f"/batches/{batch}/approve", data={"csrf_token": csrf})
     assert again.status_code == 409 and "BatchAlreadyApproved" in again.text
+    assert client.post(f"/batches/{batch}/submit", data={"csrf_token": csrf}).status_code == 403  # the clerk's
+    csrf = log_in(client, office, "clerk")
     submitted = client.post(f"/batches/{batch}/submit", data={"csrf_token": csrf}, follow_redirects=False)
     assert submitted.status_code == 303
     (row,) = [r for r in json.loads(yikatong(office.url, "batch", "list", "--json").stdout) if r["id"] == batch]

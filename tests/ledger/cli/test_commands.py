@@ -105,7 +105,7 @@ def test_export_approve_and_bank_import_from_the_command_line(ledger_url: str, t
     views = json.loads(yikatong(ledger_url, "batch", "list", "--json").stdout)
     assert views[0]["status"] == "approved" and views[0]["approved_by"] == "checker"
     assert json.loads(approved.stdout) == views[0]  # --json prints the batch as `batch list --json` does
-    submitted = json.loads(yikatong(ledger_url, "batch", "submit", batch["id"][:12], "--json", as_="checker").stdout)
+    submitted = json.loads(yikatong(ledger_url, "batch", "submit", batch["id"][:12], "--json", as_="clerk").stdout)
     assert submitted["status"] == "submitted" and submitted["id"] == batch["id"]
     from ledger.bootstrap import database_from_url, open_apps
 
