@@ -28,7 +28,7 @@ from domain.accounts import Identity, normalised_reason
 from domain.bank_profiles import ProfileVersion
 from domain.charter import Charter
 from domain.disbursement import Batch
-from domain.eligibility import ChangeOutcome, Person
+from domain.eligibility import ChangeOutcome, Person, UnknownEnrolment
 from domain.errors import RuleBroken
 from domain.oneoffs import GrantRecord, aid_payment_id
 from domain.periods import Month
@@ -42,7 +42,7 @@ from ledger.anomalies import find_anomalies
 from ledger.apps import ImportSummary, NoPolicy, Registry, RegistrySnapshot, parse_policy_text
 from ledger.audit import AuditReport, audit_verify, record_checkpoint
 from ledger.deadlines import deadline_rows
-from ledger.disbursement import Disbursement, PaymentView, RunSummary
+from ledger.disbursement import BatchReturns, Disbursement, PaymentView, RunSummary
 from ledger.exports import ExportedFile, ImportOutcome
 from ledger.history import batch_keys, person_history
 from ledger.oneoffs import GrantOutcome, approve_aid, grant_aid, grants
@@ -176,7 +176,7 @@ class LedgerService:
         scope = region or snapshot.policy.region_code
         if not region_contains(snapshot.policy.region_code, scope):
             raise RegionOutsidePolicy(f"region {scope} is outside the policy's region {snapshot.policy.region_code}")
-        with progress(f"month-end {month}", None) as advance:
+        with progress(f"month-end {month}", len(snapshot.persons)) as advance:  # persons gone through
             summary = self.disbursement.run_month_end(snapshot, month, scope=scope, actor=actor, advance=advance)
         accrued_at = time.perf_counter()
         self.seal()
@@ -484,6 +484,23 @@ class LedgerService:
     def batch(self, batch_ref: str) -> Batch:
         """One batch by its id or a unique prefix of it (`UnknownBatch` otherwise)."""
         return self.disbursement.batch(batch_ref)
+
+    def batch_returns(self, batch_ref: str) -> BatchReturns:
+        """Where a batch's returned payments stand: re-issued, corrected (the next month-end re-issues
+        them: a month-end run again for a month already run accrues nothing twice) or awaiting a corrected
+        account (ledger.disbursement `Disbursement.batch_returns`)."""
+
+        def holder(id_number: str) -> Person | None:
+            try:
+                return self.registry.person(id_number)
+            except UnknownEnrolment:
+                return None
+
+        return self.disbursement.batch_returns(self.disbursement.batch(batch_ref), holder)
+
+    def months_run(self, region: str | None = None) -> list[str]:
+        """The months whose month-end completed for `region` (default: the policy's whole region)."""
+        return self.disbursement.months_run(region or self.registry.policy().region_code)
 
     def batch_payments(
         self, batch_ref: str, *, offset: int = 0, limit: int | None = None
