@@ -22,7 +22,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from domain.accounts import Identity, normalised_reason
 from domain.bank_profiles import ProfileVersion
@@ -49,6 +49,9 @@ from ledger.oneoffs import GrantOutcome, approve_aid, grant_aid, grants
 from ledger.profiles import ProfileChange, read_profile_file
 from ledger.roster import field_problems, name_problems, read_roster
 from ledger.storage import Database, existing_originators
+
+if TYPE_CHECKING:
+    from ledger.reports import ServedReads
 
 Advance = Callable[[int], None]
 Progress = Callable[[str, int | None], AbstractContextManager[Advance]]
@@ -155,6 +158,9 @@ class LedgerService:
         self.db = db
         self.registry = registry
         self.disbursement = disbursement
+        # A server's reports (ledger.reports.ServedReads): bounded catch-up, rows kept per position. None:
+        # a command's, caught up to the end of the log first.
+        self.served: ServedReads | None = None
 
     @sealed
     def month_end(
@@ -533,6 +539,7 @@ class LedgerService:
             region=region,
             as_of=as_of,
             disbursement=self.disbursement,
+            served=self.served,
         )
 
     def summary(self, year: int, through: Month | None = None) -> list[dict[str, Any]]:
@@ -545,7 +552,7 @@ class LedgerService:
         """按时发放率 by programme, region and month, and year to date."""
         from ledger.reports import on_time_rows
 
-        return on_time_rows(self.db, year, today=today)
+        return on_time_rows(self.db, year, today=today, served=self.served)
 
     def chart(self, path: Path, year: int | None = None) -> int:
         """A PNG of monthly disbursement and the on-time rate for `year` (default: the latest with
