@@ -62,10 +62,13 @@ def _current_month(v: Visit) -> str:
     return f"{today.year:04d}-{today.month:02d}"
 
 
-def job_context(job: MonthEndJob | None, month: str, now: float) -> dict[str, Any]:
-    """What the job fragment shows, computed here so the template only lays it out."""
+def job_context(v: Visit, job: MonthEndJob | None, month: str) -> dict[str, Any]:
+    """What the job fragment shows (the job, and the months run so far), computed here so the template
+    only lays it out."""
+    months_run = sorted(set(v.service.months_run()))
     if job is None:
-        return {"job": None, "month": month}
+        return {"job": None, "month": month, "months_run": months_run}
+    now = v.web.clock()
     with job.lock:
         rate = job.rate(now)
         end = job.finished_at if job.finished_at is not None else now
@@ -82,6 +85,7 @@ def job_context(job: MonthEndJob | None, month: str, now: float) -> dict[str, An
             "seconds": max(0, round(end - job.started_at)),
             "result": job.result,
             "job_error": rule_text(job.error_rule, job.error_message) if job.phase == "failed" else "",
+            "months_run": months_run,
         }
     return shown
 
@@ -94,10 +98,9 @@ def _page(
     context = visit_context(
         v,
         chosen=month,
-        months_run=sorted(set(v.service.months_run())),
         notice=notice,
         error=error,
-        **job_context(job, month, v.web.clock()),
+        **job_context(v, job, month),
     )
     return page(request, "monthend.html", context, status)
 
@@ -128,7 +131,7 @@ def month_end_progress(request: Request, month: str = "") -> HTMLResponse:
             except RuleBroken as e:
                 return page(request, "error.html", {"message": rule_text(e.rule, str(e))}, 400)
         job = jobs.get(chosen) or jobs.running()
-        return page(request, "monthend_job.html", job_context(job, chosen, v.web.clock()))
+        return page(request, "monthend_job.html", job_context(v, job, chosen))
 
 
 def _start(request: Request, v: Visit, month: str) -> Response:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
+from tests.helpers.returns import returned_and_corrected
 from tests.helpers.web import OfficeLedger
 
 RUN_TIMEOUT_MS = 120_000
@@ -61,3 +62,22 @@ def test_a_bad_month_typed_by_hand_is_refused_in_place(
     expect(page.locator("[data-test=monthend-error]")).to_contain_text("月份格式应为 YYYY-MM")
     expect(page.locator("[data-test=monthend-form]")).to_be_visible()
     page.screenshot(path=shots / "month-end-bad-month.png", full_page=True)
+
+
+def test_the_clerk_reissues_a_corrected_return_from_the_batch_page(
+    page: Page, server: str, office: OfficeLedger, shots: Path, tmp_path: Path
+) -> None:
+    batch = returned_and_corrected(office, tmp_path)
+    log_in(page, server, office, "clerk")
+    page.goto(f"{server}/batches/{batch}")
+    expect(page.locator("[data-test=reissue-summary]")).to_contain_text("账户已更正待补发 1 笔")
+    page.screenshot(path=shots / "batch-reissue.png", full_page=True)
+    page.on("dialog", lambda dialog: dialog.accept())  # 重新运行 2017-01 月结，补发 1 笔…？
+    page.click("[data-test=reissue-submit]")
+    expect(page).to_have_url(f"{server}/month-end?month=2017-01&started=1")
+    expect(page.locator("[data-test=monthend-job]")).to_have_attribute("data-phase", "done", timeout=RUN_TIMEOUT_MS)
+    expect(page.locator("[data-test=monthend-reissued]")).to_have_text("1 笔")
+    page.screenshot(path=shots / "month-end-reissued.png", full_page=True)
+    page.goto(f"{server}/batches/{batch}")
+    expect(page.locator("[data-test=reissue-summary]")).to_contain_text("已补发 1 笔")
+    expect(page.locator("[data-test=reissue-submit]")).to_have_count(0)
