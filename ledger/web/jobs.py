@@ -62,6 +62,7 @@ class MonthEndJob:
     done: int = 0  # persons gone through (of `total`)
     total: int | None = None
     accruing_since: float | None = None
+    accruing_until: float | None = None  # the rate is of the accrual alone, not the seal after it
     finished_at: float | None = None
     result: dict[str, Any] | None = None
     error_rule: str = ""
@@ -76,7 +77,7 @@ class MonthEndJob:
         """Persons per second since accruing began (None before it began)."""
         if self.accruing_since is None:
             return None
-        end = self.finished_at if self.finished_at is not None else now
+        end = self.accruing_until or self.finished_at or now
         return self.done / max(end - self.accruing_since, 1e-3)
 
     def percent(self) -> int:
@@ -96,6 +97,8 @@ class MonthEndJob:
                 if self.phase == "accruing":
                     self.accruing_since = now
                     self.done = 0
+                if self.phase == "finishing":
+                    self.accruing_until = now
             if "done" in message:
                 self.done = message["done"]
             if "result" in message:

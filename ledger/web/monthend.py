@@ -21,7 +21,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from domain.errors import BadPeriod, RuleBroken
 from domain.periods import Month
-from ledger.progress import format_rate
 from ledger.web.auth import COOKIE
 from ledger.web.context import Visit, visit, web_of
 from ledger.web.jobs import MonthEndJob, MonthEndJobs
@@ -80,7 +79,7 @@ def job_context(v: Visit, job: MonthEndJob | None, month: str) -> dict[str, Any]
             "done": job.done,
             "total": job.total,
             "percent": job.percent(),
-            "rate": format_rate(rate) if rate is not None else "",
+            "rate": f"{rate:,.0f}" if rate is not None else "",
             "started": datetime.fromtimestamp(job.started_at).strftime("%H:%M:%S"),
             "seconds": max(0, round(end - job.started_at)),
             "result": job.result,
