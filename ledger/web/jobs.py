@@ -117,7 +117,8 @@ class MonthEndJob:
             if self.running:
                 self.phase = "failed"
                 self.error_rule = "MonthEndDied"
-                self.error_message = f"exit code {returncode}: {stderr_tail}".strip()
+                last = [line for line in stderr_tail.splitlines() if line.strip()][-1:]  # the exception's line
+                self.error_message = f"exit code {returncode}: {''.join(last)}".strip()
                 self.finished_at = now
 
 
