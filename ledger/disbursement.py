@@ -21,7 +21,7 @@ How "exactly once" holds under re-runs, two runs at once and crashes:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from functools import cached_property
@@ -166,7 +166,11 @@ class Disbursement(Application[UUID]):
         # wrong figure refuses the whole month-end instead of reaching a bank file (issue 13).
         accrual.check_amounts(snapshot.persons.items(), scope, watermark, snapshot.policy_position)
         causes = Causes(watermark, snapshot)
-        entitlements = accrual.owed(snapshot.persons.items(), scope, watermark, snapshot.policy_position)
+        # Progress is counted in persons of the registry gone through (of `len(snapshot.persons)`, the total
+        # LedgerService.month_end announces), reported once their chunk is written: a total known from the
+        # start, where the number of entitlements is known only at the end.
+        persons = _Counted(snapshot.persons.items())
+        entitlements = accrual.owed(persons, scope, watermark, snapshot.policy_position)
         # Payments are written with their batch, and every batch is registered in the same transaction: a
         # ledger without the batch register holds no payment, so nothing needs looking up (a first
         # month-end; two at once still meet on the store's uniqueness).
@@ -178,17 +182,15 @@ class Disbursement(Application[UUID]):
         # "Recoveries").
         for chunk in chunked(reissues, PAYMENTS_PER_CHUNK):
             writer.write(chunk)  # type: ignore[arg-type]
-            if advance:
-                advance(len(chunk))
         for chunk in chunked(entitlements, PAYMENTS_PER_CHUNK):
             dues = self._dues(chunk, accrual, causes, summary, nothing_accrued=nothing_accrued)
             writer.write(dues)  # type: ignore[arg-type]
             if advance:
-                advance(len(chunk))
+                advance(persons.taken())
+        if advance:
+            advance(persons.taken())  # persons after the last entitlement (none due, or outside the scope)
         for chunk in chunked(oneoff_dues(self, snapshot, run_month, scope), PAYMENTS_PER_CHUNK):  # 临时救助, holidays
             writer.write(chunk)  # type: ignore[arg-type]
-            if advance:
-                advance(len(chunk))
         self._complete(run_log, scope, run_month, snapshot.position, summary, actor)
         return summary
 
@@ -310,9 +312,7 @@ class Disbursement(Application[UUID]):
             record = snapshot.persons.get(holder)
             if record is None or not region_contains(scope, view.region):
                 continue
-            # A return is paid again once the account or the name (BE01 户名不符, `decide rename`) is corrected.
-            sent = (view.bank_code, view.account, exported_name.get(pid, view.name))
-            if (record.bank_code, record.account, record.name) == sent:
+            if not corrected_since(view, record, exported_name.get(pid, view.name)):
                 summary.awaiting_account += 1
                 continue
             dues.append(
@@ -335,6 +335,29 @@ class Disbursement(Application[UUID]):
             )
         summary.reissued += len(dues)
         return dues
+
+    def batch_returns(self, batch: Batch, holder: Callable[[str], Any | None]) -> BatchReturns:
+        """Where the returns of `batch` stand: re-issued already, corrected and waiting for a month-end to
+        re-issue them (the same test as `_reissues_due`), or waiting for a corrected account. `holder(id
+        number)` is the person as the registry holds them now (None: not in the registry)."""
+        returned = batch.returned_ids()
+        if not returned:
+            return BatchReturns(0, 0, 0, 0)
+        done = existing_originators(self.recorder, {reissue_id(pid): pid for pid in returned})
+        pending = [pid for pid in returned if reissue_id(pid) not in done]
+        views = self.payment_views(pending)
+        ready = 0
+        for pid in pending:
+            record = holder(views[pid].id_number)
+            name = batch.payee_names.get(pid, views[pid].name)
+            if record is not None and corrected_since(views[pid], record, name):
+                ready += 1
+        return BatchReturns(len(returned), len(returned) - len(pending), ready, len(pending) - ready)
+
+    def months_run(self, scope: str) -> list[str]:
+        """The months whose month-end completed for `scope`, in the order they completed (repeats kept)."""
+        run_log = self.find(run_log_id(scope))
+        return [str(mark.month) for mark in run_log.completed] if isinstance(run_log, RunLog) else []
 
     # --- reading ---------------------------------------------------------------------------------
 
@@ -565,6 +588,43 @@ class Causes:
         if self.policy_position > self.watermark.registry_position:
             parts.append(f"policy loaded at {self.policy_position}")
         return "; ".join(parts) or f"registry at {self.position}"
+
+
+@dataclass(frozen=True, slots=True)
+class BatchReturns:
+    """The payments of one batch the bank returned, by where their re-issue (补发) stands."""
+
+    returned: int
+    reissued: int  # paid again already, by a month-end after the correction
+    ready: int  # account or name corrected: the next month-end re-issues them
+    awaiting_account: int  # nothing corrected yet: a month-end would send them to the same account again
+
+
+def corrected_since(view: PaymentView, record: Any, exported_name: str) -> bool:
+    """Whether a returned payment may be paid again: the payee's account or name on record now differs
+    from what its bank file carried (BE01 户名不符 is corrected by `decide rename`, a closed account by
+    `account set`)."""
+    sent = (view.bank_code, view.account, exported_name)
+    return (record.bank_code, record.account, record.name) != sent
+
+
+class _Counted:
+    """An iterable that counts what has been taken from it, for progress reported after the fact."""
+
+    def __init__(self, items: Iterable[Any]) -> None:
+        self._items = items
+        self._count = 0
+        self._reported = 0
+
+    def __iter__(self) -> Iterator[Any]:
+        for item in self._items:
+            self._count += 1
+            yield item
+
+    def taken(self) -> int:
+        """How many were taken since the last call."""
+        new, self._reported = self._count - self._reported, self._count
+        return new
 
 
 class ChunkWriter:

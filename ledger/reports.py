@@ -13,7 +13,9 @@ Guarantees:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import threading
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from fractions import Fraction
@@ -45,6 +47,86 @@ def catch_up(db: Database) -> RunStats:
     return _catch_up(db)
 
 
+class ServedReads:
+    """How a long-running server's many readers read the reports (the web application, issue 15 "Load").
+
+    A command answers from the whole log: it catches the read models up first. A server answering twenty
+    people while a month-end of 10⁵ payments is being written in another process must not: each request
+    would take the store's write lock to project the month-end's pages as they land, contending with the
+    month-end's own writes, and the projection's CPU would stall every other request of the process. So:
+    - a served read catches up a backlog of at most `backlog_max` events (a bank result, an export, a
+      decision: the read models stay exact after ordinary work); a larger one is its writer's to catch up
+      (every command does before it returns, the month-end too, and every POST of the server), and until
+      then the report answers as of the read models' position;
+    - rows are kept per report and arguments with the read models' position they were computed at, for at
+      most `kept_s` seconds: at the same position they are the answer (twenty dashboards compute
+      `on_time_rows`, a GROUP BY over every payment, once); while the log is ahead of the read models by
+      more than `backlog_max` (a writer at work: the models move page by page, or not at all) the kept
+      rows answer whatever the position, as they would have a moment ago. Once the models are current
+      again the next read computes exact rows; while one request computes them, the others asking for the
+      same rows answer with the latest kept (exact a moment ago) instead of waiting behind it.
+    """
+
+    def __init__(self, *, backlog_max: int = 5_000, kept_s: float = 30.0, entries_max: int = 256) -> None:
+        self.backlog_max = backlog_max
+        self.kept_s = kept_s
+        self.entries_max = entries_max
+        self._rows: dict[tuple[Any, ...], tuple[int, float, list[dict[str, Any]]]] = {}
+        self._locks: dict[tuple[Any, ...], threading.Lock] = {}
+        self._lock = threading.Lock()
+
+    def rows(
+        self, key: tuple[Any, ...], stats: RunStats, compute: Callable[[], list[dict[str, Any]]]
+    ) -> list[dict[str, Any]]:
+        """The rows of `key` at the read models' position in `stats` (a bounded catch-up's outcome)."""
+        kept = self._usable(key, stats)
+        if kept is not None:
+            return kept
+        with self._lock:
+            one = self._locks.setdefault(key, threading.Lock())
+        if not one.acquire(blocking=False):
+            kept = self._usable(key, stats, computing=True)
+            if kept is not None:
+                return kept
+            one.acquire()
+        try:
+            kept = self._usable(key, stats)
+            if kept is not None:
+                return kept
+            fresh = compute()
+            with self._lock:
+                if len(self._rows) >= self.entries_max:
+                    self._rows.clear()
+                self._rows[key] = (stats.position, time.monotonic(), fresh)
+            return [dict(row) for row in fresh]
+        finally:
+            one.release()
+
+    def _usable(self, key: tuple[Any, ...], stats: RunStats, *, computing: bool = False) -> list[dict[str, Any]] | None:
+        """Kept rows that may answer: at this position, or while the log is ahead of the read models, or
+        (`computing`: another request is computing this position's rows right now) the latest kept."""
+        kept = self._rows.get(key)
+        if kept is None:
+            return None
+        position, at, rows = kept
+        if time.monotonic() - at > self.kept_s:
+            return None
+        if position != stats.position and not stats.behind and not computing:
+            return None
+        return [dict(row) for row in rows]
+
+
+def _served(
+    db: Database, served: ServedReads | None, key: tuple[Any, ...], compute: Callable[[], list[dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    """A report's rows, caught up first (bounded for a server, see ServedReads)."""
+    if served is None:
+        catch_up(db)
+        return compute()
+    stats = _catch_up(db, backlog_max=served.backlog_max)
+    return served.rows((db.url, *key), stats, compute)
+
+
 # --- balances ----------------------------------------------------------------------------------------
 
 
@@ -57,6 +139,7 @@ def balances_rows(
     region: str | None = None,
     as_of: datetime | None = None,
     disbursement: Any = None,
+    served: ServedReads | None = None,
 ) -> list[dict[str, Any]]:
     """`report balances`: the rows of DESIGN.md's `report balances --json`, sorted by period,
     programme, region. `month` selects periods that fall due (start) in that month, `year` every
@@ -65,7 +148,13 @@ def balances_rows(
         Month.parse(month)
     if as_of is not None:
         return _balances_as_of(db, as_of, disbursement, month=month, year=year, programme=programme, region=region)
-    catch_up(db)
+    key = ("balances", month, year, programme, region)
+    return _served(db, served, key, lambda: _balances_rows(db, month, year, programme, region))
+
+
+def _balances_rows(
+    db: Database, month: str | None, year: str | None, programme: str | None, region: str | None
+) -> list[dict[str, Any]]:
     query = select(*(balances.c[key] for key in BALANCE_KEYS))
     if month:
         query = query.where(balances.c.period.in_(periods_starting_in(Month.parse(month))))
@@ -233,7 +322,9 @@ class _Tally:
     on_time: int = 0
 
 
-def on_time_rows(db: Database, year: int, *, today: date | None = None) -> list[dict[str, Any]]:
+def on_time_rows(
+    db: Database, year: int, *, today: date | None = None, served: ServedReads | None = None
+) -> list[dict[str, Any]]:
     """按时发放率 per programme and region, by month of the due date, with the year to date.
 
     A payment is due on its due date (in the account by `due_day`, seed 000 一); it is on time when the
@@ -241,10 +332,13 @@ def on_time_rows(db: Database, year: int, *, today: date | None = None) -> list[
     counted; arrears accrued late (补发) count in the month they were due, as late. Rows are per county
     (the payee's region) and, for each programme, for the whole policy region.
     """
-    today = today or date.today()
-    catch_up(db)
+    last_due = min(today or date.today(), date(year, 12, 31))
+    return _served(db, served, ("on_time", year, last_due), lambda: _on_time_rows(db, year, last_due))
+
+
+def _on_time_rows(db: Database, year: int, last_due: date) -> list[dict[str, Any]]:
     with open_engine(db) as engine, reading(engine.connect()) as conn:
-        tallies = _on_time_tallies(conn, year, min(today, date(year, 12, 31)))
+        tallies = _on_time_tallies(conn, year, last_due)
     rows = []
     for (programme, region), months in sorted(tallies.items()):
         ytd = _Tally()

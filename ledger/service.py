@@ -22,13 +22,13 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from domain.accounts import Identity, normalised_reason
 from domain.bank_profiles import ProfileVersion
 from domain.charter import Charter
 from domain.disbursement import Batch
-from domain.eligibility import ChangeOutcome, Person
+from domain.eligibility import ChangeOutcome, Person, UnknownEnrolment
 from domain.errors import RuleBroken
 from domain.oneoffs import GrantRecord, aid_payment_id
 from domain.periods import Month
@@ -42,13 +42,16 @@ from ledger.anomalies import find_anomalies
 from ledger.apps import ImportSummary, NoPolicy, Registry, RegistrySnapshot, parse_policy_text
 from ledger.audit import AuditReport, audit_verify, record_checkpoint
 from ledger.deadlines import deadline_rows
-from ledger.disbursement import Disbursement, PaymentView, RunSummary
+from ledger.disbursement import BatchReturns, Disbursement, PaymentView, RunSummary
 from ledger.exports import ExportedFile, ImportOutcome
 from ledger.history import batch_keys, person_history
 from ledger.oneoffs import GrantOutcome, approve_aid, grant_aid, grants
 from ledger.profiles import ProfileChange, read_profile_file
 from ledger.roster import field_problems, name_problems, read_roster
 from ledger.storage import Database, existing_originators
+
+if TYPE_CHECKING:
+    from ledger.reports import ServedReads
 
 Advance = Callable[[int], None]
 Progress = Callable[[str, int | None], AbstractContextManager[Advance]]
@@ -155,6 +158,9 @@ class LedgerService:
         self.db = db
         self.registry = registry
         self.disbursement = disbursement
+        # A server's reports (ledger.reports.ServedReads): bounded catch-up, rows kept per position. None:
+        # a command's, caught up to the end of the log first.
+        self.served: ServedReads | None = None
 
     @sealed
     def month_end(
@@ -176,7 +182,7 @@ class LedgerService:
         scope = region or snapshot.policy.region_code
         if not region_contains(snapshot.policy.region_code, scope):
             raise RegionOutsidePolicy(f"region {scope} is outside the policy's region {snapshot.policy.region_code}")
-        with progress(f"month-end {month}", None) as advance:
+        with progress(f"month-end {month}", len(snapshot.persons)) as advance:  # persons gone through
             summary = self.disbursement.run_month_end(snapshot, month, scope=scope, actor=actor, advance=advance)
         accrued_at = time.perf_counter()
         self.seal()
@@ -485,6 +491,23 @@ class LedgerService:
         """One batch by its id or a unique prefix of it (`UnknownBatch` otherwise)."""
         return self.disbursement.batch(batch_ref)
 
+    def batch_returns(self, batch_ref: str) -> BatchReturns:
+        """Where a batch's returned payments stand: re-issued, corrected (the next month-end re-issues
+        them: a month-end run again for a month already run accrues nothing twice) or awaiting a corrected
+        account (ledger.disbursement `Disbursement.batch_returns`)."""
+
+        def holder(id_number: str) -> Person | None:
+            try:
+                return self.registry.person(id_number)
+            except UnknownEnrolment:
+                return None
+
+        return self.disbursement.batch_returns(self.disbursement.batch(batch_ref), holder)
+
+    def months_run(self, region: str | None = None) -> list[str]:
+        """The months whose month-end completed for `region` (default: the policy's whole region)."""
+        return self.disbursement.months_run(region or self.registry.policy().region_code)
+
     def batch_payments(
         self, batch_ref: str, *, offset: int = 0, limit: int | None = None
     ) -> tuple[Batch, list[PaymentView]]:
@@ -516,6 +539,7 @@ class LedgerService:
             region=region,
             as_of=as_of,
             disbursement=self.disbursement,
+            served=self.served,
         )
 
     def summary(self, year: int, through: Month | None = None) -> list[dict[str, Any]]:
@@ -528,7 +552,7 @@ class LedgerService:
         """按时发放率 by programme, region and month, and year to date."""
         from ledger.reports import on_time_rows
 
-        return on_time_rows(self.db, year, today=today)
+        return on_time_rows(self.db, year, today=today, served=self.served)
 
     def chart(self, path: Path, year: int | None = None) -> int:
         """A PNG of monthly disbursement and the on-time rate for `year` (default: the latest with

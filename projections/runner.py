@@ -98,6 +98,7 @@ class RunStats:
     pages: int = 0
     seconds: float = 0.0
     position: int = 0
+    behind: int = 0  # events left for their writer to catch up (`catch_up(backlog_max=…)`)
 
     @property
     def events_per_s(self) -> float:
@@ -119,11 +120,14 @@ def catch_up(
     page_size: int = PAGE_SIZE,
     plaintext: Plaintext | None = None,
     after_page: AfterPage | None = None,
+    backlog_max: int | None = None,
 ) -> RunStats:
-    """Bring the read models to the end of the log (creating them when missing)."""
+    """Bring the read models to the end of the log (creating them when missing). With `backlog_max`, a
+    backlog larger than that is left to the writer that made it (a month-end catches its own up when it
+    ends): nothing is applied, and `RunStats.behind` says by how many events the models lag."""
     with open_engine(db) as engine:
         runner = Runner(engine, schema_of(db), plaintext or plaintext_reader(db.env), page_size, after_page)
-        return runner.catch_up()
+        return runner.catch_up(backlog_max)
 
 
 def rebuild(
@@ -208,10 +212,13 @@ class Runner:
         self.committed_position: int | None = None  # what this runner last committed, to trust its cache
         self.indexed = True  # rm_payments' indexes exist (a rebuild starts without them)
 
-    def catch_up(self) -> RunStats:
+    def catch_up(self, backlog_max: int | None = None) -> RunStats:
         stats = RunStats()
         started = time.perf_counter()
         backlog, stats.position = self._prepare()
+        if backlog_max is not None and backlog > backlog_max:
+            stats.behind = backlog
+            return stats
         while backlog > 0:
             applied = self.run_page()
             if applied is None:

@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
@@ -27,6 +27,7 @@ from domain.accounts import Identity
 from domain.errors import RuleBroken
 from ledger.accounts import identity_of
 from ledger.bootstrap import open_service
+from ledger.reports import ServedReads
 from ledger.roles import require_account
 from ledger.service import LedgerService
 from ledger.storage import Database
@@ -65,8 +66,12 @@ class Web:
     today: Callable[[], date] = date.today
     clock: Callable[[], float] = time.time
 
+    served: ServedReads = field(default_factory=ServedReads)  # reports under load (ledger.reports)
+
     def open(self, *, writing: bool) -> LedgerService:
-        return open_service(self.db, read_only=not writing)
+        service = open_service(self.db, read_only=not writing)
+        service.served = self.served
+        return service
 
 
 def web_of(request: Request) -> Web:

@@ -119,6 +119,61 @@ ZH_CN: dict[str, str] = {
     # --- roster and bank results (uploads.py) ---
     #
     # --- month-end and re-issue (monthend.py) ---
+    "monthend.title": "月结",
+    "monthend.month": "月份",
+    "monthend.start": "开始月结",
+    "monthend.start_confirm": "开始 {month} 月结？",
+    "monthend.rerun_harmless": "同一月份可以再次月结：已记账的发放不会重复，只补记尚缺的部分。",
+    "monthend.months_run": "已完成的月结",
+    "monthend.none_run": "尚未运行过月结",
+    "monthend.started": "{month} 月结已开始（{actor}）",
+    "monthend.running": "本月月结正在进行",
+    "monthend.running_other": "{month} 月结正在进行，请等其完成后再开始",
+    "monthend.no_job": "本服务器尚未开始 {month} 的月结",
+    "monthend.job_title": "{month} 月结",
+    "monthend.started_by": "{actor} 于 {time} 开始，已用 {seconds} 秒",
+    "monthend.phase.starting": "正在启动",
+    "monthend.phase.reading": "正在读取名册",
+    "monthend.phase.accruing": "正在核算发放",
+    "monthend.phase.finishing": "正在封存台账并更新报表",
+    "monthend.phase.done": "已完成",
+    "monthend.phase.failed": "未完成",
+    "monthend.progress": "已核算 {done} / {total} 人（{percent}%）",
+    "monthend.progress_reading": "已读取 {done} 条",
+    "monthend.rate": "每秒 {rate} 人",
+    "monthend.leave": (
+        "可以离开此页面，稍后回来查看进度。若服务器在月结中途重启，再次开始同一月份的月结即可："
+        "台账保证每笔只发放一次，重新运行不会重复发放。"
+    ),
+    "monthend.refresh": "刷新进度",
+    "monthend.done": "{month} 月结已完成，用时 {seconds} 秒",
+    "monthend.payments": "新记发放",
+    "monthend.payments_value": "{count} 笔，{amount}",
+    "monthend.batches": "新批次",
+    "monthend.late": "其中补发（逾期发放）",
+    "monthend.reissued": "补发退回",
+    "monthend.awaiting_account": "退回待更正账户",
+    "monthend.already_accrued": "已记账未重复",
+    "monthend.adjustments": "补发差额",
+    "monthend.recoveries": "多发追回",
+    "monthend.count": "{count} 笔",
+    "monthend.count_amount": "{count} 笔，{amount}",
+    "monthend.batch_links": "本次月结的批次",
+    "monthend.all_batches": "查看 {month} 的全部批次",
+    "monthend.failed": "{month} 月结未完成：",
+    "monthend.failed_nothing": "已写入的发放保留在台账中，再次开始同一月份即可补完，不会重复发放。",
+    "reissue.title": "补发退回",
+    "reissue.summary": (
+        "本批次退回 {returned} 笔：已补发 {reissued} 笔，账户已更正待补发 {ready} 笔，待更正账户 {awaiting} 笔"
+    ),
+    "reissue.how": (
+        "退回的发放在账户或户名更正后由月结补发：将重新运行 {month} 月结，已记账的发放不会重复，"
+        "只补记更正后的退回（以及此后登记的变更）。"
+    ),
+    "reissue.submit": "补发退回",
+    "reissue.confirm": "重新运行 {month} 月结，补发 {ready} 笔已更正账户的退回？",
+    "reissue.awaiting_only": "退回的发放须先更正账户（更换账户）或户名，再由月结补发。",
+    "reissue.to_month_end": "前往月结",
     #
     # --- decisions and aid (decisions.py) ---
     #
@@ -149,6 +204,17 @@ RULES_ZH_CN: dict[str, str] = {
     # --- roster and bank results (uploads.py) ---
     #
     # --- month-end and re-issue (monthend.py) ---
+    "BadPeriod": "月份格式应为 YYYY-MM，例如 2017-02",
+    "NoPolicy": "台账尚未载入政策（标准），不能月结：请管理员先载入政策",
+    "PolicyRejected": "台账中的政策未通过校验，不能月结：请管理员载入更正后的政策",
+    "RegionOutsidePolicy": "所选区划不在政策的区划之内",
+    "RunConflict": "月结与其他写入反复冲突而停止：已写入的保留，请再次开始同一月份以补完",
+    "PaymentAboveMaximum": "有发放金额超过台账允许的上限：整个月结未执行，请核对标准与名册",
+    "NoStandardInForce": "该月没有生效的标准，不能核算",
+    "AccountChanged": "账户在会话期间已变更（密码、角色或状态），请重新登录后再开始",
+    "UnknownAccount": "找不到该账户",
+    "MonthEndDied": "月结进程意外退出：已写入的保留，请再次开始同一月份以补完",
+    "NothingToReissue": "本批次没有账户已更正、待补发的退回",
     #
     # --- decisions and aid (decisions.py) ---
     #

@@ -28,6 +28,7 @@ from ledger.web import formats
 from ledger.web.auth import COOKIE
 from ledger.web.context import Refused, Visit, log, visit, web_of
 from ledger.web.messages import rule_text, t
+from ledger.web.reissue import reissue_offer
 
 router = APIRouter()
 DEADLINE_DAYS = 15
@@ -305,6 +306,7 @@ def _batch_page(request: Request, v: Visit, batch_id: str, start: int = 0, **mor
         may_export=v.may("batch export"),
         may_approve=v.may("batch approve") and found.status == "exported" and me.name not in found.exported_by,
         may_submit=v.may("batch submit") and found.status == "approved",
+        reissue=reissue_offer(v, found),  # 补发退回 (reissue.py, monthend.py)
         **({"notice": None, "error": None} | more),
     )
 
