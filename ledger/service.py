@@ -46,6 +46,7 @@ from ledger.disbursement import Disbursement, PaymentView, RunSummary
 from ledger.exports import ExportedFile, ImportOutcome
 from ledger.history import batch_keys, person_history
 from ledger.oneoffs import GrantOutcome, approve_aid, grant_aid, grants
+from ledger.persons import AccountPreview, DecisionPreview, PersonView, person_view, preview_account, preview_decision
 from ledger.profiles import ProfileChange, read_profile_file
 from ledger.roster import field_problems, name_problems, read_roster
 from ledger.storage import Database, existing_originators
@@ -284,6 +285,46 @@ class LedgerService:
         return self.registry.set_account(
             id_number=id_number, bank_code=bank_code, account=account, reason=normalised_reason(reason), actor=actor
         )
+
+    # --- one person, and decisions previewed (ledger.persons: the web's 决定 pages) ------------------------
+
+    def person_view(self, id_number: str, day: date) -> PersonView:
+        """A person's enrolments (state on `day`), payments with their bank results, and decisions."""
+        return person_view(self.registry, self.disbursement, id_number, day)
+
+    def preview_decision(
+        self,
+        *,
+        kind: str,
+        id_number: str,
+        programme: str,
+        on: date,
+        actor: str,
+        reason: str,
+        amount_fen: int | None = None,
+        members: int | None = None,
+        monthly_income_fen: int | None = None,
+        special_members: int | None = None,
+    ) -> DecisionPreview:
+        """What `decide` (kind "change": `change_household`) would record and change; records nothing."""
+        return preview_decision(
+            self.registry,
+            self.disbursement,
+            kind=kind,
+            id_number=id_number,
+            programme=programme,
+            on=on,
+            actor=actor,
+            reason=reason,
+            amount_fen=amount_fen,
+            members=members,
+            monthly_income_fen=monthly_income_fen,
+            special_members=special_members,
+        )
+
+    def preview_account(self, *, id_number: str, bank_code: str, account: str, reason: str) -> AccountPreview:
+        """What `set_account` would record (the fields checked as `account set` checks them); records nothing."""
+        return preview_account(self.registry, id_number=id_number, bank_code=bank_code, account=account, reason=reason)
 
     # --- one-off payments (ledger.oneoffs): 临时救助 grants; the month-end pays them -----------------------
 
