@@ -124,7 +124,7 @@ ZH_CN: dict[str, str] = {
     "persons.title": "决定",
     "persons.search": "按身份证号查找",
     "persons.search_submit": "查找",
-    "persons.search_hint": "输入完整的 18 位身份证号（姓名查找暂不支持：姓名在台账中加密保存）",
+    "persons.search_hint": "输入完整的 18 位身份证号（暂不支持按姓名查找：台账没有姓名索引，姓名随记录加密保存）",
     "persons.found": "找到 1 人",
     "persons.not_found": "台账中没有身份证号为 {id} 的人员",
     "persons.open": "查看",

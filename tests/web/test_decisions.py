@@ -94,7 +94,9 @@ def test_the_person_page_lists_enrolments_payments_and_decisions(client: TestCli
     assert texts(page.text, "enrolment-state") == ["正常发放"]
     assert "城镇低保" in page.text and "urban_dibao</td>" not in page.text
     assert "810.00 元" in page.text and f'href="/batches/{batch}"' in page.text
-    assert texts(page.text, "decision-kind") == ["登记并纳入"] and texts(page.text, "decision-basis") == ["集民发〔2017〕2号"]
+    assert texts(page.text, "decision-kind") == ["登记并纳入"] and texts(page.text, "decision-basis") == [
+        "集民发〔2017〕2号"
+    ]
     assert 'data-test="decide-form"' in page.text and 'data-test="account-form"' in page.text
 
 
@@ -109,7 +111,9 @@ def test_readers_see_the_page_without_actions_and_ids_as_their_role_may(office: 
     if role == "auditor":  # reads everything unmasked, as `audit history` does
         assert texts(page.text, "person-id") == [LI_ID] and LI_ACCOUNT in page.text
     else:
-        assert texts(page.text, "person-id") == [mask_id(LI_ID)] and texts(page.text, "person-name") == [mask_name("李建华")]
+        assert texts(page.text, "person-id") == [mask_id(LI_ID)] and texts(page.text, "person-name") == [
+            mask_name("李建华")
+        ]
         assert LI_ACCOUNT not in page.text
 
 
@@ -126,7 +130,10 @@ def _posts(grant: str) -> list[tuple[str, dict[str, str]]]:
     return [
         (f"/persons/{LI_ID}/preview", SUSPEND),
         (f"/persons/{LI_ID}/decide", SUSPEND),
-        (f"/persons/{LI_ID}/decide", {"kind": "account", "bank": "103191000012", "account": NEW_ACCOUNT, "reason": "换卡"}),
+        (
+            f"/persons/{LI_ID}/decide",
+            {"kind": "account", "bank": "103191000012", "account": NEW_ACCOUNT, "reason": "换卡"},
+        ),
         ("/aid/grant", {"id_number": LI_ID, "amount": "500", "reason": "集民发〔2017〕11号", "on": "2017-01-03"}),
         (f"/aid/{grant}/approve", {}),
     ]
@@ -205,7 +212,11 @@ def test_only_a_checker_may_approve_aid(office: OfficeLedger, role: str) -> None
         ({**SUSPEND, "kind": "change", "members": "0"}, "HouseholdInvalid", "家庭情况超出允许范围"),
         ({**SUSPEND, "kind": "change", "members": "two"}, "BadCount", "人数须为整数"),
         ({**SUSPEND, "kind": "change", "income": "3.001"}, "BadAmount", "金额格式有误"),
-        ({"kind": "account", "bank": "103191000012", "account": "62284800", "reason": "换卡"}, "BadAccount", "账号须为"),
+        (
+            {"kind": "account", "bank": "103191000012", "account": "62284800", "reason": "换卡"},
+            "BadAccount",
+            "账号须为",
+        ),
         ({"kind": "account", "bank": "10319A", "account": NEW_ACCOUNT, "reason": "换卡"}, "BankCodeNotDigits", "行号"),
         ({"kind": "account", "bank": "103191000012", "account": NEW_ACCOUNT, "reason": ""}, "BadReason", "依据"),
     ],
@@ -316,8 +327,14 @@ def test_the_same_change_again_records_nothing_and_says_so(client: TestClient, o
 
 def test_the_account_is_previewed_then_changed(client: TestClient, office: OfficeLedger) -> None:
     csrf = log_in(client, office, "clerk")
-    data = {"kind": "account", "bank": "103191000012", "account": f" {NEW_ACCOUNT} ", "reason": "换卡 集民发〔2017〕14号",
-            "csrf_token": csrf}  # fmt: skip
+    reason = "换卡 集民发〔2017〕14号"
+    data = {
+        "kind": "account",
+        "bank": "103191000012",
+        "account": f" {NEW_ACCOUNT} ",
+        "reason": reason,
+        "csrf_token": csrf,
+    }
     preview = client.post(f"/persons/{LI_ID}/preview", data=data)
     assert texts(preview.text, "preview-account") == [
         f"一卡通账户：103191000012 / {LI_ACCOUNT} → 103191000012 / {NEW_ACCOUNT}"
@@ -326,7 +343,11 @@ def test_the_account_is_previewed_then_changed(client: TestClient, office: Offic
     done = client.post(f"/persons/{LI_ID}/decide", data=data)
     assert texts(done.text, "person-notice") == ["已记录：更换账户"]
     [changed] = [e for e in history(office) if e["event"] == "account_changed"]
-    assert (changed["account"], changed["reason"], changed["actor"]) == (NEW_ACCOUNT, "换卡 集民发〔2017〕14号", "clerk")
+    assert (changed["account"], changed["reason"], changed["actor"]) == (
+        NEW_ACCOUNT,
+        "换卡 集民发〔2017〕14号",
+        "clerk",
+    )
 
 
 # --- 临时救助 -------------------------------------------------------------------------------------------------
@@ -385,3 +406,42 @@ def test_an_unknown_grant_is_refused_in_place(office: OfficeLedger) -> None:
     csrf = log_in(client, office, "checker")
     refused = client.post("/aid/ffffffffffff/approve", data={"csrf_token": csrf})
     assert refused.status_code == 409 and texts(refused.text, "aid-error") == ["找不到该救助（UnknownGrant）"]
+
+
+@pytest.mark.parametrize("kind", ["resume", "terminate", "phase-out"])
+def test_each_kind_is_recorded_as_the_clis_decide_command_records_it(
+    client: TestClient, office: OfficeLedger, kind: str
+) -> None:
+    if kind == "resume":
+        suspended = yikatong(office.url, "decide", "suspend", LI_ID, "urban_dibao", "--on", "2017-01-02",
+                             "--reason", "集民发〔2017〕8号")  # fmt: skip
+        assert suspended.returncode == 0, suspended.stderr
+    csrf = log_in(client, office, "clerk")
+    data = {**SUSPEND, "kind": kind, "csrf_token": csrf}
+    preview = client.post(f"/persons/{LI_ID}/preview", data=data)
+    assert preview.status_code == 200 and texts(preview.text, "preview-recorded-row", "</tr>")[0].startswith(
+        {"resume": "恢复", "terminate": "终止", "phase-out": "渐退"}[kind]
+    )
+    assert client.post(f"/persons/{LI_ID}/decide", data=data, follow_redirects=False).status_code == 303
+    last = [e for e in history(office) if e["event"] == "decision"][-1]
+    assert (last["kind"], last["effective_on"], last["actor"]) == (kind, "2017-01-03", "clerk")
+
+
+def test_every_catalogue_key_the_pages_use_exists() -> None:
+    """The templates' literal keys and the keys built from kinds and states: a missing one would show
+    the key itself on the page."""
+    from domain.eligibility import ACTIVE, DECISION_KINDS, ENDED, PENDING, SUSPENDED, TERMINATED
+    from domain.oneoffs import AID_KINDS
+    from ledger.persons import DECISION_EVENTS, PAYMENT_EVENTS
+    from ledger.web.decisions import KINDS
+    from ledger.web.messages import ZH_CN
+
+    folder = Path(__file__).resolve().parents[2] / "ledger" / "web" / "templates"
+    used = set()
+    for name in ("persons.html", "person.html", "decision_preview.html", "aid.html"):
+        used |= set(re.findall(r"\bt\('([^']+)'", (folder / name).read_text(encoding="utf-8")))
+    used |= {f"dec.kind.{k}" for k in (*KINDS, *DECISION_KINDS)}
+    used |= {f"dec.enrolment.{s}" for s in (ACTIVE, SUSPENDED, TERMINATED, ENDED, PENDING)}
+    used |= {f"dec.event.{e}" for e in (*DECISION_EVENTS, *PAYMENT_EVENTS) if e != "decision"}
+    used |= {f"aid.kind.{k}" for k in AID_KINDS} | {"aid.state.payable", "aid.state.awaiting approval"}
+    assert sorted(k for k in used if k not in ZH_CN and not k.endswith(".")) == []  # "x." ~ k: built above
