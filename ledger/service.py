@@ -45,7 +45,7 @@ from ledger.deadlines import deadline_rows
 from ledger.disbursement import Disbursement, PaymentView, RunSummary
 from ledger.exports import ExportedFile, ImportOutcome
 from ledger.history import batch_keys, person_history
-from ledger.oneoffs import GrantOutcome, approve_aid, grant_aid, grants
+from ledger.oneoffs import GrantOutcome, approve_aid, grant_aid, grants, preview_grant
 from ledger.persons import AccountPreview, DecisionPreview, PersonView, person_view, preview_account, preview_decision
 from ledger.profiles import ProfileChange, read_profile_file
 from ledger.roster import field_problems, name_problems, read_roster
@@ -344,6 +344,33 @@ class LedgerService:
     ) -> GrantOutcome:
         """`aid grant`: one grant within the policy's bounds; the same grant again records nothing."""
         return grant_aid(
+            self.registry,
+            id_number=id_number,
+            amount_fen=amount_fen,
+            reason=reason,
+            on=on,
+            kind=kind,
+            decision_ref=decision_ref,
+            stage=stage,
+            region=region,
+            actor=actor,
+        )
+
+    def preview_aid(
+        self,
+        *,
+        id_number: str,
+        amount_fen: int,
+        reason: str,
+        on: date,
+        kind: str,
+        decision_ref: str | None,
+        stage: int,
+        region: str | None,
+        actor: str,
+    ) -> GrantOutcome:
+        """What `grant_aid` would record (`recorded` False: the same grant is there already); records nothing."""
+        return preview_grant(
             self.registry,
             id_number=id_number,
             amount_fen=amount_fen,

@@ -3,7 +3,7 @@ one-off aid (临时救助), each previewed before it is recorded (examples/web.m
 
 URLs: /persons (search), /persons/{id_number} (the person), POST /persons/{id_number}/preview (what the
 decision will change, recording nothing), POST /persons/{id_number}/decide (record it), /aid (grants),
-POST /aid/grant, POST /aid/{grant}/approve.
+POST /aid/preview (the grant as it will be recorded), POST /aid/grant, POST /aid/{grant}/approve.
 
 Each POST checks the role with the CLI's action name of the same command (`decide suspend`, `decide
 change`, `account set`, `aid grant`, `aid approve`), so a hidden button is not the control: the server
@@ -386,6 +386,63 @@ def _aid_refused(request: Request, v: Visit, form: dict[str, str], e: RuleBroken
     return page(request, "aid.html", _aid_context(v, error=rule_text(e.rule, str(e)), form=form), status)
 
 
+def _aid_form(**fields: str) -> dict[str, str]:
+    form = {name: fields.get(name, "").strip() for name in AID_FIELDS}
+    return form | {"id_number": form["id_number"].upper(), "reason": fields.get("reason", "")}
+
+
+def _grant_args(v: Visit, form: dict[str, str]) -> dict[str, Any]:
+    """The form as `grant_aid`'s arguments, parsed as `aid grant` parses its options."""
+    try:
+        stage = int(form["stage"] or "1")
+    except ValueError:
+        raise BadStage(f"stage {form['stage']!r} is not a whole number") from None
+    return {
+        "id_number": form["id_number"],
+        "amount_fen": parse_yuan(form["amount"]),
+        "reason": form["reason"],
+        "on": _date(form["on"]) if form["on"] else v.web.today(),
+        "kind": form["kind"] or "emergency",
+        "decision_ref": form["decision"] or None,
+        "stage": stage,
+        "region": form["region"] or None,
+        "actor": v.identity.name,
+    }
+
+
+@router.post("/aid/preview", response_model=None)
+def aid_preview(
+    request: Request,
+    csrf_token: str = Form(""),
+    id_number: str = Form(""),
+    amount: str = Form(""),
+    reason: str = Form(""),
+    on: str = Form(""),
+    kind: str = Form("emergency"),
+    decision: str = Form(""),
+    stage: str = Form("1"),
+    region: str = Form(""),
+) -> Response:
+    """The grant as it will be recorded, and whether it waits for a checker; records nothing."""
+    form = _aid_form(id_number=id_number, amount=amount, reason=reason, on=on, kind=kind, decision=decision,
+                     stage=stage, region=region)  # fmt: skip
+    with visit(request, "aid grant", csrf_token=csrf_token) as v:
+        try:
+            outcome = v.service.preview_aid(**_grant_args(v, form))
+        except RuleBroken as e:
+            return _aid_refused(request, v, form, e, 400)
+        grant = outcome.grant
+        context = visit_context(
+            v,
+            grant=grant,
+            new=outcome.recorded,
+            shown_id=formats.shown_id(grant.id_number, v.identity),
+            aid=v.service.policy().temporary_aid,
+            form=form,
+        )
+        return page(request, "aid_preview.html", context)
+
+
 @router.post("/aid/grant", response_model=None)
 def aid_grant(
     request: Request,
@@ -400,25 +457,11 @@ def aid_grant(
     region: str = Form(""),
 ) -> Response:
     """`aid grant`: one grant; above the policy's threshold it waits for a checker's 批准."""
-    form = {"id_number": id_number.strip().upper(), "amount": amount.strip(), "reason": reason, "on": on.strip(),
-            "kind": kind, "decision": decision, "stage": stage.strip(), "region": region.strip()}  # fmt: skip
+    form = _aid_form(id_number=id_number, amount=amount, reason=reason, on=on, kind=kind, decision=decision,
+                     stage=stage, region=region)  # fmt: skip
     with visit(request, "aid grant", csrf_token=csrf_token, writing=True) as v:
         try:
-            try:
-                stage_no = int(form["stage"] or "1")
-            except ValueError:
-                raise BadStage(f"stage {form['stage']!r} is not a whole number") from None
-            done = v.service.grant_aid(
-                id_number=form["id_number"],
-                amount_fen=parse_yuan(form["amount"]),
-                reason=reason,
-                on=_date(form["on"]) if form["on"] else v.web.today(),
-                kind=kind,
-                decision_ref=decision if decision.strip() else None,
-                stage=stage_no,
-                region=form["region"] or None,
-                actor=v.identity.name,
-            )
+            done = v.service.grant_aid(**_grant_args(v, form))
         except RuleBroken as e:
             return _aid_refused(request, v, form, e, 400)
     query = {"granted": done.grant.grant_id.hex} | ({} if done.recorded else {"again": "1"})

@@ -21,6 +21,7 @@ from tests.helpers.web import OfficeLedger, build_office_ledger, client_for, cop
 LI_ID = "152601198001011239"  # 李建华, 城镇低保 from 2017-01-01: 2 members, income 300.00 → 810.00 元 a month
 LI_ACCOUNT = "6228480045001122337"
 NEW_ACCOUNT = "6228480045001122345"  # Luhn-valid
+SMALL_GRANT = {"id_number": LI_ID, "amount": "500", "reason": "集民发〔2017〕11号", "on": "2017-01-03"}
 SUSPEND = {"kind": "suspend", "programme": "urban_dibao", "on": "2017-01-03", "reason": "集民发〔2017〕9号"}
 
 
@@ -134,7 +135,8 @@ def _posts(grant: str) -> list[tuple[str, dict[str, str]]]:
             f"/persons/{LI_ID}/decide",
             {"kind": "account", "bank": "103191000012", "account": NEW_ACCOUNT, "reason": "换卡"},
         ),
-        ("/aid/grant", {"id_number": LI_ID, "amount": "500", "reason": "集民发〔2017〕11号", "on": "2017-01-03"}),
+        ("/aid/preview", SMALL_GRANT),
+        ("/aid/grant", SMALL_GRANT),
         (f"/aid/{grant}/approve", {}),
     ]
 
@@ -360,13 +362,26 @@ def test_the_clerk_grants_aid_and_a_checker_approves_it(client: TestClient, offi
     assert texts(form.text, "aid-threshold") == ["每户 200.00 元–30,000.00 元；超过 1,000.00 元 的须由复核人批准后发放"]
     data = {"id_number": LI_ID, "amount": "1,500", "reason": "集民发〔2017〕10号", "on": "2017-01-03",
             "kind": "expense", "csrf_token": csrf}  # fmt: skip
-    bad = client.post("/aid/grant", data=data)
-    assert bad.status_code == 400 and texts(bad.text, "aid-error")[0].endswith("（BadAmount）")
-    high = client.post("/aid/grant", data={**data, "amount": "30000.01"})
-    assert high.status_code == 400 and texts(high.text, "aid-error") == ["超过每户临时救助的上限（AidAboveMaximum）"]
-    assert grants(office) == []
+    for step in ("preview", "grant"):
+        bad = client.post(f"/aid/{step}", data=data)
+        assert bad.status_code == 400 and texts(bad.text, "aid-error")[0].endswith("（BadAmount）")
+        assert f'value="{LI_ID}"' in bad.text and 'value="集民发〔2017〕10号"' in bad.text  # the form as typed
+        high = client.post(f"/aid/{step}", data={**data, "amount": "30000.01"})
+        assert high.status_code == 400 and texts(high.text, "aid-error") == [
+            "超过每户临时救助的上限（AidAboveMaximum）"
+        ]
+        stranger = client.post(f"/aid/{step}", data={**data, "amount": "1500", "id_number": "110101199003076110"})
+        assert texts(stranger.text, "aid-error") == ["台账中没有该人员：请先导入名册（PersonNotInLedger）"]
+    preview = client.post("/aid/preview", data={**data, "amount": "1500"})
+    assert preview.status_code == 200 and texts(preview.text, "aid-preview-amount") == ["1,500.00 元"]
+    assert texts(preview.text, "aid-preview-approval") == [
+        "超过审批额度 1,000.00 元：记录后须由另一名复核人批准，批准后的月结才发放"
+    ]
+    assert grants(office) == []  # neither a refusal nor a preview recorded anything
     granted = client.post("/aid/grant", data={**data, "amount": "1500"})
     assert granted.status_code == 200 and texts(granted.text, "aid-state") == ["待审批"]
+    again = client.post("/aid/preview", data={**data, "amount": "1500"})
+    assert "已记录过：确认后不会记录新内容" in again.text
     [grant] = grants(office)
     assert (grant["amount_fen"], grant["kind"], grant["granted_by"], grant["state"]) == (
         150000, "expense", "clerk", "awaiting approval",
@@ -382,8 +397,8 @@ def test_the_clerk_grants_aid_and_a_checker_approves_it(client: TestClient, offi
     approved = checker.post(f"/aid/{grant['grant']}/approve", data={"csrf_token": token})
     assert approved.status_code == 200 and texts(approved.text, "aid-approved-by") == ["checker"]
     assert grants(office)[0]["approved_by"] == "checker"
-    again = checker.post(f"/aid/{grant['grant']}/approve", data={"csrf_token": token})
-    assert again.status_code == 409 and texts(again.text, "aid-error") == ["该救助已经批准过（AidAlreadyApproved）"]
+    twice = checker.post(f"/aid/{grant['grant']}/approve", data={"csrf_token": token})
+    assert twice.status_code == 409 and texts(twice.text, "aid-error") == ["该救助已经批准过（AidAlreadyApproved）"]
 
 
 def test_the_granter_cannot_approve_their_own_grant_even_as_a_checker(office: OfficeLedger) -> None:
@@ -445,3 +460,16 @@ def test_every_catalogue_key_the_pages_use_exists() -> None:
     used |= {f"dec.event.{e}" for e in (*DECISION_EVENTS, *PAYMENT_EVENTS) if e != "decision"}
     used |= {f"aid.kind.{k}" for k in AID_KINDS} | {"aid.state.payable", "aid.state.awaiting approval"}
     assert sorted(k for k in used if k not in ZH_CN and not k.endswith(".")) == []  # "x." ~ k: built above
+
+
+def test_a_grant_at_or_below_the_threshold_is_payable_without_approval(
+    client: TestClient, office: OfficeLedger
+) -> None:
+    csrf = log_in(client, office, "clerk")
+    preview = client.post("/aid/preview", data={**SMALL_GRANT, "csrf_token": csrf})
+    assert texts(preview.text, "aid-preview-approval") == ["未超过审批额度 1,000.00 元：记录后即可发放，下次月结入账"]
+    granted = client.post("/aid/grant", data={**SMALL_GRANT, "csrf_token": csrf})
+    assert texts(granted.text, "aid-state") == ["可发放"]
+    assert [(g["amount_fen"], g["state"], g["granted_by"]) for g in grants(office)] == [(50000, "payable", "clerk")]
+    again = client.post("/aid/grant", data={**SMALL_GRANT, "csrf_token": csrf})
+    assert texts(again.text, "aid-notice") == ["同一救助已记录过：未记录新内容"] and len(grants(office)) == 1
