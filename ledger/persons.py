@@ -44,7 +44,7 @@ class BankCodeNotDigits(RuleBroken):
     """A bank code (CNAPS 行号) is ASCII digits, as the roster and `account set` accept it."""
 
 
-class AccountFieldRefused(RuleBroken):
+class FieldRefused(RuleBroken):
     """A bank code or account some configured export format cannot carry (exporters.limits)."""
 
 
@@ -330,14 +330,14 @@ def _accrued_change(
 
 def checked_account(bank_code: str, account: str) -> tuple[str, str, tuple[str, ...]]:
     """The bank code and account as `account set` records them (blanks trimmed) and the warnings (a failed
-    Luhn check); `BadAccount`, `BankCodeNotDigits` or `AccountFieldRefused` when they cannot be recorded."""
+    Luhn check); `BadAccount`, `BankCodeNotDigits` or `FieldRefused` when they cannot be recorded."""
     bank_code = bank_code.strip()
     number, warnings = check_account(account)
     if not is_bank_code(bank_code):
         raise BankCodeNotDigits(f"bank code {bank_code!r} must be ASCII digits (CNAPS 行号)")
     problems = [*field_problems("bank_code", bank_code), *field_problems("account", number)]
     if problems:
-        raise AccountFieldRefused("; ".join(problems))
+        raise FieldRefused("; ".join(problems))
     return bank_code, number, warnings
 
 

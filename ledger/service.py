@@ -46,9 +46,18 @@ from ledger.disbursement import Disbursement, PaymentView, RunSummary
 from ledger.exports import ExportedFile, ImportOutcome
 from ledger.history import batch_keys, person_history
 from ledger.oneoffs import GrantOutcome, approve_aid, grant_aid, grants, preview_grant
-from ledger.persons import AccountPreview, DecisionPreview, PersonView, person_view, preview_account, preview_decision
+from ledger.persons import (
+    AccountPreview,
+    DecisionPreview,
+    PersonView,
+    checked_account,
+    person_view,
+    preview_account,
+    preview_decision,
+)
+from ledger.persons import FieldRefused as FieldRefused  # re-exported: raised by set_account
 from ledger.profiles import ProfileChange, read_profile_file
-from ledger.roster import field_problems, name_problems, read_roster
+from ledger.roster import name_problems, read_roster
 from ledger.storage import Database, existing_originators
 
 Advance = Callable[[int], None]
@@ -89,10 +98,6 @@ class RegionOutsidePolicy(RuleBroken):
 
 class NameRefused(RuleBroken):
     """A name some configured export format cannot carry, or empty, or with control characters."""
-
-
-class FieldRefused(RuleBroken):
-    """A bank code or account some configured export format cannot carry (exporters.limits)."""
 
 
 class NothingAccrued(RuleBroken):
@@ -279,9 +284,9 @@ class LedgerService:
 
     @sealed
     def set_account(self, *, id_number: str, bank_code: str, account: str, reason: str, actor: str) -> bool:
-        problems = [*field_problems("bank_code", bank_code), *field_problems("account", account)]
-        if problems:
-            raise FieldRefused("; ".join(problems))
+        """`account set`: the bank code and account checked as a roster row's are (ledger.persons
+        `checked_account`: digits, 12-19 digits, what every export format can carry), then recorded."""
+        bank_code, account, _warnings = checked_account(bank_code, account)
         return self.registry.set_account(
             id_number=id_number, bank_code=bank_code, account=account, reason=normalised_reason(reason), actor=actor
         )

@@ -306,14 +306,7 @@ def decision_record(
         try:
             args = _decision_args(form)
             if kind == "account":
-                checked = v.service.preview_account(id_number=id_number, **args)
-                changed = v.service.set_account(
-                    id_number=id_number,
-                    bank_code=checked.bank_after,
-                    account=checked.account_after,
-                    reason=args["reason"],
-                    actor=actor,
-                )
+                changed = v.service.set_account(id_number=id_number, actor=actor, **args)
             elif kind == "change":
                 changed = v.service.change_household(
                     id_number=id_number,

@@ -290,7 +290,6 @@ RULES_ZH_CN: dict[str, str] = {
     "BadAmount": "金额格式有误：以元为单位，至多两位小数",
     "BadAccount": "账号须为 12–19 位数字",
     "BankCodeNotDigits": "银行行号须为数字",
-    "AccountFieldRefused": "银行行号或账号超出银行文件格式的限制",
     "FieldRefused": "银行行号或账号超出银行文件格式的限制",
     "BadDate": "日期须为 YYYY-MM-DD 格式（如 2017-03-01）",
     "BadCount": "人数须为整数",

@@ -220,6 +220,11 @@ def test_only_a_checker_may_approve_aid(office: OfficeLedger, role: str) -> None
             "账号须为",
         ),
         ({"kind": "account", "bank": "10319A", "account": NEW_ACCOUNT, "reason": "换卡"}, "BankCodeNotDigits", "行号"),
+        (
+            {"kind": "account", "bank": "1" * 36, "account": NEW_ACCOUNT, "reason": "换卡"},
+            "FieldRefused",
+            "银行行号或账号超出银行文件格式的限制",
+        ),
         ({"kind": "account", "bank": "103191000012", "account": NEW_ACCOUNT, "reason": ""}, "BadReason", "依据"),
     ],
 )
