@@ -44,6 +44,7 @@ ACTIONS = {
 }
 UNKNOWN_KIND_ACTION = "decide"  # a kind no command has: still a change to the ledger, so the clerk's only
 FORM_FIELDS = ("kind", "programme", "on", "reason", "members", "income", "special", "bank", "account")
+AID_ROWS_SHOWN = 500  # grants listed on /aid: every one awaiting approval comes first
 AID_FIELDS = ("id_number", "amount", "reason", "on", "kind", "decision", "stage", "region")
 
 
@@ -336,18 +337,25 @@ def decision_record(
 
 
 def _aid_context(v: Visit, **more: Any) -> dict[str, Any]:
+    """Grants awaiting approval first, then the newest, at most AID_ROWS_SHOWN (a year of a city's grants
+    would make a page no one reads; `aid list --json` has them all)."""
     me = v.identity
+    every = v.service.grants()
+    waiting = [r for r in every if r["state"] == "awaiting approval"]
+    shown = (waiting + [r for r in reversed(every) if r["state"] != "awaiting approval"])[:AID_ROWS_SHOWN]
     rows = [
         {
             **r,
             "shown_id": formats.shown_id(r["id_number"], me),
             "may_approve": v.may("aid approve") and r["state"] == "awaiting approval" and r["granted_by"] != me.name,
         }
-        for r in v.service.grants()
+        for r in shown
     ]
     return visit_context(
         v,
         rows=rows,
+        total=len(every),
+        waiting=len(waiting),
         aid=v.service.policy().temporary_aid,
         aid_kinds=AID_KINDS,
         may_grant=v.may("aid grant"),

@@ -218,6 +218,7 @@ ZH_CN: dict[str, str] = {
     "aid.grant": "发放临时救助",
     "aid.threshold": "每户 {min}–{max}；超过 {above} 的须由复核人批准后发放",
     "aid.none": "尚无临时救助",
+    "aid.total": "共 {total} 笔，待审批 {waiting} 笔；显示 {shown} 笔（待审批的在前，其余按时间倒序）",
     "aid.preview_title": "确认：临时救助",
     "aid.already_preview": "同一救助（同一决定文号、同一阶段）已记录过：确认后不会记录新内容",
     "aid.needs_approval": "超过审批额度 {above}：记录后须由另一名复核人批准，批准后的月结才发放",

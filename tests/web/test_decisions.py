@@ -385,6 +385,7 @@ def test_the_clerk_grants_aid_and_a_checker_approves_it(client: TestClient, offi
     assert grants(office) == []  # neither a refusal nor a preview recorded anything
     granted = client.post("/aid/grant", data={**data, "amount": "1500"})
     assert granted.status_code == 200 and texts(granted.text, "aid-state") == ["待审批"]
+    assert texts(granted.text, "aid-total")[0].startswith("共 1 笔，待审批 1 笔；显示 1 笔")
     again = client.post("/aid/preview", data={**data, "amount": "1500"})
     assert "已记录过：确认后不会记录新内容" in again.text
     [grant] = grants(office)
