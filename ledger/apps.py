@@ -172,6 +172,31 @@ class Registry(Application[UUID]):
         reason: str,
         amount_fen: int | None,
     ) -> Person:
+        person = self.decided(
+            kind=kind,
+            id_number=id_number,
+            programme=programme,
+            on=on,
+            actor=actor,
+            reason=reason,
+            amount_fen=amount_fen,
+        )
+        self._save(person)
+        return person
+
+    def decided(
+        self,
+        *,
+        kind: str,
+        id_number: str,
+        programme: str,
+        on: date,
+        actor: str,
+        reason: str,
+        amount_fen: int | None,
+    ) -> Person:
+        """The person with the decision applied and not saved: what `decide` records, under the same rules
+        and refusals (the web's preview reads it instead of saving it, ledger.persons)."""
         policy = self.policy()
         policy.programme(programme)
         person = self.person(id_number)
@@ -185,7 +210,6 @@ class Registry(Application[UUID]):
             excluded_pairs=policy.excluded_pairs(),
             policy=policy,
         )
-        self._save(person)
         return person
 
     def change_household(
@@ -201,6 +225,33 @@ class Registry(Application[UUID]):
         special_members: int | None,
     ) -> ChangeOutcome:
         """`decide change`: the change and the phase-out it starts (if any) in one save of the person."""
+        person, outcome = self.changed(
+            id_number=id_number,
+            programme=programme,
+            on=on,
+            actor=actor,
+            reason=reason,
+            members=members,
+            monthly_income_fen=monthly_income_fen,
+            special_members=special_members,
+        )
+        if outcome.recorded:
+            self._save(person)
+        return outcome
+
+    def changed(
+        self,
+        *,
+        id_number: str,
+        programme: str,
+        on: date,
+        actor: str,
+        reason: str,
+        members: int | None,
+        monthly_income_fen: int | None,
+        special_members: int | None,
+    ) -> tuple[Person, ChangeOutcome]:
+        """The person with the household change applied and not saved (`change_household`'s preview)."""
         policy = self.policy()
         policy.programme(programme)
         person = self.person(id_number)
@@ -214,9 +265,7 @@ class Registry(Application[UUID]):
             special_members=special_members,
             policy=policy,
         )
-        if outcome.recorded:
-            self._save(person)
-        return outcome
+        return person, outcome
 
     def rename(self, *, id_number: str, name: str, on: date, reason: str, actor: str) -> bool:
         """Record a corrected name on the person (`Person.Renamed`); False when it is already the name."""

@@ -73,6 +73,53 @@ def grant_aid(
     actor: str,
 ) -> GrantOutcome:
     """Record one 临时救助 grant, within the policy's bounds, to a person the ledger holds."""
+    grant = draft_grant(registry, id_number=id_number, amount_fen=amount_fen, reason=reason, on=on, kind=kind,
+                        decision_ref=decision_ref, stage=stage, region=region, actor=actor)  # fmt: skip
+    try:
+        registry.save(grant)
+    except IntegrityError:
+        return _same_grant(registry.repository.get(grant.id), grant)
+    return GrantOutcome(_record_of(grant), recorded=True)
+
+
+def preview_grant(
+    registry: Any,
+    *,
+    id_number: str,
+    amount_fen: int,
+    reason: str,
+    on: date,
+    kind: str,
+    decision_ref: str | None,
+    stage: int,
+    region: str | None,
+    actor: str,
+) -> GrantOutcome:
+    """What `grant_aid` would record (`recorded` False: the same grant is recorded already), under the same
+    rules and refusals; records nothing (the web shows it before the clerk confirms)."""
+    grant = draft_grant(registry, id_number=id_number, amount_fen=amount_fen, reason=reason, on=on, kind=kind,
+                        decision_ref=decision_ref, stage=stage, region=region, actor=actor)  # fmt: skip
+    try:
+        existing = registry.repository.get(grant.id)
+    except AggregateNotFoundError:
+        return GrantOutcome(_record_of(grant), recorded=True)
+    return _same_grant(existing, grant)
+
+
+def draft_grant(
+    registry: Any,
+    *,
+    id_number: str,
+    amount_fen: int,
+    reason: str,
+    on: date,
+    kind: str,
+    decision_ref: str | None,
+    stage: int,
+    region: str | None,
+    actor: str,
+) -> AidGrant:
+    """The grant as it would be recorded, every rule checked, not saved."""
     policy = registry.policy()
     check_grant(policy.temporary_aid, amount_fen=amount_fen, kind=kind, stage=stage)
     reason = check_reference("--reason", reason)
@@ -87,7 +134,7 @@ def grant_aid(
     chosen = grant_region(regions, region, policy.region_code)
     assert policy.temporary_aid is not None  # check_grant refuses a policy without it
     gid = grant_id(registry.ids, id_number, decision, stage)
-    grant = AidGrant.record(
+    return AidGrant.record(
         grant=gid,
         id_number=id_number,
         region=chosen,
@@ -100,17 +147,16 @@ def grant_aid(
         aid=policy.temporary_aid,
         actor=actor,
     )
-    try:
-        registry.save(grant)
-    except IntegrityError:
-        existing = registry.repository.get(gid)
-        if existing.terms() != grant.terms():
-            raise GrantAlreadyRecorded(
-                f"{id_number} decision {decision} stage {stage} is recorded already as grant {gid.hex} "
-                f"({existing.amount_fen} fen on {existing.granted_on}); a further stage needs --stage"
-            ) from None
-        return GrantOutcome(_record_of(existing), recorded=False)
-    return GrantOutcome(_record_of(grant), recorded=True)
+
+
+def _same_grant(existing: AidGrant, grant: AidGrant) -> GrantOutcome:
+    """A grant of the same id recorded before: the same terms record nothing new; others are refused."""
+    if existing.terms() != grant.terms():
+        raise GrantAlreadyRecorded(
+            f"{grant.id_number} decision {grant.decision_ref} stage {grant.stage} is recorded already as grant "
+            f"{grant.id.hex} ({existing.amount_fen} fen on {existing.granted_on}); a further stage needs --stage"
+        )
+    return GrantOutcome(_record_of(existing), recorded=False)
 
 
 def approve_aid(registry: Any, grant_ref: str, *, actor: str) -> GrantRecord:

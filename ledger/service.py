@@ -45,9 +45,19 @@ from ledger.deadlines import deadline_rows
 from ledger.disbursement import BatchReturns, Disbursement, PaymentView, RunSummary
 from ledger.exports import ExportedFile, ImportOutcome
 from ledger.history import batch_keys, person_history
-from ledger.oneoffs import GrantOutcome, approve_aid, grant_aid, grants
+from ledger.oneoffs import GrantOutcome, approve_aid, grant_aid, grants, preview_grant
+from ledger.persons import (
+    AccountPreview,
+    DecisionPreview,
+    PersonView,
+    checked_account,
+    person_view,
+    preview_account,
+    preview_decision,
+)
+from ledger.persons import FieldRefused as FieldRefused  # re-exported: raised by set_account
 from ledger.profiles import ProfileChange, read_profile_file
-from ledger.roster import field_problems, name_problems, read_roster
+from ledger.roster import name_problems, read_roster
 from ledger.storage import Database, existing_originators
 
 if TYPE_CHECKING:
@@ -91,10 +101,6 @@ class RegionOutsidePolicy(RuleBroken):
 
 class NameRefused(RuleBroken):
     """A name some configured export format cannot carry, or empty, or with control characters."""
-
-
-class FieldRefused(RuleBroken):
-    """A bank code or account some configured export format cannot carry (exporters.limits)."""
 
 
 class NothingAccrued(RuleBroken):
@@ -284,12 +290,52 @@ class LedgerService:
 
     @sealed
     def set_account(self, *, id_number: str, bank_code: str, account: str, reason: str, actor: str) -> bool:
-        problems = [*field_problems("bank_code", bank_code), *field_problems("account", account)]
-        if problems:
-            raise FieldRefused("; ".join(problems))
+        """`account set`: the bank code and account checked as a roster row's are (ledger.persons
+        `checked_account`: digits, 12-19 digits, what every export format can carry), then recorded."""
+        bank_code, account, _warnings = checked_account(bank_code, account)
         return self.registry.set_account(
             id_number=id_number, bank_code=bank_code, account=account, reason=normalised_reason(reason), actor=actor
         )
+
+    # --- one person, and decisions previewed (ledger.persons: the web's 决定 pages) ------------------------
+
+    def person_view(self, id_number: str, day: date) -> PersonView:
+        """A person's enrolments (state on `day`), payments with their bank results, and decisions."""
+        return person_view(self.registry, self.disbursement, id_number, day)
+
+    def preview_decision(
+        self,
+        *,
+        kind: str,
+        id_number: str,
+        programme: str,
+        on: date,
+        actor: str,
+        reason: str,
+        amount_fen: int | None = None,
+        members: int | None = None,
+        monthly_income_fen: int | None = None,
+        special_members: int | None = None,
+    ) -> DecisionPreview:
+        """What `decide` (kind "change": `change_household`) would record and change; records nothing."""
+        return preview_decision(
+            self.registry,
+            self.disbursement,
+            kind=kind,
+            id_number=id_number,
+            programme=programme,
+            on=on,
+            actor=actor,
+            reason=reason,
+            amount_fen=amount_fen,
+            members=members,
+            monthly_income_fen=monthly_income_fen,
+            special_members=special_members,
+        )
+
+    def preview_account(self, *, id_number: str, bank_code: str, account: str, reason: str) -> AccountPreview:
+        """What `set_account` would record (the fields checked as `account set` checks them); records nothing."""
+        return preview_account(self.registry, id_number=id_number, bank_code=bank_code, account=account, reason=reason)
 
     # --- one-off payments (ledger.oneoffs): 临时救助 grants; the month-end pays them -----------------------
 
@@ -309,6 +355,33 @@ class LedgerService:
     ) -> GrantOutcome:
         """`aid grant`: one grant within the policy's bounds; the same grant again records nothing."""
         return grant_aid(
+            self.registry,
+            id_number=id_number,
+            amount_fen=amount_fen,
+            reason=reason,
+            on=on,
+            kind=kind,
+            decision_ref=decision_ref,
+            stage=stage,
+            region=region,
+            actor=actor,
+        )
+
+    def preview_aid(
+        self,
+        *,
+        id_number: str,
+        amount_fen: int,
+        reason: str,
+        on: date,
+        kind: str,
+        decision_ref: str | None,
+        stage: int,
+        region: str | None,
+        actor: str,
+    ) -> GrantOutcome:
+        """What `grant_aid` would record (`recorded` False: the same grant is there already); records nothing."""
+        return preview_grant(
             self.registry,
             id_number=id_number,
             amount_fen=amount_fen,
