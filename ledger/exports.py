@@ -415,7 +415,8 @@ class ImportOutcome:
     already_imported: bool
     paid: int
     returned: int
-    batches: int
+    batches: int  # batches that gained results
+    batch_ids: tuple[str, ...] = ()  # every batch the file answers for, in the file's order
 
 
 def import_bank_file(disbursement: Disbursement, path: Path, *, actor: str, profile: str = "generic") -> ImportOutcome:
@@ -450,7 +451,7 @@ def import_bank_file(disbursement: Disbursement, path: Path, *, actor: str, prof
         raise ResultsRefused(
             [f"{path.name}: a batch changed while importing; nothing applied, import it again"]
         ) from None
-    return ImportOutcome(False, paid, len(results) - paid, len(changed))
+    return ImportOutcome(False, paid, len(results) - paid, len(changed), tuple(checked.per_batch))
 
 
 @dataclass(frozen=True, slots=True)
