@@ -183,7 +183,7 @@ ZH_CN: dict[str, str] = {
     "bank.message": "原报文",
     "bank.paid": "实发",
     "bank.returned": "退回",
-    "bank.summary": "实发 {paid} 笔 {paid_amount}；退回 {returned} 笔 {returned_amount}",
+    "bank.count_amount": "{count} 笔，{amount}",
     "bank.batches": "涉及批次",
     "bank.settles": "入账后为已回盘",
     "bank.lines": "逐笔结果",

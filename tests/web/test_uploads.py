@@ -4,6 +4,7 @@ POST refused without its CSRF token or for a role that may not import (issue 15)
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -74,6 +75,14 @@ def test_the_clerk_previews_a_roster_then_imports_it_and_the_same_file_again_cha
     # 2 members × 城镇低保 555.00 a month (Ulanqab 2017) − 100.00 income = 1,010.00, at January 2017's standard.
     assert "每月应发（按 2017年1月 标准）" in preview.text and "1,010.00 元" in preview.text
     assert not enrolled(office, ZHAO_ID)  # a preview records nothing
+    dry = yikatong(office.url, "roster", "import", str(path), "--dry-run", "--json")  # the same use case
+    assert dry.returncode == 0, dry.stderr
+    assert {k: v for k, v in json.loads(dry.stdout).items() if k in ("enrolled", "persons", "dry_run")} == {
+        "enrolled": 1,
+        "persons": 2,
+        "dry_run": True,
+    }
+    assert not enrolled(office, ZHAO_ID)
     imported = client.post("/roster/import", data={"csrf_token": csrf, "sha256": sha_of(preview.text)})
     assert imported.status_code == 200, imported.text
     assert "已导入 zhao.csv：新增 1 条（1 户，2 人）" in imported.text
@@ -235,9 +244,11 @@ def test_the_clerk_previews_a_pain002_then_applies_it_and_the_same_file_again_ch
     assert preview.status_code == 200, preview.text
     (paid_fen,) = reply.paid.values()
     (returned_fen,) = reply.returned.values()
-    assert f'data-test="bank-paid">1 · {paid_fen // 100:,}.{paid_fen % 100:02d} 元<' in preview.text
-    assert f'data-test="bank-returned">1 · {returned_fen // 100:,}.{returned_fen % 100:02d} 元<' in preview.text
+    assert f'data-test="bank-paid">1 笔，{paid_fen // 100:,}.{paid_fen % 100:02d} 元<' in preview.text
+    assert f'data-test="bank-returned">1 笔，{returned_fen // 100:,}.{returned_fen % 100:02d} 元<' in preview.text
     assert "AC04 账户已销户" in preview.text and "李建华" in preview.text and "赵淑芬" in preview.text
+    dry = json.loads(yikatong(office.url, "bank", "import", str(reply.path), "--dry-run", "--json").stdout)
+    assert (dry["paid"], dry["returned"], dry["batches"], dry["already_imported"]) == (1, 1, [batch], False)
     assert [b["status"] for b in batches(office) if b["id"] == batch] == ["submitted"]  # nothing recorded yet
     applied = client.post("/bank/import", data={"csrf_token": csrf, "sha256": sha_of(preview.text), "kind": "pain002"})
     assert applied.status_code == 200, applied.text
