@@ -113,10 +113,11 @@ def _stage(web: Web, upload: UploadFile | None, default_name: str) -> Staged:
         raise UploadRefused(t("upload.no_file"))
     sha = digest.hexdigest()
     folder = root / sha
-    if folder.exists():
-        shutil.rmtree(folder)  # the same bytes staged before, maybe under another name: this upload's name
-    folder.mkdir(mode=0o700)
+    folder.mkdir(mode=0o700, exist_ok=True)
     target = folder / _safe_name(upload.filename, default_name)
+    for earlier in folder.iterdir():
+        if earlier != target:
+            earlier.unlink(missing_ok=True)  # the same bytes staged before under another name: this upload's
     os.replace(part.name, target)
     return Staged(sha, target)
 

@@ -14,7 +14,7 @@ from httpx import Response
 
 from exporters.rows import REASONS_ZH
 from ledger.web.messages import ZH_CN
-from tests.helpers.ledgers import yikatong
+from tests.helpers.ledgers import LI, yikatong
 from tests.helpers.uploads import (
     BAD_ROWS,
     ZHAO,
@@ -95,14 +95,19 @@ def test_the_clerk_previews_a_roster_then_imports_it_and_the_same_file_again_cha
     assert second.status_code == 200 and "已导入，无变化" in second.text
 
 
-def test_the_preview_figure_is_per_month_at_the_standard_in_force(client: TestClient, office: OfficeLedger) -> None:
-    """Priced with the policy the import would check against: the rows' monthly 应发 and nothing else."""
+def test_the_preview_counts_rows_the_ledger_holds_and_prices_every_row_a_month(
+    client: TestClient, office: OfficeLedger
+) -> None:
+    """李建华 is enrolled already with the same terms (unchanged), 赵淑芬 is new; 应发 a month prices both:
+    2 × 555.00 − 300.00 = 810.00 and 2 × 555.00 − 100.00 = 1,010.00."""
     csrf = log_in(client, office, "clerk")
-    path = roster_csv(office.folder, "again.csv", ZHAO)
+    path = roster_csv(office.folder, "both.csv", LI, ZHAO)
     page = upload(client, "/roster/preview", path, csrf).text
-    (due,) = re.findall(r'data-test="roster-due">([^<]+)<', page)
-    assert due == "1,010.00 元"
-    assert re.search(r'data-test="roster-due-total">1,010.00 元<', page)
+    assert 'data-test="roster-enrolled">1<' in page and 'data-test="roster-unchanged">1<' in page
+    assert re.findall(r'data-test="roster-due">([^<]+)<', page) == ["1,820.00 元"]
+    assert 'data-test="roster-changes-nothing"' not in page
+    imported = client.post("/roster/import", data={"csrf_token": csrf, "sha256": sha_of(page)})
+    assert "新增 1 条（2 户，4 人）；1 条已在台账中，未变" in imported.text
 
 
 def test_an_xlsx_roster_imports_like_its_csv(client: TestClient, office: OfficeLedger, tmp_path: Path) -> None:
