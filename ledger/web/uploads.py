@@ -7,8 +7,10 @@ preview is refused to anyone the import would be refused to, since it shows the 
 
 Both previews are use cases of the application layer (`LedgerService.preview_roster`,
 `LedgerService.preview_bank_file`): the file is read and checked by the same code and rules as the
-import, and nothing is recorded. The import checks everything again, so a ledger changed between the
-preview and the import is never applied past a rule.
+import, and nothing is recorded (the CLI's `roster import --dry-run` and `bank import --dry-run` call
+the same two). The import checks everything again, so a ledger changed between the preview and the
+import is never applied past a rule. The handlers are plain functions, which FastAPI runs in its thread
+pool: checking a large file never holds up the other pages.
 
 Between the preview and the import the uploaded file stays on the server, not in the browser: the
 preview writes it to a private folder (mode 0700, under the system's temporary folder and this ledger)
@@ -27,6 +29,7 @@ import hashlib
 import os
 import re
 import shutil
+import stat
 import tempfile
 import time
 from dataclasses import dataclass
@@ -76,10 +79,24 @@ class Staged:
 def _staging_root(web: Web) -> Path:
     """This ledger's private folder for uploads awaiting their import."""
     ledger = hashlib.sha256(ledger_ref(web.db).encode()).hexdigest()[:16]
-    root = Path(tempfile.gettempdir()) / f"yikatong-uploads-{os.getuid()}" / ledger
-    root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(root.parent, 0o700)
+    mine = Path(tempfile.gettempdir()) / f"yikatong-uploads-{os.getuid()}"
+    mine.mkdir(mode=0o700, exist_ok=True)
+    found = mine.lstat()
+    if stat.S_ISLNK(found.st_mode) or found.st_uid != os.getuid():
+        # Someone else made it first in a shared temporary folder: it could be read or swapped by them.
+        raise PermissionError(f"{mine} is not this server's own folder; remove it and try again")
+    os.chmod(mine, 0o700)
+    root = mine / ledger
+    root.mkdir(mode=0o700, exist_ok=True)
     return root
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(UPLOAD_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _safe_name(filename: str | None, default: str) -> str:
@@ -128,7 +145,7 @@ def _staged(web: Web, sha256: str) -> Staged:
         raise UploadRefused(t("upload.gone"))
     folder = _staging_root(web) / sha256
     files = [p for p in folder.iterdir() if p.is_file()] if folder.is_dir() else []
-    if len(files) != 1 or hashlib.sha256(files[0].read_bytes()).hexdigest() != sha256:
+    if len(files) != 1 or _sha256_of(files[0]) != sha256:
         raise UploadRefused(t("upload.gone"))
     return Staged(sha256, files[0])
 

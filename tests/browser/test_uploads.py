@@ -8,7 +8,6 @@ from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
-from tests.browser.test_pages import log_in
 from tests.helpers.uploads import (
     BAD_ROWS,
     ZHAO,
@@ -21,6 +20,13 @@ from tests.helpers.uploads import (
     submitted_with_reply,
 )
 from tests.helpers.web import OfficeLedger
+
+
+def log_in(page: Page, server: str, office: OfficeLedger, name: str) -> None:
+    page.goto(f"{server}/login")
+    page.fill("[data-test=login-username]", name)
+    page.fill("[data-test=login-password]", office.passwords[name])
+    page.click("[data-test=login-submit]")
 
 
 def test_the_clerk_imports_a_roster_after_a_bad_file(
