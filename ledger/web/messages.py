@@ -133,9 +133,9 @@ ZH_CN: dict[str, str] = {
     "roster.unchanged": "已在台账中（不变）",
     "roster.households": "户数",
     "roster.persons": "人数",
-    "roster.monthly_due": "每月应发（按 {month} 标准）",
+    "roster.monthly_due": "每月应发（按{month}标准）",
     "roster.due_note": (
-        "每月应发：每行按 {month} 在用的保障标准算出的一个月应发金额，按项目合计；"
+        "每月应发：每行按{month}在用的保障标准算出的一个月应发金额，按项目合计；"
         "不是月结将计提的金额（还取决于生效日期、起止规则和决定）。"
     ),
     "roster.without_standard": "其中 {count} 行该月尚无标准，未计入",

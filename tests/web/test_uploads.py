@@ -73,7 +73,7 @@ def test_the_clerk_previews_a_roster_then_imports_it_and_the_same_file_again_cha
     assert 'data-test="roster-rows">1<' in preview.text and 'data-test="roster-enrolled">1<' in preview.text
     assert 'data-test="roster-persons">2<' in preview.text
     # 2 members × 城镇低保 555.00 a month (Ulanqab 2017) − 100.00 income = 1,010.00, at January 2017's standard.
-    assert "每月应发（按 2017年1月 标准）" in preview.text and "1,010.00 元" in preview.text
+    assert "每月应发（按2017年1月标准）" in preview.text and "1,010.00 元" in preview.text
     assert not enrolled(office, ZHAO_ID)  # a preview records nothing
     dry = yikatong(office.url, "roster", "import", str(path), "--dry-run", "--json")  # the same use case
     assert dry.returncode == 0, dry.stderr
@@ -314,3 +314,37 @@ def test_a_bank_file_the_ledger_cannot_match_is_refused_in_place_and_nothing_app
 
 def test_the_catalogue_words_every_reason_code_the_exporters_know() -> None:
     assert {code: ZH_CN[f"bank.reason.{code}"] for code in REASONS_ZH} == REASONS_ZH
+
+
+def test_a_profiles_return_file_is_previewed_and_applied_like_a_pain002(
+    client: TestClient, office: OfficeLedger, tmp_path: Path
+) -> None:
+    """The generic profile's 回盘文件 for the same batch (as its bank would send it): 赵淑芬 returned AC04."""
+    from exporters.onecard import load_profile, render_return_file
+    from ledger.bootstrap import database_from_url, open_service
+    from ledger.exports import batch_header, payment_rows
+
+    batch = february_urban_batch(office, tmp_path)
+    reply = submitted_with_reply(office, tmp_path, batch)
+    service = open_service(database_from_url(office.url), read_only=True)
+    try:
+        found = service.batch(batch)
+        views = service.disbursement.payment_views(found.payment_ids)
+        header = batch_header(service.policy(), found)
+        rows = payment_rows(header, found, views)
+    finally:
+        service.registry.close()
+        service.disbursement.close()
+    zhao = next(v.payment_id for v in views.values() if v.name == "赵淑芬")
+    path = tmp_path / "return.txt"
+    path.write_bytes(render_return_file(header, rows, {zhao: ("returned", "AC04")}, load_profile("generic")))
+    csrf = log_in(client, office, "clerk")
+    preview = upload(client, "/bank/preview", path, csrf, kind="generic")
+    assert preview.status_code == 200, preview.text
+    assert 'data-test="bank-format">onecard:generic<' in preview.text and "AC04 账户已销户" in preview.text
+    (returned_fen,) = reply.returned.values()
+    assert f'data-test="bank-returned">1 笔，{returned_fen // 100:,}.{returned_fen % 100:02d} 元<' in preview.text
+    applied = client.post("/bank/import", data={"csrf_token": csrf, "sha256": sha_of(preview.text), "kind": "generic"})
+    assert "实发 1 笔，退回 1 笔" in applied.text
+    (row,) = [b for b in batches(office) if b["id"] == batch]
+    assert (row["status"], row["paid"], row["returned"]) == ("settled", 1, 1)
