@@ -14,7 +14,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Sequence
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from functools import cached_property
 from typing import Any
@@ -31,6 +31,7 @@ from domain.eligibility import (
     MemberLists,
     Person,
     PersonRecord,
+    ProgrammesExclude,
     UnknownEnrolment,
     apply_person_event,
     check_exclusions,
@@ -45,7 +46,7 @@ from domain.oneoffs import GRANT_TOPIC_PREFIX, GrantRecord, apply_grant_event
 from domain.policy import HouseholdFacts, Policy, PolicyRejected, parse_policy
 from domain.policy_log import POLICY_ID, PolicyLog
 from ledger import topics  # noqa: F401  (stored topics of moved classes)
-from ledger.roster import RosterRejected, RosterRow
+from ledger.roster import RosterRejected, RosterRow, RowProblem
 from ledger.storage import collector_paused, existing_originators, notification_pages
 from projections.codec import PayloadCodec
 
@@ -100,6 +101,17 @@ class ImportSummary:
     households: int
     persons: int
     warnings: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _CheckedRoster:
+    """A roster that passed every rule, and what applying it needs."""
+
+    summary: ImportSummary  # what the import will report (enrolled: the rows not already in the ledger)
+    pairs: frozenset[frozenset[str]]
+    by_person: dict[str, list[RosterRow]]
+    existing: set[UUID]
+    first_member_lists: bool  # the first import to list household members: the exclusion check turns on
 
 
 class Registry(Application[UUID]):
@@ -291,23 +303,41 @@ class Registry(Application[UUID]):
         with collector_paused():
             return self._import_roster(rows, source, actor, advance)
 
-    def _import_roster(self, rows: Sequence[RosterRow], source: str, actor: str, advance: Any) -> ImportSummary:
+    def check_roster(self, rows: Sequence[RosterRow], source: str) -> ImportSummary:
+        """What `import_roster` would record for `rows`, checked by every rule it checks, recording nothing
+        (the web's preview before 导入): the same RosterRejected, or the summary the import would return."""
+        with collector_paused():
+            return self._checked_roster(rows, source).summary
+
+    def _checked_roster(self, rows: Sequence[RosterRow], source: str) -> _CheckedRoster:
         policy = self.policy()
         pairs = policy.excluded_pairs()
         by_person: dict[str, list[RosterRow]] = {}
         for row in rows:
             by_person.setdefault(row.id_number, []).append(row)
         existing = existing_originators(self.recorder, (self.ids.person_id(i) for i in by_person))
-        errors: list[str] = []
+        problems: list[RowProblem] = []
+        unchanged = 0
         for id_number, person_rows in by_person.items():
-            errors.extend(self._check_rows(id_number, person_rows, existing, policy, source))
+            found, same = self._check_rows(id_number, person_rows, existing, policy, source)
+            problems.extend(found)
+            unchanged += same
         lists_members = any(row.member_ids for row in rows)
         listed_before = bool(existing_originators(self.recorder, [MEMBER_LISTS_ID]))
-        if not errors and (lists_members or listed_before):
-            errors.extend(check_member_exclusions(self._read_registry(None).persons.values(), rows, pairs, source))
-        if errors:
-            raise RosterRejected(tuple(errors), len({e.split(":")[0] for e in errors}))
-        if lists_members and not listed_before:
+        if not problems and (lists_members or listed_before):
+            problems.extend(check_member_exclusions(self._read_registry(None).persons.values(), rows, pairs, source))
+        if problems:
+            raise RosterRejected.of(problems, len({p.line for p in problems}))
+        households = sum(1 for r in rows if policy.programmes[r.programme].unit == "household")
+        persons = sum(r.members if policy.programmes[r.programme].unit == "household" else 1 for r in rows)
+        warnings = tuple(f"{source} line {r.line}: {w}" for r in rows for w in r.warnings)
+        summary = ImportSummary(len(rows) - unchanged, unchanged, households, persons, warnings)
+        return _CheckedRoster(summary, pairs, by_person, existing, lists_members and not listed_before)
+
+    def _import_roster(self, rows: Sequence[RosterRow], source: str, actor: str, advance: Any) -> ImportSummary:
+        checked = self._checked_roster(rows, source)
+        by_person, existing, pairs = checked.by_person, checked.existing, checked.pairs
+        if checked.first_member_lists:
             # Before the persons: a crash between leaves the check on, never off; another import may have
             # recorded it first.
             with suppress(IntegrityError):
@@ -337,10 +367,7 @@ class Registry(Application[UUID]):
             self._save(*batch)
             if advance:
                 advance(sum(len(by_person[p.id_number]) for p in batch))
-        households = sum(1 for r in rows if policy.programmes[r.programme].unit == "household")
-        persons = sum(r.members if policy.programmes[r.programme].unit == "household" else 1 for r in rows)
-        warnings = tuple(f"{source} line {r.line}: {w}" for r in rows for w in r.warnings)
-        return ImportSummary(enrolled, unchanged, households, persons, warnings)
+        return replace(checked.summary, enrolled=enrolled, unchanged=unchanged)
 
     def _check_rows(
         self,
@@ -349,11 +376,13 @@ class Registry(Application[UUID]):
         existing: set[UUID],
         policy: Policy,
         source: str,
-    ) -> list[str]:
+    ) -> tuple[list[RowProblem], int]:
         """Each row against what the ledger holds and the rows before it: the person's name and account
-        (a row never changes them silently), the enrolment's terms, exclusions and eligibility guards."""
+        (a row never changes them silently), the enrolment's terms, exclusions and eligibility guards.
+        Returns the problems, and how many rows the ledger holds already (an import leaves them unchanged)."""
         pairs = policy.excluded_pairs()
-        errors = []
+        errors: list[RowProblem] = []
+        unchanged = 0
         held = {}
         person_fields = None
         if self.ids.person_id(id_number) in existing:
@@ -370,6 +399,7 @@ class Registry(Application[UUID]):
             try:
                 check_person_fields(row, *person_fields)
                 if current is not None and _same_terms(current, new):
+                    unchanged += 1
                     continue  # the same row again: nothing new, so nothing to check against later decisions
                 if current is not None:
                     check_enrolment_fields(id_number, current, new)
@@ -389,10 +419,13 @@ class Registry(Application[UUID]):
                     household=new.household if rules.unit == "household" else None,
                 )
             except RuleBroken as e:
-                errors.append(f"{source} line {row.line}: {e.rule}: {e}")
+                message = f"{source} line {row.line}: {e.rule}: {e}"
+                errors.append(RowProblem(row.line, e.rule, message, type(e).__name__))
                 continue
+            if current is not None and current.effective_from == new.effective_from:
+                unchanged += 1  # Person.enrol: the same spell again, whatever else the row says, records nothing
             held[row.programme] = new
-        return errors
+        return errors, unchanged
 
     def _register(self, row: RosterRow, actor: str) -> Person:
         return Person.register(
@@ -550,7 +583,7 @@ class _Holding:
 
 def check_member_exclusions(
     records: Any, rows: Sequence[RosterRow], pairs: frozenset[frozenset[str]], source: str
-) -> list[str]:
+) -> list[RowProblem]:
     """Exclusions across household members (000_a883bdda05437b65.txt 四; docs/entitlement.md): every person
     of a row (its payee and its `member_ids`) against what the same person holds elsewhere — as a payee,
     or listed as a member of another household — in the ledger (`records`, folded) or in this import. An
@@ -565,7 +598,7 @@ def check_member_exclusions(
         enrolment = enrolment_from_event(_enrolment_fields(row))
         for person in (row.id_number, *row.member_ids):
             held.setdefault(person, []).append(_Holding(row.programme, enrolment, row.id_number, row.line))
-    errors = []
+    errors: list[RowProblem] = []
     for row in rows:
         for person in dict.fromkeys((row.id_number, *row.member_ids)):
             for holding in held.get(person, ()):
@@ -579,11 +612,13 @@ def check_member_exclusions(
                 role = "as payee" if person == holding.payee else f"as a member of {holding.payee}'s household"
                 where = f"line {holding.line}" if holding.line else "the ledger"
                 who = "payee" if person == row.id_number else "member"
-                errors.append(
-                    f"{source} line {row.line}: {row.programme}_excludes_{holding.programme}: {row.id_number}: "
+                rule = f"{row.programme}_excludes_{holding.programme}"
+                message = (
+                    f"{source} line {row.line}: {rule}: {row.id_number}: "
                     f"{who} {person} holds {holding.programme} {role} ({where}); {row.programme} and "
                     f"{holding.programme} exclude each other (000_a883bdda05437b65.txt 四)"
                 )
+                errors.append(RowProblem(row.line, rule, message, ProgrammesExclude.__name__))
                 break
     return errors
 

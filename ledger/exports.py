@@ -415,47 +415,28 @@ class ImportOutcome:
     already_imported: bool
     paid: int
     returned: int
-    batches: int
+    batches: int  # batches that gained results
+    batch_ids: tuple[str, ...] = ()  # every batch the file answers for, in the file's order
 
 
 def import_bank_file(disbursement: Disbursement, path: Path, *, actor: str, profile: str = "generic") -> ImportOutcome:
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise ResultsRefused([f"{path}: cannot read: {e.strerror}"]) from None
+    data = _read_bank_file(path)
     sha = hashlib.sha256(data).hexdigest()
     if disbursement.find(bank_file_id(sha)) is not None:
         return ImportOutcome(True, 0, 0, 0)
-    used = None if _is_xml(data) else profile_in_use(disbursement, profile, actor=actor)
-    file_format, original_message, results = _read_results(data, path.name, used.profile if used else profile)
-    views = disbursement.payment_views(r.payment_id for r in results)
-    errors = _check_against_ledger(path.name, results, views, original_message)
-    batches: dict[str, Batch] = {}
-    for result in results:
-        view = views.get(result.payment_id)
-        if view is not None and view.batch_id not in batches:
-            batches[view.batch_id] = disbursement.batch_by_id(view.batch_id)
-    per_batch: dict[str, list[tuple[str, str, str, str]]] = {}
-    for result in results:
-        view = views.get(result.payment_id)
-        if view is None:
-            continue
-        settled = result.settled_on.isoformat() if result.settled_on else ""
-        per_batch.setdefault(view.batch_id, []).append((result.payment_id, result.status, result.reason_code, settled))
-    for batch_hex, batch_results in per_batch.items():
-        errors.extend(f"{path.name}: {problem}" for problem in batches[batch_hex].check_results(batch_results))
-    if errors:
-        raise ResultsRefused(errors)
+    checked = _checked_results(disbursement, data, path.name, profile, actor)
+    results, batches = checked.results, checked.batches
     changed = []
-    for batch_hex, batch_results in per_batch.items():
+    for batch_hex, batch_results in checked.per_batch.items():
         if batches[batch_hex].record_results(bank_file=sha, results=tuple(batch_results), actor=actor):
             changed.append(batches[batch_hex])
     paid = sum(1 for r in results if r.status == "paid")
+    used = checked.used
     record = BankFile(
         sha256=sha,
         name=path.name,
-        file_format=file_format,
-        message_id=original_message,
+        file_format=checked.file_format,
+        message_id=checked.original_message,
         paid=paid,
         returned=len(results) - paid,
         actor=actor,
@@ -470,7 +451,164 @@ def import_bank_file(disbursement: Disbursement, path: Path, *, actor: str, prof
         raise ResultsRefused(
             [f"{path.name}: a batch changed while importing; nothing applied, import it again"]
         ) from None
-    return ImportOutcome(False, paid, len(results) - paid, len(changed))
+    return ImportOutcome(False, paid, len(results) - paid, len(changed), tuple(checked.per_batch))
+
+
+@dataclass(frozen=True, slots=True)
+class ResultLine:
+    """One payment's result as a bank file states it, beside what the ledger holds for it."""
+
+    payment_id: str
+    batch_id: str
+    name: str  # as the batch's file carried it
+    id_number: str
+    account: str
+    amount_fen: int  # the bank line's amount (the payment's `net_fen`)
+    status: str  # "paid" | "returned"
+    reason_code: str  # ISO 20022 (AC04…) when returned
+    known: bool  # the ledger holds this result already (an earlier file said the same)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResults:
+    """What a bank file says of one batch."""
+
+    batch_id: str
+    programme: str
+    period: str
+    region: str
+    status: str  # the batch's state now
+    paid: int
+    paid_fen: int
+    returned: int
+    returned_fen: int
+    settles: bool  # after the file every payment of the batch has a result: 已回盘
+
+
+@dataclass(frozen=True, slots=True)
+class BankPreview:
+    """What importing a bank result file would record, read and matched to the ledger, recording nothing
+    (the web's 回盘 preview before 确认入账). `already_imported`: the ledger holds this very file (by its
+    SHA-256), and importing it again changes nothing."""
+
+    file: str
+    sha256: str
+    already_imported: bool
+    file_format: str = ""
+    message_id: str = ""
+    lines: tuple[ResultLine, ...] = ()
+    batches: tuple[BatchResults, ...] = ()
+
+    @property
+    def paid(self) -> int:
+        return sum(1 for line in self.lines if line.status == "paid")
+
+    @property
+    def returned(self) -> int:
+        return len(self.lines) - self.paid
+
+    @property
+    def paid_fen(self) -> int:
+        return sum(line.amount_fen for line in self.lines if line.status == "paid")
+
+    @property
+    def returned_fen(self) -> int:
+        return sum(line.amount_fen for line in self.lines if line.status != "paid")
+
+
+def preview_bank_file(disbursement: Disbursement, path: Path, *, actor: str, profile: str = "generic") -> BankPreview:
+    """The file read and checked exactly as `import_bank_file` checks it (the same ResultsRefused, the same
+    rules), with nothing saved: which payments it marks paid and which returned, batch by batch."""
+    data = _read_bank_file(path)
+    sha = hashlib.sha256(data).hexdigest()
+    if disbursement.find(bank_file_id(sha)) is not None:
+        return BankPreview(path.name, sha, True)
+    checked = _checked_results(disbursement, data, path.name, profile, actor)
+    lines = []
+    for result in checked.results:
+        view = checked.views[result.payment_id]
+        batch = checked.batches[view.batch_id]
+        lines.append(
+            ResultLine(
+                payment_id=result.payment_id,
+                batch_id=view.batch_id,
+                name=batch.payee_name(view.payment_id, view.name),
+                id_number=view.id_number,
+                account=view.account,
+                amount_fen=view.net_fen,
+                status=result.status,
+                reason_code=result.reason_code,
+                known=result.payment_id in batch.results,
+            )
+        )
+    per_batch = [_batch_results(checked.batches[b], [x for x in lines if x.batch_id == b]) for b in checked.per_batch]
+    return BankPreview(
+        path.name, sha, False, checked.file_format, checked.original_message, tuple(lines), tuple(per_batch)
+    )
+
+
+def _batch_results(batch: Batch, lines: list[ResultLine]) -> BatchResults:
+    paid = [line for line in lines if line.status == "paid"]
+    returned = [line for line in lines if line.status != "paid"]
+    answered = set(batch.results) | {line.payment_id for line in lines}
+    return BatchResults(
+        batch_id=batch.id.hex,
+        programme=batch.programme,
+        period=batch.period,
+        region=batch.region,
+        status=batch.status,
+        paid=len(paid),
+        paid_fen=sum(line.amount_fen for line in paid),
+        returned=len(returned),
+        returned_fen=sum(line.amount_fen for line in returned),
+        settles=len(answered) >= len(batch.payment_ids),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _CheckedResults:
+    """A bank file read, matched to the ledger's payments and batches, and found to apply whole."""
+
+    used: ProfileInUse | None
+    file_format: str
+    original_message: str
+    results: list[BankResult]
+    views: dict[str, PaymentView]
+    batches: dict[str, Batch]
+    per_batch: dict[str, list[tuple[str, str, str, str]]]  # batch → (payment, status, reason, settled_on)
+
+
+def _read_bank_file(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise ResultsRefused([f"{path}: cannot read: {e.strerror}"]) from None
+
+
+def _checked_results(disbursement: Disbursement, data: bytes, name: str, profile: str, actor: str) -> _CheckedResults:
+    """Every rule a result file must meet before any of it applies (module docstring); ResultsRefused
+    listing each problem otherwise."""
+    used = None if _is_xml(data) else profile_in_use(disbursement, profile, actor=actor)
+    file_format, original_message, results = _read_results(data, name, used.profile if used else profile)
+    views = disbursement.payment_views(r.payment_id for r in results)
+    errors = _check_against_ledger(name, results, views, original_message)
+    batches: dict[str, Batch] = {}
+    for result in results:
+        view = views.get(result.payment_id)
+        if view is not None and view.batch_id not in batches:
+            batches[view.batch_id] = disbursement.batch_by_id(view.batch_id)
+    per_batch: dict[str, list[tuple[str, str, str, str]]] = {}
+    for result in results:
+        view = views.get(result.payment_id)
+        if view is None:
+            continue
+        settled = result.settled_on.isoformat() if result.settled_on else ""
+        per_batch.setdefault(view.batch_id, []).append((result.payment_id, result.status, result.reason_code, settled))
+    for batch_hex, batch_results in per_batch.items():
+        errors.extend(f"{name}: {problem}" for problem in batches[batch_hex].check_results(batch_results))
+    if errors:
+        raise ResultsRefused(errors)
+    return _CheckedResults(used, file_format, original_message, results, views, batches, per_batch)
 
 
 def _is_xml(data: bytes) -> bool:

@@ -26,11 +26,13 @@ from __future__ import annotations
 import codecs
 import csv
 import gc
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+import zipfile
+import zlib
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, time
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from domain.errors import BadAmount, FileRejected
 from domain.identity import (
@@ -77,6 +79,24 @@ ERRORS_LISTED_MAX = 100_000
 # Longer than any household income written in yuan and fen (a trillion yuan is 16 characters).
 YUAN_CHARS_MAX = 20
 ENCODINGS = ("utf-8-sig", "gb18030")
+# xlsx rosters (the first sheet read like a CSV): by the file's name, or by its first bytes.
+WORKBOOK_SUFFIXES = (".xlsx", ".xlsm")
+ZIP_MAGIC = b"PK\x03\x04"
+# A whole number stored as a float is written without `.0` only while a float holds it exactly.
+FLOAT_WHOLE_MAX = 2**53
+# What a damaged workbook raises from openpyxl, zipfile, zlib and the XML parsers (SyntaxError covers
+# xml.etree's ParseError and lxml's XMLSyntaxError); each becomes a RosterRejected naming the file.
+WORKBOOK_ERRORS: tuple[type[Exception], ...] = (
+    zipfile.BadZipFile,
+    zlib.error,
+    KeyError,
+    ValueError,
+    TypeError,
+    IndexError,
+    EOFError,
+    OSError,
+    SyntaxError,
+)
 DECODE_CHUNK_BYTES = 1 << 20
 # Programme names listed in an "unknown programme" message, so a policy with many does not flood it.
 PROGRAMMES_SHOWN_MAX = 12
@@ -87,16 +107,52 @@ if TYPE_CHECKING:
     from _csv import _reader as _CsvReader
 
 
-class RosterRejected(FileRejected):
-    """The roster had problems; nothing in it was imported. `errors` has one message per problem."""
+# One problem as a row check finds it: (the rule that refused it, the CLI's words for it). The rule is the
+# column whose check failed (`members`, `id_number`…: the word the CLI's message starts with), or
+# `fields`, `csv`, `line_length` and `duplicate` for a row as a whole.
+Problem = tuple[str, str]
+FILE_RULE = "file"  # a problem with the file as a whole (unreadable, empty, not UTF-8 or GB18030)
 
-    def __init__(self, errors: Sequence[str], bad_rows: int = 0) -> None:
+
+@dataclass(frozen=True, slots=True)
+class RowProblem:
+    """One problem in a roster, as a record (STYLE.md 19): its line (the header is line 1; 0 for the file
+    as a whole), the rule that refused it (a check's column name as the CLI's message starts with it, or a
+    domain rule's name such as `AgeBelowMinimum`), the rule's kind (the error's class for a domain rule,
+    which names a family of rules such as `ProgrammesExclude`; else the rule itself), and the CLI's line
+    for it, e.g. `roster.csv line 7: members 0: not a positive integer`. A page words the rule in its own
+    language from `kind` and `rule`, and never reads `message` to learn what happened."""
+
+    line: int
+    rule: str
+    message: str
+    kind: str = ""
+
+    @property
+    def rule_kind(self) -> str:
+        return self.kind or self.rule
+
+
+class RosterRejected(FileRejected):
+    """The roster had problems; nothing in it was imported. `errors` has one message per problem, and
+    `problems` the same problems as records."""
+
+    def __init__(self, errors: Sequence[str], bad_rows: int = 0, problems: Sequence[RowProblem] = ()) -> None:
         self.bad_rows = bad_rows
+        self.problems = tuple(problems) or tuple(RowProblem(0, FILE_RULE, e) for e in errors)
         if bad_rows:
             tail = f"nothing imported: {bad_rows} bad row{'s' if bad_rows != 1 else ''}"
         else:
             tail = "nothing imported"
         super().__init__(errors, "\n".join((*errors, tail)))
+
+    @classmethod
+    def of(cls, problems: Sequence[RowProblem], bad_rows: int = 0) -> RosterRejected:
+        return cls(tuple(p.message for p in problems), bad_rows, problems)
+
+
+def _header_refused(name: str, message: str) -> RosterRejected:
+    return RosterRejected.of((RowProblem(1, "header", f"{name} line 1: {message}"),))
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +215,8 @@ def read_roster(
     if not is_region_code(region):
         raise ValueError(f"policy region {region!r} is not a six-digit division code")
     field_rules = export_field_rules() if rules is None else rules
+    if is_workbook(path):
+        return _read_workbook(path, region, frozenset(programmes), field_rules)
     encoding = _encoding_of(path)
     limit_before = csv.field_size_limit(FIELD_CHARS_MAX)
     # Reading a million rows allocates millions of long-lived objects and none of them in cycles, so the
@@ -216,24 +274,116 @@ def _read_rows(
     try:
         header = next(reader, None)
     except csv.Error as error:
-        raise RosterRejected((f"{name} line 1: header not readable as CSV: {error}",)) from None
+        raise _header_refused(name, f"header not readable as CSV: {error}") from None
     if lines.too_long:
-        raise RosterRejected((f"{name} line 1: header longer than {LINE_CHARS_MAX} characters",))
+        raise _header_refused(name, f"header longer than {LINE_CHARS_MAX} characters")
     if header is None:
         raise RosterRejected((f"{name}: empty file, expected a header line",))
     checker = _RowChecker(name, region, programmes, _column_index(name, header), rules)
     lines.on_too_long = checker.too_long
+    return _checked_rows(name, checker, _records(reader, checker))
+
+
+def _checked_rows(name: str, checker: _RowChecker, records: Iterable[tuple[int, list[str]]]) -> tuple[RosterRow, ...]:
+    """Every record through `checker`; the rows when all passed, else every problem (CSV and xlsx alike)."""
     row_count = 0
-    for line, fields in _records(reader, checker):
+    for line, fields in records:
         row_count += 1
         if row_count > ROSTER_ROWS_MAX:
             raise RosterRejected((f"{name}: more than {ROSTER_ROWS_MAX} rows; split it by region",))
         checker.check(line, fields)
     if checker.bad_rows:
-        raise RosterRejected(checker.all_errors(), checker.bad_rows)
+        raise RosterRejected.of(checker.all_problems(), checker.bad_rows)
     if row_count == 0:
         raise RosterRejected((f"{name}: no rows after the header",))
     return tuple(checker.rows)
+
+
+# --- xlsx rosters ---------------------------------------------------------------------------------------
+# An office keeps its roster in a workbook as often as in a CSV. The first sheet is read like a CSV file:
+# its first row is the header (line 1), each later row is the line of its row number, blank rows are
+# skipped, and every row passes the same checks with the same messages. openpyxl's read-only mode streams
+# the sheet, so memory stays bounded as it does for a CSV.
+
+
+def is_workbook(path: Path) -> bool:
+    """An xlsx file by its name or by its first bytes (a ZIP archive: a CSV never starts so)."""
+    if path.suffix.lower() in WORKBOOK_SUFFIXES:
+        return True
+    try:
+        with path.open("rb") as file:
+            return file.read(len(ZIP_MAGIC)) == ZIP_MAGIC
+    except OSError:
+        return False
+
+
+def _read_workbook(
+    path: Path, region: str, programmes: frozenset[str], rules: Mapping[str, FieldRule]
+) -> tuple[RosterRow, ...]:
+    # openpyxl loads here, not when the command line starts: only an xlsx roster needs it.
+    from openpyxl import load_workbook
+    from openpyxl.utils.exceptions import InvalidFileException
+
+    name = path.name
+    errors = (*WORKBOOK_ERRORS, InvalidFileException)
+    try:
+        # Opened by us, so openpyxl judges the bytes and not the file's name (an upload's may be anything).
+        with path.open("rb") as file:
+            book = load_workbook(file, read_only=True, data_only=True)
+            return _read_sheet(name, book, region, programmes, rules)
+    except errors as error:
+        raise RosterRejected((f"{name}: not a readable xlsx workbook: {type(error).__name__}: {error}",)) from None
+
+
+def _read_sheet(
+    name: str, book: Any, region: str, programmes: frozenset[str], rules: Mapping[str, FieldRule]
+) -> tuple[RosterRow, ...]:
+    try:
+        sheet = book.worksheets[0]
+        sheet.reset_dimensions()  # trust the cells, not the dimension the file declares
+        rows = sheet.iter_rows(values_only=True)
+        header = [_cell_text(value) for value in next(rows, ())]
+        while header and not header[-1].strip():
+            header.pop()
+        if not header:
+            raise RosterRejected((f"{name}: empty first sheet, expected a header row",))
+        checker = _RowChecker(name, region, programmes, _column_index(name, header), rules)
+        return _checked_rows(name, checker, _sheet_records(rows, len(header), checker))
+    finally:
+        book.close()
+
+
+def _sheet_records(
+    rows: Iterator[tuple[object, ...]], width: int, checker: _RowChecker
+) -> Iterator[tuple[int, list[str]]]:
+    """(row number, cells as text) per non-blank row after the header. Empty cells past the header's
+    width are dropped and missing ones count as empty, as a spreadsheet shows them."""
+    for line, values in enumerate(rows, start=2):
+        cells = [_cell_text(value) for value in values]
+        if not any(cell.strip() for cell in cells):
+            continue
+        while len(cells) > width and not cells[-1].strip():
+            cells.pop()
+        cells.extend("" for _ in range(width - len(cells)))
+        if any(len(cell) > FIELD_CHARS_MAX for cell in cells):
+            checker.cell_too_long(line)
+            continue
+        yield line, cells
+
+
+def _cell_text(value: object) -> str:
+    """A cell as the text a CSV would hold: whole numbers without `.0`, dates as YYYY-MM-DD."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).upper()
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() and abs(value) < FLOAT_WHOLE_MAX else repr(value)
+    if isinstance(value, datetime):
+        return value.date().isoformat() if value.time() == time() else value.isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
 
 
 class _BoundedLines:
@@ -300,7 +450,7 @@ def _column_index(name: str, header: list[str]) -> tuple[int, ...]:
     if repeated:
         problems.append(f"repeated column{'s' if len(repeated) > 1 else ''} {', '.join(repeated)}")
     if problems:
-        raise RosterRejected((f"{name} line 1: header: {'; '.join(problems)}; expected {','.join(COLUMNS)}",))
+        raise _header_refused(name, f"header: {'; '.join(problems)}; expected {','.join(COLUMNS)}")
     return tuple(cells.index(column) if column in cells else -1 for column in known)
 
 
@@ -324,7 +474,7 @@ class _RowChecker:
         self.member_index = index[len(COLUMNS)]
         self.identity_index = tuple(range(len(COLUMNS))) == self.index and self.width == len(COLUMNS)
         self.rows: list[RosterRow] = []
-        self.errors: list[str] = []
+        self.errors: list[RowProblem] = []
         self.errors_not_listed = 0
         self.bad_rows = 0
         self.last_bad_line = 0
@@ -337,35 +487,41 @@ class _RowChecker:
         self.dates: dict[str, date] = {}
 
     def unreadable(self, line: int, error: csv.Error) -> None:
-        self._report(line, (f"not readable as CSV: {error}",))
+        self._report(line, (("csv", f"not readable as CSV: {error}"),))
 
     def too_long(self, line: int) -> None:
-        self._report(line, (f"longer than {LINE_CHARS_MAX} characters",))
+        self._report(line, (("line_length", f"longer than {LINE_CHARS_MAX} characters"),))
 
-    def all_errors(self) -> list[str]:
+    def cell_too_long(self, line: int) -> None:
+        self._report(line, (("fields", f"a cell longer than {FIELD_CHARS_MAX} characters"),))
+
+    def all_problems(self) -> list[RowProblem]:
         if not self.errors_not_listed:
             return self.errors
-        return [*self.errors, f"{self.name}: {self.errors_not_listed} more problems not listed"]
+        more = f"{self.name}: {self.errors_not_listed} more problems not listed"
+        return [*self.errors, RowProblem(0, FILE_RULE, more)]
 
-    def _report(self, line: int, problems: Sequence[str]) -> None:
+    def _report(self, line: int, problems: Sequence[Problem]) -> None:
         if line != self.last_bad_line:
             self.bad_rows += 1
             self.last_bad_line = line
         room = ERRORS_LISTED_MAX - len(self.errors)
-        self.errors.extend(f"{self.name} line {line}: {problem}" for problem in problems[:room])
+        self.errors.extend(
+            RowProblem(line, rule, f"{self.name} line {line}: {problem}") for rule, problem in problems[:room]
+        )
         self.errors_not_listed += max(0, len(problems) - max(room, 0))
 
     def check(self, line: int, fields: list[str]) -> None:
-        problems: list[str] = []
+        problems: list[Problem] = []
         row = self._row(line, fields, problems)
         if problems:
             self._report(line, problems)
         elif row is not None:
             self.rows.append(row)
 
-    def _row(self, line: int, fields: list[str], problems: list[str]) -> RosterRow | None:
+    def _row(self, line: int, fields: list[str], problems: list[Problem]) -> RosterRow | None:
         if len(fields) != self.width:
-            problems.append(f"{len(fields)} fields, expected {self.width}")
+            problems.append(("fields", f"{len(fields)} fields, expected {self.width}"))
             return None
         if self.identity_index:
             values = [field.strip() for field in fields]
@@ -387,10 +543,12 @@ class _RowChecker:
 
         resident = _resident_or_problem(id_text, problems)
         account = _account_or_problem(account_text, problems)
-        problems.extend(_basic_name_problems(name))
+        problems.extend(("name", p) for p in _basic_name_problems(name))
         self._check_region(region, problems)
         if programme not in self.programmes:
-            problems.append(f"programme {shown(programme)}: not in the policy ({self._programmes_list()})")
+            problems.append(
+                ("programme", f"programme {shown(programme)}: not in the policy ({self._programmes_list()})")
+            )
         effective_from = self.dates.get(effective_text)
         if effective_from is None:
             effective_from = _date_or_problem("effective_from", effective_text, problems)
@@ -400,9 +558,9 @@ class _RowChecker:
         income_fen = _income_or_problem(income_text, problems)
         special = _special_or_problem(special_text, members, problems)
         if not is_bank_code(bank_code):
-            problems.append(f"bank_code {shown(bank_code)}: not digits")
+            problems.append(("bank_code", f"bank_code {shown(bank_code)}: not digits"))
         if not decision_ref:
-            problems.append("decision_ref: empty")
+            problems.append(("decision_ref", "decision_ref: empty"))
         export_warnings = self._check_exported(values, problems)
         member_ids = (
             _member_ids_or_problem(fields[self.member_index], members, problems) if self.member_index >= 0 else ()
@@ -432,32 +590,34 @@ class _RowChecker:
             member_ids=member_ids,
         )
 
-    def _check_exported(self, values: list[str], problems: list[str]) -> tuple[str, ...]:
+    def _check_exported(self, values: list[str], problems: list[Problem]) -> tuple[str, ...]:
         """Each field a bank file or workbook writes, against every configured format (exporters.limits):
         a value some format cannot carry is refused now, not when its batch is exported."""
         warnings: list[str] = []
         for position, rule in self.exported:
             value = values[position]
             if value and value.isprintable():  # empty and control characters are reported by their own check
-                problems.extend(rule.problems(value))
+                problems.extend((rule.field, p) for p in rule.problems(value))
                 warnings.extend(rule.warnings(value))
         return tuple(warnings)
 
-    def _check_region(self, region: str, problems: list[str]) -> None:
+    def _check_region(self, region: str, problems: list[Problem]) -> None:
         if not is_region_code(region):
-            problems.append(f"region {shown(region)}: not a six-digit division code")
+            problems.append(("region", f"region {shown(region)}: not a six-digit division code"))
             return
         inside = self.regions_inside.get(region)
         if inside is None:
             inside = self.regions_inside[region] = region_contains(self.region, region)
         if not inside:
             # DESIGN.md, Roster: a row's region (county) must lie inside the policy's region.
-            problems.append(f"region {region}: outside the policy region {self.region}")
+            problems.append(("region", f"region {region}: outside the policy region {self.region}"))
 
-    def _check_duplicate(self, line: int, id_number: str, programme: str, problems: list[str]) -> None:
+    def _check_duplicate(self, line: int, id_number: str, programme: str, problems: list[Problem]) -> None:
         first = self.first_line[programme].setdefault(id_number, line)
         if first != line:
-            problems.append(f"id_number {id_number} programme {shown(programme)}: duplicates line {first}")
+            problems.append(
+                ("duplicate", f"id_number {id_number} programme {shown(programme)}: duplicates line {first}")
+            )
 
     def _programmes_list(self) -> str:
         names = sorted(self.programmes)
@@ -469,69 +629,69 @@ def _exported_positions() -> tuple[tuple[int, str], ...]:
     return tuple((COLUMNS.index(field), field) for field in EXPORTED_FIELDS)
 
 
-def _resident_or_problem(text: str, problems: list[str]) -> ResidentId | None:
+def _resident_or_problem(text: str, problems: list[Problem]) -> ResidentId | None:
     try:
         return check_resident_id(text)
     except BadResidentId as error:
-        problems.append(str(error))
+        problems.append(("id_number", str(error)))
         return None
 
 
-def _member_ids_or_problem(text: str, members: int | None, problems: list[str]) -> tuple[str, ...]:
+def _member_ids_or_problem(text: str, members: int | None, problems: list[Problem]) -> tuple[str, ...]:
     """`member_ids`: empty, or `;`-separated resident ID numbers (each checked like `id_number`), no
     repeats, at most `members` of them."""
     cells = [cell.strip() for cell in text.strip().split(MEMBER_SEPARATOR)] if text.strip() else []
     numbers: list[str] = []
     for cell in cells:
-        inner: list[str] = []
+        inner: list[Problem] = []
         resident = _resident_or_problem(cell, inner)
         if resident is None:
-            problems.extend(f"member_ids: {p}" for p in inner)
+            problems.extend(("member_ids", f"member_ids: {p}") for _, p in inner)
         elif resident.number in numbers:
-            problems.append(f"member_ids: {resident.number} is listed twice")
+            problems.append(("member_ids", f"member_ids: {resident.number} is listed twice"))
         else:
             numbers.append(resident.number)
     if members is not None and len(numbers) > members:
-        problems.append(f"member_ids: {len(numbers)} ID numbers for a household of {members} members")
+        problems.append(("member_ids", f"member_ids: {len(numbers)} ID numbers for a household of {members} members"))
     return tuple(numbers)
 
 
-def _account_or_problem(text: str, problems: list[str]) -> tuple[str, tuple[str, ...]] | None:
+def _account_or_problem(text: str, problems: list[Problem]) -> tuple[str, tuple[str, ...]] | None:
     try:
         return check_account(text)
     except BadAccount as error:
-        problems.append(str(error))
+        problems.append(("account", str(error)))
         return None
 
 
-def _date_or_problem(column: str, text: str, problems: list[str]) -> date | None:
+def _date_or_problem(column: str, text: str, problems: list[Problem]) -> date | None:
     # Only YYYY-MM-DD: date.fromisoformat alone would also take 20170101 and week dates like 2017-W01-1.
     if len(text) != 10 or text[4] != "-" or text[7] != "-" or not text.isascii():
-        problems.append(f"{column} {shown(text)}: not a date (YYYY-MM-DD)")
+        problems.append((column, f"{column} {shown(text)}: not a date (YYYY-MM-DD)"))
         return None
     try:
         return date.fromisoformat(text)
     except ValueError:
-        problems.append(f"{column} {text}: not a date")
+        problems.append((column, f"{column} {text}: not a date"))
         return None
 
 
-def _members_or_problem(text: str, problems: list[str]) -> int | None:
+def _members_or_problem(text: str, problems: list[Problem]) -> int | None:
     if not (text.isascii() and text.isdigit()) or int(text) == 0:
-        problems.append(f"members {shown(text)}: not a positive integer")
+        problems.append(("members", f"members {shown(text)}: not a positive integer"))
         return None
     members = int(text)
     if members > HOUSEHOLD_MEMBERS_MAX:
-        problems.append(f"members {members}: more than {HOUSEHOLD_MEMBERS_MAX}")
+        problems.append(("members", f"members {members}: more than {HOUSEHOLD_MEMBERS_MAX}"))
         return None
     return members
 
 
-def _income_or_problem(text: str, problems: list[str]) -> int | None:
+def _income_or_problem(text: str, problems: list[Problem]) -> int | None:
     # Exponent and digit-group forms ("1E+999999999", "1_000") are refused before parse_yuan sees them:
     # Decimal accepts both, and the first would make it build an integer of a billion digits.
     if len(text) > YUAN_CHARS_MAX or not text.isascii() or any(c in text for c in "eE_"):
-        problems.append(f"monthly_income {shown(text)}: not a yuan amount")
+        problems.append(("monthly_income", f"monthly_income {shown(text)}: not a yuan amount"))
         return None
     try:
         # A household's income is never negative; parse_yuan refuses negatives by default.
@@ -542,18 +702,20 @@ def _income_or_problem(text: str, problems: list[str]) -> int | None:
             reason = " (negative)"
         elif len(text.partition(".")[2]) > 2:
             reason = " (more than 2 decimals)"
-        problems.append(f"monthly_income {shown(text)}: not a yuan amount{reason}")
+        problems.append(("monthly_income", f"monthly_income {shown(text)}: not a yuan amount{reason}"))
         return None
     if income_fen > MONTHLY_INCOME_FEN_MAX:
-        problems.append(f"monthly_income {text}: more than {format_yuan(MONTHLY_INCOME_FEN_MAX)} a month")
+        problems.append(
+            ("monthly_income", f"monthly_income {text}: more than {format_yuan(MONTHLY_INCOME_FEN_MAX)} a month")
+        )
         return None
     return income_fen
 
 
-def _special_or_problem(text: str, members: int | None, problems: list[str]) -> int | None:
+def _special_or_problem(text: str, members: int | None, problems: list[Problem]) -> int | None:
     # 001_…, 004_…: the uplift is per elderly/disabled/minor/seriously-ill member, so at most all of them.
     upper = members if members is not None else HOUSEHOLD_MEMBERS_MAX
     if not (text.isascii() and text.isdigit()) or int(text) > upper:
-        problems.append(f"special_members {shown(text)}: not an integer in 0..{upper}")
+        problems.append(("special_members", f"special_members {shown(text)}: not an integer in 0..{upper}"))
         return None
     return int(text)

@@ -43,7 +43,7 @@ from ledger.apps import ImportSummary, NoPolicy, Registry, RegistrySnapshot, par
 from ledger.audit import AuditReport, audit_verify, record_checkpoint
 from ledger.deadlines import deadline_rows
 from ledger.disbursement import BatchReturns, Disbursement, PaymentView, RunSummary
-from ledger.exports import ExportedFile, ImportOutcome
+from ledger.exports import BankPreview, ExportedFile, ImportOutcome
 from ledger.history import batch_keys, person_history
 from ledger.oneoffs import GrantOutcome, approve_aid, grant_aid, grants, preview_grant
 from ledger.persons import (
@@ -56,6 +56,7 @@ from ledger.persons import (
     preview_decision,
 )
 from ledger.persons import FieldRefused as FieldRefused  # re-exported: raised by set_account
+from ledger.previews import RosterPreview, roster_preview
 from ledger.profiles import ProfileChange, read_profile_file
 from ledger.roster import name_problems, read_roster
 from ledger.storage import Database, existing_originators
@@ -220,11 +221,21 @@ class LedgerService:
 
     @sealed
     def import_roster(self, path: Path, *, actor: str, progress: Progress = no_progress) -> ImportSummary:
-        """A roster CSV, read whole and checked against the policy before anything is recorded, then sealed."""
+        """A roster (CSV or xlsx), read whole and checked against the policy and the ledger before anything
+        is recorded, then sealed."""
         policy = self.registry.policy()
         rows = read_roster(path, region=policy.region_code, programmes=policy.programmes.keys())
         with progress("importing roster", len(rows)) as advance:
             return self.registry.import_roster(rows, path.name, actor, advance)
+
+    def preview_roster(self, path: Path, *, month: Month) -> RosterPreview:
+        """A roster (CSV or xlsx) read and checked as `import_roster` would, recording nothing: the import's
+        counts and 应发 a month per programme at `month`'s standards (ledger.previews); RosterRejected with
+        every problem otherwise."""
+        policy = self.registry.policy()
+        rows = read_roster(path, region=policy.region_code, programmes=policy.programmes.keys())
+        summary = self.registry.check_roster(rows, path.name)
+        return roster_preview(policy, rows, summary, path, month)
 
     @sealed
     def decide(
@@ -506,6 +517,11 @@ class LedgerService:
     def import_bank_file(self, path: Path, *, actor: str, profile: str = "generic") -> ImportOutcome:
         """A bank's result file, applied whole or not at all, then sealed (ledger.exports)."""
         return exports.import_bank_file(self.disbursement, path, actor=actor, profile=profile)
+
+    def preview_bank_file(self, path: Path, *, actor: str, profile: str = "generic") -> BankPreview:
+        """A bank result file read and matched as `import_bank_file` would, recording nothing: which
+        payments become paid and which returned (with the bank's reason), batch by batch."""
+        return exports.preview_bank_file(self.disbursement, path, actor=actor, profile=profile)
 
     # --- recoveries (ledger.recoveries: 多发追回 not offset, collected or written off) ------------------
 

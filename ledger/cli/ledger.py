@@ -182,20 +182,32 @@ def roster() -> None:
 @roster.command("import")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="counts and warnings as JSON")
+@click.option("--dry-run", is_flag=True, help="check the file against the ledger and record nothing")
 @pass_context
-def roster_import(c: Context, file: Path, as_json: bool) -> None:
-    """Import a roster CSV: all rows or none; every bad row is reported with its line number."""
+def roster_import(c: Context, file: Path, as_json: bool, dry_run: bool) -> None:
+    """Import a roster (CSV, or the first sheet of an xlsx): all rows or none; every bad row is reported
+    with its line number. --dry-run checks it by the same rules and records nothing (the web's preview)."""
+    if dry_run:
+        preview = c.service().preview_roster(file, month=Month.of(date.today()))
+        data = _import_json(file, preview.summary) | {
+            "dry_run": True,
+            "month": str(preview.month),
+            "monthly_fen": {p.programme: p.monthly_fen for p in preview.programmes},
+        }
+        render(_import_lines(preview.summary, would=True), as_json=as_json, data=data)
+        return
     summary = c.service().import_roster(file, actor=c.actor, progress=progress)
     render(_import_lines(summary), as_json=as_json, data=_import_json(file, summary))
 
 
-def _import_lines(summary: ImportSummary) -> Iterator[Shown]:
+def _import_lines(summary: ImportSummary, *, would: bool = False) -> Iterator[Shown]:
     for warning in summary.warnings[:WARNINGS_SHOWN_MAX]:
         yield Line(f"warning: {warning}", err=True)
     if len(summary.warnings) > WARNINGS_SHOWN_MAX:
         yield Line(f"warning: … and {len(summary.warnings) - WARNINGS_SHOWN_MAX} more", err=True)
     yield (
-        f"imported {summary.enrolled} enrolments ({summary.households} households, {summary.persons} persons)"
+        ("dry run, nothing recorded: would import" if would else "imported")
+        + f" {summary.enrolled} enrolments ({summary.households} households, {summary.persons} persons)"
         + (f"; {summary.unchanged} already enrolled, unchanged" if summary.unchanged else "")
     )
 
