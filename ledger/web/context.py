@@ -16,15 +16,17 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 
+from eventsourcing.persistence import PersistenceError
 from fastapi import Request
 from fastapi.templating import Jinja2Templates
 
 from domain.accounts import Identity
 from domain.errors import RuleBroken
+from ledger.access import Access
 from ledger.accounts import identity_of
 from ledger.bootstrap import open_service
 from ledger.roles import require_account
@@ -46,10 +48,14 @@ class NotLoggedIn(Exception):
 class Refused(Exception):
     """The request may not go on: a role that may not act, or a POST without its CSRF token (403)."""
 
-    def __init__(self, message: str, rule: str = "") -> None:
+    def __init__(self, message: str, rule: str = "", *, account: str = "", role: str = "", action: str = "") -> None:
         super().__init__(message)
         self.message = message
         self.rule = rule
+        # Who was refused, when known (a session's account): the refusal is recorded in the ledger.
+        self.account = account
+        self.role = role
+        self.action = action
 
 
 @dataclass
@@ -67,6 +73,21 @@ class Web:
 
     def open(self, *, writing: bool) -> LedgerService:
         return open_service(self.db, read_only=not writing)
+
+    def record_access(self, request: Request, access: Access) -> None:
+        """Record a login, logout, failed login or refusal in the ledger (ledger.access), with the
+        request's method, path and client address. A store that refuses the write (a SELECT-only role)
+        is logged and the response stays what it was: a refusal is still a 403."""
+        client = request.client.host if request.client else ""
+        access = replace(access, method=request.method, path=request.url.path, address=client)
+        service = self.open(writing=True)
+        try:
+            service.record_access(access)
+        except (PersistenceError, RuleBroken) as e:
+            log.error("could not record %s of %s in the ledger: %s", access.kind, access.name, e)
+        finally:
+            service.registry.close()
+            service.disbursement.close()
 
 
 def web_of(request: Request) -> Web:
@@ -103,7 +124,7 @@ def visit(request: Request, action: str, *, csrf_token: str | None = None, writi
         raise NotLoggedIn(t("login.expired")) from e
     if request.method == "POST" and not web.sessions.csrf_ok(token, csrf_token):
         log.warning("refused %s %s by %s: CSRF token missing or wrong", request.method, request.url.path, session.name)
-        raise Refused(t("error.csrf"), "CsrfTokenRefused")
+        raise Refused(t("error.csrf"), "CsrfTokenRefused", account=session.name, action=action)
     service = web.open(writing=writing)
     try:
         try:
@@ -117,7 +138,7 @@ def visit(request: Request, action: str, *, csrf_token: str | None = None, writi
                 "refused %s %s by %s (%s): %s: %s",
                 request.method, request.url.path, identity.name, identity.role, e.rule, e,
             )  # fmt: skip
-            raise Refused(t("error.forbidden"), e.rule) from e
+            raise Refused(t("error.forbidden"), e.rule, account=identity.name, role=identity.role, action=action) from e
         yield Visit(web, service, identity, web.sessions.csrf_for(token))
         if writing:
             from ledger.reports import catch_up
