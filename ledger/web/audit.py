@@ -196,13 +196,14 @@ async def audit_verify_anchor(
                 path = Path(scratch) / f"{index}-{_SAFE_NAME.sub('_', Path(name).name)[:80]}"
                 path.write_bytes(data)
                 paths.append(path)
+            names = {str(p): name for p, (name, _) in zip(paths, uploads, strict=True)}
             try:
                 report = v.service.verify(v.web.exports_dir, paths)
             except RuleBroken as e:
                 report = v.service.verify(v.web.exports_dir)
-                context = _context(v, **_verify_view(report, v), error=rule_text(e.rule, _unscratched(str(e), scratch)))
+                detail = _unscratched(str(e), scratch, names)
+                context = _context(v, **_verify_view(report, v), error=f"{rule_text(e.rule, detail)}：{detail}")
                 return page(request, "audit_verify.html", context, 400)
-        names = {str(p): name for p, (name, _) in zip(paths, uploads, strict=True)}
         return page(request, "audit_verify.html", _context(v, **_verify_view(report, v, names), error=None))
 
 
@@ -214,8 +215,10 @@ def _auditors_only(request: Request, v: Visit) -> None:
                       action=AUDIT_ACTION)  # fmt: skip
 
 
-def _unscratched(text: str, scratch: str) -> str:
-    """A message naming an uploaded file by its temporary path, with the path taken out."""
+def _unscratched(text: str, scratch: str, names: dict[str, str]) -> str:
+    """A message naming an uploaded file by its temporary path, naming it as it was uploaded."""
+    for path, name in names.items():
+        text = text.replace(path, name)
     return text.replace(scratch + "/", "")
 
 
