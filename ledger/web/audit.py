@@ -289,6 +289,8 @@ def _operation_row(op: dict[str, Any], v: Visit) -> dict[str, Any]:
         fields["id_number"] = formats.shown_id(str(fields["id_number"]), me)
     if "total_fen" in fields:
         fields["total_fen"] = formats.yuan(int(fields["total_fen"]))
+    if "kind" in fields and op["event"] == "Person.DecisionRecorded":
+        fields["kind"] = t(f"audit.decision.{fields['kind']}")
     if "role" in fields:
         fields["role"] = t(f"role.{fields['role']}")
     if "programme" in fields:

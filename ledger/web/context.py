@@ -13,10 +13,12 @@ read models are caught up before the applications close, as the CLI does.
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from eventsourcing.persistence import PersistenceError
 from fastapi import Request
 from fastapi.templating import Jinja2Templates
 
+from domain.access import LOGIN_FAILED
 from domain.accounts import Identity
 from domain.errors import RuleBroken
 from ledger.access import Access
@@ -58,6 +61,30 @@ class Refused(Exception):
         self.action = action
 
 
+FAILED_LOGINS_RECORDED_PER_MINUTE = 60
+
+
+@dataclass
+class FailedLoginBudget:
+    """How many failed logins one server process records in the ledger per minute. Why a bound: a
+    failed login is the one event anyone can cause without an account, and the throttle (auth.py) bounds
+    attempts per name, not names; without it, a script trying names would grow the append-only log
+    without end. Beyond the bound the attempt is still refused and logged, only not recorded."""
+
+    per_minute: int = FAILED_LOGINS_RECORDED_PER_MINUTE
+    _recent: deque[float] = field(default_factory=deque)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def take(self, now: float) -> bool:
+        with self._lock:
+            while self._recent and self._recent[0] <= now - 60:
+                self._recent.popleft()
+            if len(self._recent) >= self.per_minute:
+                return False
+            self._recent.append(now)
+            return True
+
+
 @dataclass
 class Web:
     """One server process's view of one ledger."""
@@ -70,6 +97,7 @@ class Web:
     exports_dir: Path | None = None
     today: Callable[[], date] = date.today
     clock: Callable[[], float] = time.time
+    failed_logins: FailedLoginBudget = field(default_factory=FailedLoginBudget)
 
     def open(self, *, writing: bool) -> LedgerService:
         return open_service(self.db, read_only=not writing)
@@ -80,6 +108,10 @@ class Web:
         is logged and the response stays what it was: a refusal is still a 403."""
         client = request.client.host if request.client else ""
         access = replace(access, method=request.method, path=request.url.path, address=client)
+        if access.kind == LOGIN_FAILED and not self.failed_logins.take(time.monotonic()):
+            log.warning("failed login for %r not recorded in the ledger: more than %d a minute",
+                        access.name[:64], self.failed_logins.per_minute)  # fmt: skip
+            return
         service = self.open(writing=True)
         try:
             service.record_access(access)

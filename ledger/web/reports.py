@@ -254,7 +254,7 @@ def build_summary(v: Visit, request: Request) -> Report:
     except RuleBroken as e:
         raise BadInput(str(e)) from e
     last = rows[0]["through"] if rows else (through or f"{year}-12")
-    header = [t("reports.summary_through", year=year, through=last), _positions_line(v)]
+    header = [t("reports.summary_through", year=year, month=int(last[-2:])), _positions_line(v)]
     sheet = ReportSheet(
         title=t("reports.summary"),
         header_lines=(*header, *(r["sentence"] for r in rows)),

@@ -17,6 +17,7 @@ from lxml import html
 from ledger.access import ACCESS_TOPIC
 from ledger.bootstrap import database_from_url, open_service
 from ledger.storage import log_rows
+from ledger.web.context import FailedLoginBudget
 from tests.helpers.ledgers import yikatong
 from tests.helpers.web import OfficeLedger, build_office_ledger, client_for, copy_office_ledger, csrf_of, log_in
 
@@ -315,3 +316,11 @@ def test_the_command_lines_login_and_logout_are_recorded_too(office: OfficeLedge
         ("logout", "auditor", "cli", "logout"),
     ]
     assert yikatong(office.url, "audit", "verify", as_="auditor").returncode == 0
+
+
+def test_failed_logins_recorded_are_bounded_per_minute_and_still_refused(office: OfficeLedger) -> None:
+    client = client_for(office)
+    client.app.state.web.failed_logins = FailedLoginBudget(per_minute=2)  # type: ignore[attr-defined]
+    for name in ("a-name", "another", "a-third"):
+        assert client.post("/login", data={"username": name, "password": "not-the-password"}).status_code == 401
+    assert [r["name_tried"] for r in access_records(office)] == ["a-name", "another"]
