@@ -249,6 +249,10 @@ def require(config: RoleConfig | None, actor: str, action: str) -> None:
     roles = config.roles_of(actor)
     if not roles:
         raise ActorHasNoRole(f"{actor} is not listed in {config.source}; ask for a role (clerk, approver, auditor)")
+    if action in AUDIT_READER_ACTIONS:
+        if AUDITOR not in roles:
+            raise OnlyAuditorsAudit(f"{actor} ({_listed(roles)}) may not {action}: it is for the auditor")
+        return
     if action in READ_ONLY:
         return
     if action in APPROVER_ACTIONS:

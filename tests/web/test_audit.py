@@ -324,3 +324,16 @@ def test_failed_logins_recorded_are_bounded_per_minute_and_still_refused(office:
     for name in ("a-name", "another", "a-third"):
         assert client.post("/login", data={"username": name, "password": "not-the-password"}).status_code == 401
     assert [r["name_tried"] for r in access_records(office)] == ["a-name", "another"]
+
+
+def test_the_actions_log_page_equals_audit_log_json_and_the_clerk_may_run_neither(office: OfficeLedger) -> None:
+    client, _ = logged_in(office, "auditor")
+    doc = html.fromstring(client.get("/audit/log").text)
+    expected = cli_json(office, "audit", "log")["rows"]
+    shown = [
+        (tr.get("data-actor"), tr.xpath("./td/code")[0].text.split()[-1].split("–")[0])
+        for tr in doc.xpath("//tr[@data-test='audit-log-row']")
+    ]
+    assert shown == [(r["actor"] or r["fields"].get("name_tried", ""), str(r["first_position"])) for r in expected]
+    refused = yikatong(office.url, "audit", "log", as_="clerk")
+    assert refused.returncode == 1 and "OnlyAuditorsAudit" in refused.stderr
