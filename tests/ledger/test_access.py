@@ -9,9 +9,11 @@ from uuid import uuid4
 import pytest
 
 from domain.access import LOGIN, LOGIN_FAILED, LOGOUT, REFUSED, AccessRecord, BadAccess
+from domain.accounts import ADMIN, AUDITOR, CHECKER, CLERK, Identity
 from ledger.access import Access
 from ledger.audit import verify_log
 from ledger.bootstrap import init_ledger, open_service
+from ledger.roles import OnlyAuditorsAudit, parse_roles, require, require_account
 from ledger.storage import Database
 
 
@@ -78,3 +80,15 @@ def test_two_accesses_at_the_same_moment_are_both_recorded(db: Database) -> None
     finally:
         service.registry.close()
         service.disbursement.close()
+
+
+def test_the_actions_log_is_the_auditors_and_the_admins_only() -> None:
+    for role in (AUDITOR, ADMIN):
+        require_account(Identity("someone", role), "audit log")
+    for role in (CLERK, CHECKER):
+        with pytest.raises(OnlyAuditorsAudit):
+            require_account(Identity("someone", role), "audit log")
+    legacy = parse_roles('[users]\nsun = "auditor"\nwang = "clerk"\n', "roles.toml")
+    require(legacy, "sun", "audit log")
+    with pytest.raises(OnlyAuditorsAudit):
+        require(legacy, "wang", "audit log")
