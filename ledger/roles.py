@@ -12,6 +12,8 @@ error named after its rule:
   the admin (管理员). An admin holds no clerk or checker rights (separation of duties: whoever creates
   accounts does not also record payments or approve them; an office that must combine them gives one
   person two accounts, and the log shows which acted);
+- `OnlyAuditorsAudit`: the web's audit pages and actions log (`AUDIT_READER_ACTIONS`) need the auditor
+  or the admin;
 - `OnlyClerksRecord`: every other command that changes the ledger needs the clerk (经办), submitting an
   approved batch to the bank included (a roles file's approvers may still submit); rebuilding
   the read models (`OPERATIONS`) the clerk or the admin.
@@ -118,6 +120,10 @@ ADMIN_ACTIONS = frozenset(
     }
 )
 OPERATIONS = frozenset({"projections rebuild", "projections follow"})  # the read models, not the log
+# The web's 审计 pages (examples/web.md, "审计 (auditor)"): the actions log with every login, failed login
+# and refusal, and persons' whole histories. For the auditor, and the admin who manages the accounts
+# those logins are of; the clerk and the checker, whose work it audits, read the rest of the ledger.
+AUDIT_READER_ACTIONS = frozenset({"audit log"})
 OWN_ACCOUNT_ACTIONS = frozenset({"user passwd"})  # one's own password; ledger.accounts checks whose
 
 # PostgreSQL role names this module creates: plain identifiers, so messages and docs can show them bare.
@@ -154,6 +160,10 @@ class AccountHasNoRole(RuleBroken):
 
 class RolesFileMissing(RuleBroken):
     """$YIKATONG_ROLES names a roles file that does not exist: no rights are granted without it."""
+
+
+class OnlyAuditorsAudit(RuleBroken):
+    """The actions log and the audit pages (`AUDIT_READER_ACTIONS`) are for the auditor and the admin."""
 
 
 class OnlyClerksRecord(RuleBroken):
@@ -244,6 +254,10 @@ def require(config: RoleConfig | None, actor: str, action: str) -> None:
     roles = config.roles_of(actor)
     if not roles:
         raise ActorHasNoRole(f"{actor} is not listed in {config.source}; ask for a role (clerk, approver, auditor)")
+    if action in AUDIT_READER_ACTIONS:
+        if AUDITOR not in roles:
+            raise OnlyAuditorsAudit(f"{actor} ({_listed(roles)}) may not {action}: it is for the auditor")
+        return
     if action in READ_ONLY:
         return
     if action == SUBMIT and APPROVER in roles and AUDITOR not in roles:
@@ -267,6 +281,10 @@ def require_account(identity: Identity, action: str) -> None:
     role, name = identity.role, identity.name
     if not identity.authenticated or role not in ACCOUNT_ROLES:
         raise AccountHasNoRole(f"{name} has no role in this ledger and may run nothing")
+    if action in AUDIT_READER_ACTIONS:
+        if role not in (AUDITOR, ADMIN):
+            raise OnlyAuditorsAudit(f"{name} ({role}) may not {action}: it is for the auditor and the admin")
+        return
     if action in READ_ONLY or action in OWN_ACCOUNT_ACTIONS:
         return
     if role == AUDITOR:

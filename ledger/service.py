@@ -36,6 +36,7 @@ from domain.policy import Policy, PolicyRejected, repriced_periods
 from domain.regions import region_contains
 from ledger import accounts, exports, recoveries, sessions
 from ledger import profiles as profile_book
+from ledger.access import Access, OperationsPage, operations, record_access
 from ledger.accounts import AccountView
 from ledger.anchors import Anchor, SigningKeyStatus, init_signing_key, read_anchor, verify_against, write_anchor
 from ledger.anomalies import find_anomalies
@@ -475,6 +476,31 @@ class LedgerService:
         session = sessions.Session(identity.name, version, expires_at)
         token = sessions.issue_token(sessions.session_secret(self.db), sessions.ledger_ref(self.db), session)
         return identity, token, expires_at
+
+    # --- access and the actions log (ledger.access) ------------------------------------------------------
+
+    def record_access(self, access: Access) -> None:
+        """Record a login, logout, failed login or refused request in the registry log, sealed there.
+        Only the registry log changes (no account event: a session names its account's version), so only
+        it is sealed: a month-end writing the disbursement log meanwhile seals its own events itself."""
+        record_access(self.registry, access)
+
+    def operations(
+        self,
+        *,
+        before: dict[str, int] | None = None,
+        limit: int = 100,
+        actor: str | None = None,
+        access_only: bool = False,
+    ) -> OperationsPage:
+        """操作日志: who did what when, newest first, read from both logs (ledger.access.operations)."""
+        apps = {"registry": self.registry, "disbursement": self.disbursement}
+        return operations(apps, before=before, limit=limit, actor=actor, access_only=access_only)
+
+    def log_positions(self) -> dict[str, int]:
+        """Each log's last position now (what a report read; printed in its header)."""
+        registry, disbursement = self._log_ends()
+        return {"registry_events": registry, "disbursement_events": disbursement}
 
     # --- batches and the bank -----------------------------------------------------------------------------
 

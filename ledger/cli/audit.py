@@ -14,6 +14,7 @@ from ledger.cli.output import Grid, render
 from ledger.history import describe
 
 FINDING_HEADINGS = ("类别", "身份证号", "项目", "期间", "说明")
+LOG_HEADINGS = ("记录时间", "账户", "操作", "次数", "日志位置", "说明")
 
 
 @click.group()
@@ -102,3 +103,44 @@ def _finding_cells(f: dict[str, Any]) -> tuple[str, ...]:
         ", ".join(f["periods"]),
         f["detail"],
     )
+
+
+@audit.command("log")
+@click.option("--actor", help="only this account (and failed logins that tried this name)")
+@click.option("--access-only", is_flag=True, help="only logins, logouts, failed logins and refusals")
+@click.option("--before-registry", type=click.IntRange(min=1), help="start below this registry_events position")
+@click.option("--before-disbursement", type=click.IntRange(min=1), help="start below this disbursement_events position")
+@click.option("--limit", type=click.IntRange(1, 500), default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+def audit_log_command(
+    c: Context,
+    actor: str | None,
+    access_only: bool,
+    before_registry: int | None,
+    before_disbursement: int | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """操作日志: who did what when, newest first, from the log itself (logins and refusals included); the
+    auditor's and the admin's. `next_before` says where the next, earlier page starts."""
+    before = {
+        name: position
+        for name, position in (("registry", before_registry), ("disbursement", before_disbursement))
+        if position is not None
+    }
+    found = c.service().operations(before=before or None, limit=limit, actor=actor, access_only=access_only)
+    rows = [op.as_json() for op in found.rows]
+    table = Grid(LOG_HEADINGS, [_log_cells(r) for r in rows], title=f"{len(rows)} operations")
+    render([table], as_json=as_json, data={"rows": rows, "next_before": found.next_before, "ends": found.ends})
+
+
+def _log_cells(r: dict[str, Any]) -> tuple[str, ...]:
+    fields = dict(r["fields"])
+    who = r["actor"] or f"({fields.get('name_tried', '')})"
+    where = f"{r['log']} {r['first_position']}" + (
+        f"-{r['last_position']}" if r["last_position"] != r["first_position"] else ""
+    )
+    detail = " ".join(f"{k}={v}" for k, v in fields.items())
+    recorded = r["recorded_at"][:19].replace("T", " ")
+    return escaped(recorded), escaped(who), r["event"], str(r["count"]), where, escaped(detail)

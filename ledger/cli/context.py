@@ -18,13 +18,24 @@ from ledger.apps import Registry
 from ledger.bootstrap import check_store, database_from_url, open_apps
 from ledger.cli.identity import acting_identity, legacy_identity
 from ledger.disbursement import Disbursement
-from ledger.roles import READ_ONLY, command_action, legacy_roles, require, require_account, roles_file_ignored
+from ledger.roles import (
+    AUDIT_READER_ACTIONS,
+    READ_ONLY,
+    command_action,
+    legacy_roles,
+    require,
+    require_account,
+    roles_file_ignored,
+)
 from ledger.service import LedgerService
 from ledger.storage import Database
 
-# Commands that need no acting identity: `login` proves one itself, `logout` only removes a file.
+# Commands that need no acting identity: `login` proves one itself, `logout` removes a file.
 UNIDENTIFIED = frozenset({"login", "logout"})
-OPENED_READ_ONLY = READ_ONLY | {"login"}
+# Opened as the read-only commands are (no DDL, no read-model catch-up, so an auditor's SELECT-only role
+# runs them): `login` and `logout` append only an access record to the registry log (ledger.access),
+# which no read model reads, and go on with a note where the database refuses even that.
+OPENED_READ_ONLY = READ_ONLY | AUDIT_READER_ACTIONS | {"login", "logout"}
 # Commands that prepare a PostgreSQL database, before any ledger may be in it: they open no ledger and
 # act as no account; the database itself decides (`db setup` needs a superuser's URL, `db grant-auditor`
 # a role that may create roles), and nothing they do is an event in the log.

@@ -8,17 +8,33 @@ or `--password-file`; it is never an option's value (a command line is visible t
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import click
+from eventsourcing.persistence import PersistenceError
 
-from domain.accounts import ROLE_ALIASES, ROLES, escaped
-from ledger.accounts import AccountView
+from domain.access import LOGIN, LOGIN_FAILED, LOGOUT
+from domain.accounts import ROLE_ALIASES, ROLES, AccountDisabled, escaped
+from domain.errors import RuleBroken
+from ledger.access import Access
+from ledger.accounts import AccountView, WrongNameOrPassword
 from ledger.cli.context import Context, pass_context
 from ledger.cli.identity import actor_password, new_password
 from ledger.cli.output import Grid, render
-from ledger.sessions import SESSION_S_DEFAULT, parse_duration, remove_session, session_path_for, write_session
+from ledger.service import LedgerService
+from ledger.sessions import (
+    SESSION_S_DEFAULT,
+    check_token,
+    ledger_ref,
+    parse_duration,
+    read_session,
+    remove_session,
+    session_path_for,
+    session_secret,
+    write_session,
+)
 
 ROLE_CHOICE = click.Choice([*ROLES, *ROLE_ALIASES], case_sensitive=False)
 ACCOUNT_HEADINGS = ("账户", "角色", "状态", "版本")
@@ -40,9 +56,14 @@ def login(c: Context, name: str, login_password_file: Path | None, duration: str
     seconds = parse_duration(duration)
     service = c.service()
     password = actor_password(name, login_password_file or c.password_file)
-    identity, token, expires_at = service.open_session(name, password, seconds=seconds)
+    try:
+        identity, token, expires_at = service.open_session(name, password, seconds=seconds)
+    except (WrongNameOrPassword, AccountDisabled) as e:
+        _recorded(service, Access(LOGIN_FAILED, "cli", name, action="login", rule=e.rule))
+        raise
     path = session_path_for(c.db)
     write_session(path, token)
+    _recorded(service, Access(LOGIN, "cli", identity.name, role=identity.role, action="login"))
     until = datetime.fromtimestamp(expires_at, UTC).astimezone().isoformat(timespec="minutes")
     render([f"logged in as {identity.name} ({identity.role}) until {until}; session in {path}"])
 
@@ -50,9 +71,27 @@ def login(c: Context, name: str, login_password_file: Path | None, duration: str
 @click.command()
 @pass_context
 def logout(c: Context) -> None:
-    """End this ledger's session: remove its token file."""
+    """End this ledger's session: remove its token file (and record the logout, when the session held)."""
     path = session_path_for(c.db)
+    token = read_session(path)
+    if token is not None:
+        try:
+            session = check_token(session_secret(c.db), ledger_ref(c.db), token, time.time())
+        except RuleBroken:
+            session = None  # expired or of another ledger: nothing to record, the file goes anyway
+        if session is not None:
+            _recorded(c.service(), Access(LOGOUT, "cli", session.name, action="logout"))
     render(["logged out" if remove_session(path) else f"no session to end ({path} does not exist)"])
+
+
+def _recorded(service: LedgerService, access: Access) -> None:
+    """Record a login, logout or failed login in the ledger (ledger.access), as the web does. A store
+    that refuses the write (an auditor's SELECT-only PostgreSQL role) does not stop the command: a note
+    says the access was not recorded."""
+    try:
+        service.record_access(access)
+    except PersistenceError as e:
+        click.echo(f"note: this {access.kind} was not recorded in the ledger: {e}", err=True)
 
 
 @click.group()

@@ -16,7 +16,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from domain.access import REFUSED
 from domain.errors import RuleBroken
+from ledger.access import Access
 from ledger.bootstrap import check_store
 from ledger.keys import with_cipher
 from ledger.sessions import ledger_ref, session_secret
@@ -77,6 +79,9 @@ def create_app(
 
     @app.exception_handler(Refused)
     def refused(request: Request, e: Refused) -> Response:
+        if e.account:  # a logged-in account refused: recorded in the ledger (ledger.access)
+            access = Access(REFUSED, "web", e.account, role=e.role, action=e.action, rule=e.rule)
+            web.record_access(request, access)
         if _is_api(request):
             return JSONResponse({"error": e.rule, "message": e.message}, status_code=403)
         return _error_page(request, rule_text(e.rule, e.message) if e.rule != "CsrfTokenRefused" else e.message, 403)

@@ -13,18 +13,23 @@ read models are caught up before the applications close, as the CLI does.
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 
+from eventsourcing.persistence import PersistenceError
 from fastapi import Request
 from fastapi.templating import Jinja2Templates
 
+from domain.access import LOGIN_FAILED
 from domain.accounts import Identity
 from domain.errors import RuleBroken
+from ledger.access import Access
 from ledger.accounts import identity_of
 from ledger.bootstrap import open_service
 from ledger.reports import ServedReads
@@ -47,10 +52,38 @@ class NotLoggedIn(Exception):
 class Refused(Exception):
     """The request may not go on: a role that may not act, or a POST without its CSRF token (403)."""
 
-    def __init__(self, message: str, rule: str = "") -> None:
+    def __init__(self, message: str, rule: str = "", *, account: str = "", role: str = "", action: str = "") -> None:
         super().__init__(message)
         self.message = message
         self.rule = rule
+        # Who was refused, when known (a session's account): the refusal is recorded in the ledger.
+        self.account = account
+        self.role = role
+        self.action = action
+
+
+FAILED_LOGINS_RECORDED_PER_MINUTE = 60
+
+
+@dataclass
+class FailedLoginBudget:
+    """How many failed logins one server process records in the ledger per minute. Why a bound: a
+    failed login is the one event anyone can cause without an account, and the throttle (auth.py) bounds
+    attempts per name, not names; without it, a script trying names would grow the append-only log
+    without end. Beyond the bound the attempt is still refused and logged, only not recorded."""
+
+    per_minute: int = FAILED_LOGINS_RECORDED_PER_MINUTE
+    _recent: deque[float] = field(default_factory=deque)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def take(self, now: float) -> bool:
+        with self._lock:
+            while self._recent and self._recent[0] <= now - 60:
+                self._recent.popleft()
+            if len(self._recent) >= self.per_minute:
+                return False
+            self._recent.append(now)
+            return True
 
 
 @dataclass
@@ -65,6 +98,7 @@ class Web:
     exports_dir: Path | None = None
     today: Callable[[], date] = date.today
     clock: Callable[[], float] = time.time
+    failed_logins: FailedLoginBudget = field(default_factory=FailedLoginBudget)
 
     served: ServedReads = field(default_factory=ServedReads)  # reports under load (ledger.reports)
 
@@ -72,6 +106,25 @@ class Web:
         service = open_service(self.db, read_only=not writing)
         service.served = self.served
         return service
+
+    def record_access(self, request: Request, access: Access) -> None:
+        """Record a login, logout, failed login or refusal in the ledger (ledger.access), with the
+        request's method, path and client address. A store that refuses the write (a SELECT-only role)
+        is logged and the response stays what it was: a refusal is still a 403."""
+        client = request.client.host if request.client else ""
+        access = replace(access, method=request.method, path=request.url.path, address=client)
+        if access.kind == LOGIN_FAILED and not self.failed_logins.take(time.monotonic()):
+            log.warning("failed login for %r not recorded in the ledger: more than %d a minute",
+                        access.name[:64], self.failed_logins.per_minute)  # fmt: skip
+            return
+        service = self.open(writing=True)
+        try:
+            service.record_access(access)
+        except (PersistenceError, RuleBroken) as e:
+            log.error("could not record %s of %s in the ledger: %s", access.kind, access.name, e)
+        finally:
+            service.registry.close()
+            service.disbursement.close()
 
 
 def web_of(request: Request) -> Web:
@@ -108,7 +161,7 @@ def visit(request: Request, action: str, *, csrf_token: str | None = None, writi
         raise NotLoggedIn(t("login.expired")) from e
     if request.method == "POST" and not web.sessions.csrf_ok(token, csrf_token):
         log.warning("refused %s %s by %s: CSRF token missing or wrong", request.method, request.url.path, session.name)
-        raise Refused(t("error.csrf"), "CsrfTokenRefused")
+        raise Refused(t("error.csrf"), "CsrfTokenRefused", account=session.name, action=action)
     service = web.open(writing=writing)
     try:
         try:
@@ -122,7 +175,7 @@ def visit(request: Request, action: str, *, csrf_token: str | None = None, writi
                 "refused %s %s by %s (%s): %s: %s",
                 request.method, request.url.path, identity.name, identity.role, e.rule, e,
             )  # fmt: skip
-            raise Refused(t("error.forbidden"), e.rule) from e
+            raise Refused(t("error.forbidden"), e.rule, account=identity.name, role=identity.role, action=action) from e
         yield Visit(web, service, identity, web.sessions.csrf_for(token))
         if writing:
             from ledger.reports import catch_up

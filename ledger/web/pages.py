@@ -17,10 +17,12 @@ from urllib.parse import quote, urlencode
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from domain.access import LOGIN, LOGIN_FAILED, LOGOUT
 from domain.accounts import AccountDisabled, normalised_name
 from domain.disbursement import BATCH_STATUSES
 from domain.errors import RuleBroken
 from domain.periods import Month
+from ledger.access import Access
 from ledger.accounts import NoAccountsYet, WrongNameOrPassword
 from ledger.exports import FORMATS
 from ledger.views import batch_row
@@ -53,7 +55,7 @@ NAV = (
     ("/bank", "nav.bank", "bank import"),
     ("/persons", "nav.decisions", "audit history"),
     ("/reports", "nav.reports", "report balances"),
-    ("/audit", "nav.audit", "audit verify"),
+    ("/audit", "nav.audit", "audit log"),
 )
 
 
@@ -103,19 +105,23 @@ def login(request: Request, username: str = Form(""), password: str = Form(""), 
         identity, token, expires_at = service.open_session(username, password, seconds=web.session_seconds)
     except NoAccountsYet:
         return again(t("login.no_accounts"), 403)
-    except WrongNameOrPassword:
+    except WrongNameOrPassword as e:
         web.throttle.failed(username)
+        web.record_access(request, Access(LOGIN_FAILED, "web", username, rule=e.rule))
         return again(t("login.wrong"), 401)
-    except AccountDisabled:  # said only to whoever knew the password
+    except AccountDisabled as e:  # said only to whoever knew the password
+        web.record_access(request, Access(LOGIN_FAILED, "web", username, rule=e.rule))
         return again(t("login.disabled"), 403)
-    except RuleBroken:
+    except RuleBroken as e:
         web.throttle.failed(username)  # a name that cannot be an account: the same words as a wrong password
+        web.record_access(request, Access(LOGIN_FAILED, "web", username, rule=e.rule))
         return again(t("login.wrong"), 401)
     finally:
         service.registry.close()
         service.disbursement.close()
     web.throttle.succeeded(username)
     log.info("login %s (%s)", identity.name, identity.role)
+    web.record_access(request, Access(LOGIN, "web", identity.name, role=identity.role))
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
         COOKIE,
@@ -141,6 +147,8 @@ def logout(request: Request, csrf_token: str = Form("")) -> Response:
             web.sessions.revoke(token, session.expires_at)
         except RuleBroken:
             pass  # already ended
+        else:
+            web.record_access(request, Access(LOGOUT, "web", session.name))
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict", secure=request.url.scheme == "https")
     return response

@@ -208,7 +208,7 @@ def test_only_a_checker_may_approve_aid(office: OfficeLedger, role: str) -> None
         ({**SUSPEND, "reason": "  "}, "BadReason", "依据须为 1–500 字的文字"),
         ({**SUSPEND, "kind": "resume"}, "DecisionNotAllowed", "该决定不适用于生效日当天的状态"),
         ({**SUSPEND, "on": "2016-12-31"}, "DecisionBeforeEnrolment", "生效日期早于纳入日期"),
-        ({**SUSPEND, "programme": "rural_dibao"}, "UnknownEnrolment", "台账中没有该人员在该项目的记录"),
+        ({**SUSPEND, "programme": "rural_dibao"}, "UnknownEnrolment", "该人员在该项目没有记录"),
         ({**SUSPEND, "programme": "no_such"}, "UnknownProgramme", "政策中没有该项目"),
         ({**SUSPEND, "kind": "change"}, "DecisionNotAllowed", "该决定不适用"),
         ({**SUSPEND, "kind": "change", "members": "0"}, "HouseholdInvalid", "家庭情况超出允许范围"),
