@@ -15,6 +15,7 @@ ZH_CN: dict[str, str] = {
     "nav.batches": "批次",
     "nav.bank": "回盘",
     "nav.decisions": "决定",
+    "nav.aid": "临时救助",
     "nav.reports": "报表",
     "nav.audit": "审计",
     "nav.logout": "退出",

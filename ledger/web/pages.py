@@ -54,6 +54,7 @@ NAV = (
     ("/batches", "nav.batches", "batch list"),
     ("/bank", "nav.bank", "bank import"),
     ("/persons", "nav.decisions", "audit history"),
+    ("/aid", "nav.aid", "aid list"),
     ("/reports", "nav.reports", "report balances"),
     ("/audit", "nav.audit", "audit log"),
 )
