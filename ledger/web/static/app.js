@@ -14,6 +14,7 @@ document.addEventListener("DOMContentLoaded", function () {
   var paid = document.getElementById("chart-paid");
   if (paid && data.periods.length) {
     echarts.init(paid).setOption({
+      animation: false,  // drawn at once: slow office PCs, and screenshots show the figures
       title: { text: paid.getAttribute("data-title"), textStyle: { fontSize: 14 } },
       tooltip: { trigger: "axis" }, legend: { top: 24 }, grid: { top: 60 },
       xAxis: { type: "category", data: data.periods }, yAxis: { type: "value" },
@@ -23,6 +24,7 @@ document.addEventListener("DOMContentLoaded", function () {
   var rate = document.getElementById("chart-rate");
   if (rate && data.months.length) {
     echarts.init(rate).setOption({
+      animation: false,
       title: { text: rate.getAttribute("data-title"), textStyle: { fontSize: 14 } },
       tooltip: { trigger: "axis" }, legend: { top: 24 }, grid: { top: 60 },
       xAxis: { type: "category", data: data.months }, yAxis: { type: "value", min: 0, max: 100 },
